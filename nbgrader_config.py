@@ -1,0 +1,28 @@
+"""nbgrader set-up for the imgrec course (instructors: see the README's instructor guide).
+
+The repository is the course directory: instructor notebooks live in solutions/<lesson>/ and
+`nbgrader generate_assignment` writes the student versions to lessons/<lesson>/. Submissions,
+autograded copies, feedback and the gradebook are run-time files that git ignores.
+"""
+
+c = get_config()  # noqa: F821  (nbgrader provides get_config)
+
+c.CourseDirectory.root = "."
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "lessons"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+c.CourseDirectory.course_id = "imgrec"
+# Only the notebooks travel with a lesson; data come from imgrec_lib.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.pt", "checkpoints"]
+
+# Student code must not hang the grader: every cell gets a time limit.
+c.ExecutePreprocessor.timeout = 120
+c.ExecutePreprocessor.interrupt_on_timeout = True
+c.ExecutePreprocessor.kernel_name = "python3"
+
+# Stubs that replace solutions in the released notebooks.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -1,0 +1,161 @@
+"""The nbgrader pipeline, lesson by lesson.
+
+- `lessons/` is exactly what `nbgrader generate_assignment` makes from `solutions/` today;
+- no solution code and no hidden test reaches `lessons/`;
+- the instructor's notebook, submitted as a student's, autogrades to full marks, and the blank
+  release autogrades to zero, without crashing;
+- the cell metadata follows the course conventions (docs/LESSON_GUIDE.md).
+
+All of it runs in a temporary copy of the course, so nothing in the repository is touched.
+The notebooks' own outputs are checked by nbval (`make test` runs `pytest --nbval-lax solutions`).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+if os.environ.get("LESSON"):  # e.g. LESSON=01_convolution pytest tests/test_lessons.py: one lesson only
+    LESSONS = [name for name in LESSONS if name.startswith(os.environ["LESSON"])]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.skipif(not LESSONS, reason="no lessons in solutions/ yet")
+
+
+def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run nbgrader with the venv's bin/ on PATH (it runs `alembic` as a program)."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run([str(BIN / "nbgrader"), *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+    return result
+
+
+def notebook(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def grade_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
+@pytest.fixture(scope="session")
+def course(tmp_path_factory) -> Path:
+    """A copy of the course with lessons generated afresh and two students' submissions autograded:
+    `solver` submits the instructor's notebooks, `blank` the untouched release."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions", root / "solutions",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pt"))
+    nbgrader("generate_assignment", "*", "--force", cwd=root)
+    for lesson in LESSONS:
+        for student, origin in (("solver", "solutions"), ("blank", "lessons")):
+            target = root / "submitted" / student / lesson
+            target.mkdir(parents=True)
+            shutil.copy(root / origin / lesson / f"{lesson}.ipynb", target)
+    nbgrader("autograde", "*", "--force", cwd=root)
+    return root
+
+
+def scores(course: Path, lesson: str, student: str) -> tuple[float, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission(lesson, student)
+        return submission.score, submission.max_score
+
+
+def failing_tests(course: Path, lesson: str, student: str) -> list[str]:
+    """grade_ids of test cells whose autograded output holds an error, with the error's last line."""
+    nb = notebook(course / "autograded" / student / lesson / f"{lesson}.ipynb")
+    failed = []
+    for cell in grade_cells(nb):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                failed.append(f"{cell['metadata']['nbgrader']['grade_id']}: {out['ename']}: {out['evalue']}")
+    return failed
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lessons_folder_is_a_fresh_generation(course, lesson):
+    committed = ROOT / "lessons" / lesson / f"{lesson}.ipynb"
+    assert committed.exists(), f"{committed} is missing: run `make lessons`"
+    fresh = notebook(course / "lessons" / lesson / f"{lesson}.ipynb")
+    assert notebook(committed) == fresh, f"{committed} is out of date: run `make lessons` and commit"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_no_solution_or_hidden_test_leaks_into_the_release(lesson):
+    src = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+    released = json.dumps(notebook(ROOT / "lessons" / lesson / f"{lesson}.ipynb"))
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in released, f"{marker!r} appears in lessons/{lesson}"
+    secret = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+    for cell in src["cells"]:
+        for _, block in secret.findall(source(cell)):
+            for line in block.splitlines():
+                line = line.strip()
+                if len(line) > 12 and not line.startswith("#"):  # skip trivial lines like `return x`
+                    assert json.dumps(line)[1:-1] not in released, f"lessons/{lesson} leaks: {line}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_cell_metadata_follows_the_conventions(lesson):
+    nb = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+    ids = []
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is None:
+            continue
+        assert meta["schema_version"] == 3
+        for key in ("grade", "solution", "locked", "grade_id"):
+            assert key in meta, f"{lesson}: a cell's nbgrader metadata lacks {key!r}"
+        ids.append(meta["grade_id"])
+        text = source(cell)
+        if meta["solution"]:
+            assert not meta["locked"] and "### BEGIN SOLUTION" in text, f"{meta['grade_id']}: answer cell"
+        if meta["grade"]:
+            assert meta["locked"] and meta["points"] > 0, f"{meta['grade_id']}: test cell must be locked, points > 0"
+            assert "BEGIN SOLUTION" not in text, f"{meta['grade_id']}: a test cell holds a solution"
+            assert re.search(r"\bassert\b|raise\b", text), f"{meta['grade_id']}: a test cell with no check"
+    assert len(ids) == len(set(ids)), f"{lesson}: duplicate grade_id"
+    hidden = [c for c in grade_cells(nb) if "### BEGIN HIDDEN TESTS" in source(c)]
+    assert hidden, f"{lesson}: has no hidden test cell"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solutions_are_stored_executed_without_errors_or_warnings(lesson):
+    nb = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code if source(c).strip()), f"{lesson} is not executed"
+    for cell in code:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"{lesson}: a stored error: {out.get('evalue')}"
+            if out.get("name") == "stderr":
+                text = "".join(out["text"])
+                assert "Warning" not in text and "Traceback" not in text, f"{lesson}: stored stderr: {text[:300]}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solved_notebook_scores_full_marks(course, lesson):
+    score, max_score = scores(course, lesson, "solver")
+    assert max_score > 0
+    assert score == max_score, f"{lesson}: {score}/{max_score}; failing: {failing_tests(course, lesson, 'solver')}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_blank_release_scores_zero(course, lesson):
+    score, max_score = scores(course, lesson, "blank")
+    assert max_score > 0
+    assert score == 0, f"{lesson}: the blank release scores {score}/{max_score}: some test passes without an answer"
