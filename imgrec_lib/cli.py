@@ -1,0 +1,149 @@
+"""The command line: ``python -m imgrec_lib train | evaluate | predict`` (or ``imgrec ...``).
+
+    python -m imgrec_lib train --data digits --epochs 4 --checkpoint checkpoints/course_cnn.pt
+    python -m imgrec_lib evaluate --checkpoint checkpoints/course_cnn.pt
+    python -m imgrec_lib predict my_digit.png another.jpg --top-k 3
+
+Exit codes scripts can rely on: 0 success, 1 bad input (a data set, checkpoint or image that cannot
+be used; the message says which and what to do), 2 a wrong command line (argparse's usage error),
+130 interrupted with Ctrl-C. Errors are one line on stderr, never a traceback (set IMGREC_DEBUG=1
+to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CHECKPOINT = "checkpoints/course_cnn.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imgrec_lib",
+        description="Train, evaluate and use the imgrec course CNN.",
+        epilog="Exit codes: 0 ok, 1 bad input (data, checkpoint or image), 2 usage error, 130 interrupted.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                         help=f"checkpoint file (default: {DEFAULT_CHECKPOINT})")
+        sub.add_argument("--device", default=None,
+                         help="cuda, cuda:1, mps or cpu (default: the best available; env IMGREC_DEVICE)")
+
+    train = commands.add_parser("train", help="train a model and save a checkpoint")
+    train.add_argument("--data", default="digits",
+                       help="digits (embedded, offline), shapes, mnist, fashion-mnist, cifar10, or a folder "
+                            "with one sub-folder per class (default: digits)")
+    train.add_argument("--root", default="data", help="where torchvision data sets live (default: data)")
+    train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
+    train.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the library's)")
+    train.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the library's)")
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    common(train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and loss of a checkpoint on a test split")
+    evaluate.add_argument("--data", default=None,
+                          help="data set to evaluate on (default: the one the checkpoint was trained on)")
+    evaluate.add_argument("--root", default="data")
+    common(evaluate)
+
+    predict = commands.add_parser("predict", help="classify image files (PNG, JPEG; any size)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files")
+    predict.add_argument("--top-k", type=int, default=3, help="how many classes to print (default: 3)")
+    common(predict)
+    return parser
+
+
+def _positive(name: str, value: int | float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"--{name} must be positive, got {value}")
+
+
+def train(args: argparse.Namespace) -> int:
+    from . import data, models, training
+
+    _positive("epochs", args.epochs)
+    _positive("lr", args.lr)
+    _positive("batch-size", args.batch_size)
+    train_data = data.get_dataset(args.data, "train", root=args.root)
+    test_data = data.get_dataset(args.data, "test", root=args.root)
+    image, _ = train_data[0]
+    channels, height, _ = image.shape
+    net = models.build_model(args.model, in_channels=channels, num_classes=len(data.classes_of(train_data)),
+                             image_size=height)
+    print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}: "
+          f"{len(train_data):,} train / {len(test_data):,} test images")
+    history = training.fit(
+        net, train_data, test_data,
+        epochs=args.epochs or training.DEFAULT_EPOCHS, lr=args.lr or training.DEFAULT_LR,
+        batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
+        resume=args.resume, progress=not args.quiet, seed=args.seed,
+    )
+    print(f"test accuracy {history.test_accuracy[-1]:.2%} after {len(history.train_loss)} epochs "
+          f"({sum(history.epoch_seconds):.1f} s); checkpoint saved to {args.checkpoint}")
+    return EXIT_OK
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from . import checkpoint, data, training
+
+    net, ckpt = checkpoint.load_model(args.checkpoint, device=args.device)
+    name = args.data or "digits"
+    test_data = data.get_dataset(name, "test", root=args.root)
+    if list(data.classes_of(test_data)) != list(ckpt["classes"]):
+        raise ValueError(f"{args.checkpoint} was trained on classes {ckpt['classes']}, "
+                         f"but {name} has {data.classes_of(test_data)}: pass the matching --data")
+    metrics = training.evaluate(net, test_data, device=args.device)
+    print(f"{name} test split: accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f} "
+          f"({len(test_data):,} images)")
+    return EXIT_OK
+
+
+def predict(args: argparse.Namespace) -> int:
+    from . import checkpoint, inference
+
+    _positive("top-k", args.top_k)
+    net, ckpt = checkpoint.load_model(args.checkpoint, device=args.device)
+    status = EXIT_OK
+    for path in args.images:  # one at a time, so one bad file does not hide the others' answers
+        try:
+            (prediction,) = inference.predict_files(net, [path], ckpt["classes"], top_k=args.top_k,
+                                                    device=args.device, input_shape=ckpt["input_shape"])
+        except inference.ImageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top_k)
+        print(f"{path}: {ranked}")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (``python -m imgrec_lib`` exits with it)."""
+    args = build_parser().parse_args(argv)  # exits with 2 on a usage error
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .inference import ImageError
+
+    try:
+        return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
+    except (CheckpointError, DataError, ImageError, ValueError, RuntimeError) as err:
+        if os.environ.get("IMGREC_DEBUG"):  # IMGREC_DEBUG=1 shows the full traceback
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

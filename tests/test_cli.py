@@ -1,0 +1,137 @@
+"""The command line, as a script sees it: output, exit codes, one-line errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgrec_lib import cli
+from imgrec_lib.data import load_digits_arrays
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m imgrec_lib`` as a separate process, the way a user or a script does."""
+    return subprocess.run([sys.executable, "-m", "imgrec_lib", *args], capture_output=True, text=True,
+                          timeout=300, env={"IMGREC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint from one short epoch of `train` on the embedded digits, and its output."""
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "net.pt"
+    result = run("train", "--data", "digits", "--epochs", "1", "--quiet", "--checkpoint", str(checkpoint))
+    return checkpoint, result
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    """Three test digits as PNG files, white on black as in MNIST, with their labels."""
+    folder = tmp_path_factory.mktemp("digits")
+    images, labels = load_digits_arrays("test")
+    paths = []
+    for i in range(3):
+        path = folder / f"digit_{i}_label_{labels[i]}.png"
+        Image.fromarray(images[i]).save(path)
+        paths.append(path)
+    return paths, labels[:3]
+
+
+def test_train_reports_accuracy_and_saves_a_checkpoint(trained):
+    checkpoint, result = trained
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and checkpoint.exists()
+    accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 80, f"one epoch should already reach well over 80%, got {accuracy}%"
+
+
+def test_evaluate_prints_the_accuracy(trained):
+    checkpoint, _ = trained
+    result = run("evaluate", "--checkpoint", str(checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout and "1,000 images" in result.stdout
+
+
+def test_predict_prints_top_k_classes_with_probabilities(trained, digit_files):
+    checkpoint, _ = trained
+    paths, labels = digit_files
+    result = run("predict", *map(str, paths), "--top-k", "3", "--checkpoint", str(checkpoint))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    correct = 0
+    for line, label in zip(lines, labels):
+        ranked = line.split(": ", 1)[1].split(", ")
+        assert len(ranked) == 3
+        probabilities = [float(item.split()[1].rstrip("%")) for item in ranked]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100.1
+        correct += ranked[0].split()[0] == str(label)
+    assert correct >= 2, f"the trained net should recognise most test digits: {result.stdout}"
+
+
+def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_files, tmp_path):
+    checkpoint, _ = trained
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(digit_files[0][0].read_bytes()[:60])  # a PNG cut off after its header
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    result = run("predict", str(corrupt), str(digit_files[0][0]), str(text), "--checkpoint", str(checkpoint))
+    assert result.returncode == cli.EXIT_BAD_INPUT
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "corrupt.png" in errors[0] and "notes.png" in errors[1]
+    assert len(result.stdout.strip().splitlines()) == 1, "the good image is still classified"
+
+
+def test_a_missing_checkpoint_says_what_to_do(tmp_path, digit_files):
+    result = run("predict", str(digit_files[0][0]), "--checkpoint", str(tmp_path / "nope.pt"))
+    assert result.returncode == cli.EXIT_BAD_INPUT
+    assert "Traceback" not in result.stderr and "make train" in result.stderr
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(checkpoint.read_bytes()[:1000])
+    assert cli.main(["evaluate", "--checkpoint", str(broken), "--device", "cpu"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "broken.pt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_with_2():
+    assert run().returncode == cli.EXIT_USAGE
+    assert run("train", "--epochs", "many").returncode == cli.EXIT_USAGE
+    assert run("fly").returncode == cli.EXIT_USAGE
+
+
+def test_bad_values_and_unknown_data_exit_with_1(capsys):
+    assert cli.main(["train", "--epochs", "0"]) == cli.EXIT_BAD_INPUT
+    assert "--epochs must be positive" in capsys.readouterr().err
+    assert cli.main(["train", "--data", "imagenet"]) == cli.EXIT_BAD_INPUT
+    assert "digits" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands_and_exit_codes():
+    result = run("--help")
+    assert result.returncode == 0
+    for word in ("train", "evaluate", "predict", "Exit codes"):
+        assert word in result.stdout
+
+
+def test_predict_rejects_an_image_folder_with_a_clear_error(trained, tmp_path):
+    checkpoint, _ = trained
+    result = run("predict", str(tmp_path), "--checkpoint", str(checkpoint))
+    assert result.returncode == cli.EXIT_BAD_INPUT and "Traceback" not in result.stderr
+
+
+def test_digits_inverted_on_white_paper_are_still_recognised(trained, digit_files, tmp_path):
+    """A learner's own digit: dark ink on light paper, bigger than 28x28."""
+    checkpoint, _ = trained
+    paths, labels = digit_files
+    path = tmp_path / "paper.png"
+    ink = 255 - np.asarray(Image.open(paths[0]))
+    Image.fromarray(ink).resize((140, 140)).save(path)
+    result = run("predict", str(path), "--top-k", "1", "--checkpoint", str(checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(": ")[1].split()[0] == str(labels[0])
