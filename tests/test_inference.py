@@ -1,0 +1,333 @@
+"""Tests for imgrec_lib.inference: image loading in every mode, MNIST-style preprocessing,
+the ImageError paths, top-k predictions, batching and saliency."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from imgrec_lib.inference import (
+    ImageError, Prediction, load_image, predict_files, predict_tensor, prepare_image, saliency,
+)
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "imgrec_lib" / "embedded" / "mnist_5k.npz"
+CLASSES = [str(i) for i in range(10)]
+
+
+def tiny_model(in_features=784, num_classes=10, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_features, num_classes))
+
+
+def drawing(width=300, height=200, ink=0, paper=255):
+    """A dark '7' drawn off-centre on light paper, like a photo of a learner's drawing."""
+    img = Image.new("L", (width, height), paper)
+    ImageDraw.Draw(img).line([(40, 30), (100, 30), (65, 160)], fill=ink, width=14)
+    return img
+
+
+def centre_of_mass(m):
+    ys, xs = torch.meshgrid(torch.arange(m.shape[0]).float(), torch.arange(m.shape[1]).float(),
+                            indexing="ij")
+    return float((m * ys).sum() / m.sum()), float((m * xs).sum() / m.sum())
+
+
+def mnist_digits():
+    data = np.load(EMBEDDED)
+    images, labels = data["test_images"], data["test_labels"]
+    return [images[np.flatnonzero(labels == k)[0]] for k in range(10)]  # one of each class
+
+
+# --------------------------------------------------------------------------- modes and shapes
+
+def save_in_mode(tmp_path, mode, size=(45, 31)):
+    """An image of the given PIL mode with a light background and a dark blob."""
+    base = Image.new("RGB", size, (250, 240, 230))
+    ImageDraw.Draw(base).ellipse([5, 5, size[0] // 2, size[1] // 2], fill=(10, 60, 20))
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257))
+    else:
+        img = base.convert(mode)
+    path = tmp_path / f"img_{mode.replace(';', '')}{suffix}"
+    img.save(path)
+    with Image.open(path) as saved:
+        assert saved.mode == mode
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "CMYK", "I;16", "1"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 16, 24)])
+def test_every_mode_loads_to_the_model_shape_in_0_1(tmp_path, mode, shape):
+    x = load_image(save_in_mode(tmp_path, mode), shape)
+    assert x.shape == shape and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.max()) - float(x.min()) > 0.3  # the blob is still there
+
+
+@settings(max_examples=30, deadline=None)
+@given(w=st.integers(1, 90), h=st.integers(1, 90), mode=st.sampled_from(["L", "RGB", "RGBA"]),
+       shape=st.sampled_from([(1, 28, 28), (3, 32, 32), (1, 10, 7)]), seed=st.integers(0, 2**16))
+def test_any_size_gives_the_model_shape(w, h, mode, shape, seed):
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(h, w, 4), dtype=np.uint8)
+    img = Image.fromarray(pixels, "RGBA").convert(mode)
+    x = prepare_image(img, shape)
+    assert x.shape == shape and x.dtype == torch.float32
+    assert torch.isfinite(x).all() and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_rgba_transparency_is_composited_on_white(tmp_path):
+    img = Image.new("RGBA", (20, 10), (0, 0, 0, 0))  # black but fully transparent
+    img.putpixel((3, 3), (255, 0, 0, 255))
+    path = tmp_path / "t.png"
+    img.save(path)
+    x = load_image(path, (3, 20, 10), invert=False)
+    assert torch.allclose(x[:, 0, 0], torch.ones(3))  # transparent -> white paper, not black
+
+
+def test_16_bit_grey_is_scaled_to_0_1_not_clipped(tmp_path):
+    a = np.full((12, 12), 32768, dtype=np.uint16)
+    a[:, 6:] = 65535
+    path = tmp_path / "g16.png"
+    Image.fromarray(a).save(path)
+    x = load_image(path, (1, 12, 12), invert=False)
+    assert x[0, :, :6].mean().item() == pytest.approx(0.5, abs=0.01)
+    assert x[0, :, 6:].mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_aspect_ratio_is_kept_by_padding(tmp_path):
+    img = Image.new("L", (80, 40), 0)
+    ImageDraw.Draw(img).ellipse([25, 5, 55, 35], fill=255)  # a circle of diameter 30 px
+    path = tmp_path / "wide.png"
+    img.save(path)
+    x = load_image(path, (1, 32, 32), invert=False)[0]
+    ink = torch.nonzero(x > 0.5)
+    height, width = (ink.max(0).values - ink.min(0).values + 1).tolist()
+    assert abs(height - width) <= 1  # still round, not squashed
+    assert float(x[:8].max()) < 0.05 and float(x[-8:].max()) < 0.05  # padded above and below
+
+
+def test_explicit_invert(tmp_path):
+    path = save_in_mode(tmp_path, "RGB")
+    plain = load_image(path, (3, 16, 16), invert=False)
+    assert torch.allclose(load_image(path, (3, 16, 16), invert=True), 1 - plain, atol=1e-5)
+    with pytest.raises(ValueError, match="invert"):
+        load_image(path, invert="yes")
+    with pytest.raises(ValueError, match="input_shape"):
+        load_image(path, (2, 28, 28))
+
+
+# --------------------------------------------------------------------------- MNIST preprocessing
+
+def test_dark_digit_on_white_is_inverted_and_centred_like_mnist(tmp_path):
+    path = tmp_path / "seven.png"
+    drawing().save(path)
+    m = load_image(path)[0]
+    assert m.shape == (28, 28)
+    assert float(torch.cat([m[0], m[-1], m[:, 0], m[:, -1]]).max()) < 0.05  # black background
+    assert float(m.max()) > 0.9  # white ink
+    cy, cx = centre_of_mass(m)
+    assert abs(cy - 14) < 0.6 and abs(cx - 14) < 0.6  # where MNIST puts it
+    ink = torch.nonzero(m > 0.1)
+    height, width = (ink.max(0).values - ink.min(0).values + 1).tolist()
+    assert max(height, width) in (20, 21) and min(height, width) <= 21  # the 20x20 box
+
+
+def test_grey_paper_photo_loses_its_background(tmp_path):
+    path = tmp_path / "photo.jpg"
+    drawing(ink=40, paper=190).convert("RGB").save(path)  # dim light, grey paper, JPEG noise
+    m = load_image(path)[0]
+    corners = torch.stack([m[:3, :3], m[:3, -3:], m[-3:, :3], m[-3:, -3:]])
+    assert float(corners.max()) < 0.1 and float(m.max()) > 0.8
+
+
+def test_white_on_black_mnist_file_loads_unchanged(tmp_path):
+    digit = mnist_digits()[3]
+    path = tmp_path / "three.png"
+    Image.fromarray(digit).save(path)
+    x = load_image(path)
+    assert torch.allclose(x[0], torch.from_numpy(digit).float() / 255, atol=1e-6)
+
+
+def test_blank_page_gives_a_black_image(tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("L", (100, 80), 255).save(path)
+    assert float(load_image(path).abs().max()) == 0.0
+
+
+def test_digit_drawn_on_paper_gets_the_prediction_of_the_original(tmp_path):
+    """A nearest-template model on the ten MNIST originals recognises each one redrawn large,
+    dark on white paper, off-centre: what preprocessing is for."""
+    originals = [torch.from_numpy(d).float() / 255 for d in mnist_digits()]
+    templates = torch.stack([(t - t.mean()).flatten() for t in originals])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(templates / templates.norm(dim=1, keepdim=True))
+    paths = []
+    for k, d in enumerate(mnist_digits()):
+        big = Image.fromarray(255 - d).resize((28 * 7, 28 * 7), Image.Resampling.BILINEAR)
+        paper = Image.new("L", (420, 330), 255)
+        paper.paste(big, (20 + 15 * k, 110 - 9 * k))
+        paths.append(tmp_path / f"drawn_{k}.png")
+        paper.save(paths[-1])
+    loaded = torch.stack([load_image(p) for p in paths])
+    for k in range(10):
+        similarity = torch.nn.functional.cosine_similarity(loaded[k].flatten(), originals[k].flatten(), dim=0)
+        assert similarity > 0.75, f"digit {k}: cosine similarity {similarity:.2f} with the original"
+    on_paper = [p.label for p in predict_files(model, paths, CLASSES)]
+    original = [p.label for p in predict_tensor(model, torch.stack(originals)[:, None], CLASSES)]
+    assert on_paper == original == CLASSES
+
+
+# --------------------------------------------------------------------------- errors
+
+def error_files(tmp_path):
+    good = tmp_path / "good.png"
+    drawing().save(good)
+    data = good.read_bytes()
+    (tmp_path / "text.png").write_text("this is not a picture\n")
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[80:120] = np.random.default_rng(0).integers(0, 256, 40, dtype=np.uint8).tobytes()  # pixel data
+    (tmp_path / "corrupt.png").write_bytes(bytes(corrupt))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "folder.png").mkdir()
+    return {
+        "missing.png": "no such file", "folder.png": "directory", "text.png": "not an image",
+        "truncated.png": "truncated", "corrupt.png": "corrupt", "empty.png": "empty",
+    }
+
+
+@pytest.mark.parametrize("name", ["missing.png", "folder.png", "text.png", "truncated.png",
+                                  "corrupt.png", "empty.png"])
+def test_image_errors_name_the_file_and_the_problem(tmp_path, name):
+    problems = error_files(tmp_path)
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / name)
+    message = str(info.value)
+    assert name in message and problems[name] in message and "\n" not in message
+
+
+def test_predict_files_raises_image_error_for_a_bad_file(tmp_path):
+    error_files(tmp_path)
+    with pytest.raises(ImageError, match="text.png"):
+        predict_files(tiny_model(), [tmp_path / "good.png", tmp_path / "text.png"], CLASSES)
+
+
+# --------------------------------------------------------------------------- predictions
+
+def test_predict_tensor_top_k_sorted_and_matches_softmax():
+    model = tiny_model()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1)
+    predictions = predict_tensor(model, x, CLASSES, top_k=4)
+    assert isinstance(predictions, list) and len(predictions) == 5
+    for p, row in zip(predictions, probs):
+        values = [prob for _, prob in p.top_k]
+        assert len(values) == 4 and values == sorted(values, reverse=True) and sum(values) <= 1 + 1e-6
+        assert p.label == str(int(row.argmax())) and p.probability == pytest.approx(float(row.max()), rel=1e-5)
+        for name, prob in p.top_k:
+            assert prob == pytest.approx(float(row[int(name)]), rel=1e-5)
+        assert p.path is None
+
+
+def test_predict_tensor_single_image_and_clipped_top_k():
+    model = tiny_model(num_classes=3)
+    p = predict_tensor(model, torch.rand(1, 28, 28), ["cat", "dog", "owl"], top_k=10)
+    assert isinstance(p, Prediction) and len(p.top_k) == 3
+    assert sorted(name for name, _ in p.top_k) == ["cat", "dog", "owl"]
+    assert sum(prob for _, prob in p.top_k) == pytest.approx(1.0, abs=1e-5)
+    assert dataclasses.asdict(p)["label"] == p.label and p.label in str(p)
+
+
+def test_predict_tensor_rejects_bad_arguments():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="top_k"):
+        predict_tensor(model, torch.rand(1, 28, 28), CLASSES, top_k=0)
+    with pytest.raises(ValueError, match="10 outputs but 3 class names"):
+        predict_tensor(model, torch.rand(1, 28, 28), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        predict_tensor(model, torch.rand(28, 28), CLASSES)
+
+
+def test_eval_mode_is_used_and_training_mode_restored():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.9), torch.nn.Linear(784, 10))
+    model.train()
+    x = torch.rand(4, 1, 28, 28)
+    first = [p.top_k for p in predict_tensor(model, x, CLASSES)]
+    second = [p.top_k for p in predict_tensor(model, x, CLASSES)]
+    assert first == second  # dropout off: deterministic
+    assert model.training
+
+
+def test_batching_gives_the_same_answers_as_one_at_a_time(tmp_path):
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(7):
+        path = tmp_path / f"noise_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (20 + i, 30), dtype=np.uint8)).save(path)
+        paths.append(path)
+    batched = predict_files(model, paths, CLASSES, top_k=3, batch_size=3)
+    single = [predict_files(model, p, CLASSES, top_k=3)[0] for p in paths]
+    by_tensor = [predict_tensor(model, load_image(p), CLASSES, top_k=3) for p in paths]
+    assert [p.path for p in batched] == [str(p) for p in paths]
+    for a, b, c in zip(batched, single, by_tensor):
+        assert a.path == b.path
+        assert [n for n, _ in a.top_k] == [n for n, _ in b.top_k] == [n for n, _ in c.top_k]
+        np.testing.assert_allclose([v for _, v in a.top_k], [v for _, v in c.top_k], rtol=1e-5)
+
+
+def test_predict_files_reads_the_input_shape_from_model_config(tmp_path):
+    model = tiny_model(in_features=3 * 16 * 16, num_classes=4)
+    model.config = {"in_channels": 3, "image_size": 16}
+    path = tmp_path / "c.png"
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(path)
+    (p,) = predict_files(model, [path], ["a", "b", "c", "d"], top_k=2)
+    assert len(p.top_k) == 2 and p.path == str(path)
+
+
+# --------------------------------------------------------------------------- saliency
+
+def test_saliency_of_a_linear_model_is_its_weights():
+    model = tiny_model(in_features=3 * 8 * 8, num_classes=5)
+    x = torch.rand(3, 8, 8)
+    s = saliency(model, x, target=2)
+    expected = model[1].weight[2].detach().abs().reshape(3, 8, 8).amax(dim=0)
+    assert s.shape == (8, 8) and torch.allclose(s, expected)
+    predicted = int(model(x[None]).argmax())
+    assert torch.allclose(saliency(model, x[None]), model[1].weight[predicted].detach().abs().reshape(3, 8, 8).amax(0))
+    assert model[1].weight.grad is None  # the parameters are left alone
+    with pytest.raises(ValueError, match="target"):
+        saliency(model, x, target=5)
+
+
+# --------------------------------------------------------------------------- with the course's own files
+
+def test_predict_files_with_a_model_loaded_from_a_checkpoint(tmp_path):
+    """The lesson 08 path: save a course model, load it back, predict image files (like the CLI)."""
+    from imgrec_lib.checkpoint import load_model, save_checkpoint
+    from imgrec_lib.models import CourseCNN
+
+    torch.manual_seed(0)
+    net = CourseCNN(in_channels=3, num_classes=4, image_size=16, widths=(4,), hidden=8).eval()
+    classes = ["circle", "square", "triangle", "star"]
+    save_checkpoint(tmp_path / "net.pt", net, classes=classes, input_shape=(3, 16, 16))
+    loaded, ckpt = load_model(tmp_path / "net.pt", device="cpu")
+    paths = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        paths.append(tmp_path / f"shape_{i}.png")
+        Image.new("RGB", (40, 30), colour).save(paths[-1])
+    got = predict_files(loaded, paths, ckpt["classes"], input_shape=ckpt["input_shape"])
+    expected = [predict_tensor(net, load_image(p, (3, 16, 16)), classes) for p in paths]
+    for a, b in zip(got, expected):
+        assert [n for n, _ in a.top_k] == [n for n, _ in b.top_k]
+        np.testing.assert_allclose([v for _, v in a.top_k], [v for _, v in b.top_k], rtol=1e-5)
+    assert [p.path for p in predict_files(loaded, paths, ckpt["classes"])] == [str(p) for p in paths]  # shape from config
