@@ -1,0 +1,109 @@
+"""Tests for imgrec_lib.models: shapes, gradients, configs, parameter counts."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imgrec_lib.models import MODELS, CourseCNN, LeNet5, build_model, count_parameters
+
+SHAPES = [(1, 28), (3, 32)]  # grey digits, colour images
+
+
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed (75 s -> 13 s here)."""
+    if request.node.get_closest_marker("slow"):
+        yield  # the real training run uses every core
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("channels, size", SHAPES)
+def test_output_shape_and_backward(name, channels, size):
+    torch.manual_seed(0)
+    net = build_model(name, in_channels=channels, num_classes=7, image_size=size)
+    x = torch.rand(5, channels, size, size)
+    y_hat = net(x)
+    assert y_hat.shape == (5, 7) and y_hat.dtype == torch.float32
+    torch.nn.functional.cross_entropy(y_hat, torch.arange(5)).backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, f"no gradient reaches {pname}"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_build_model_round_trip(name):
+    torch.manual_seed(0)
+    net = build_model(name, in_channels=3, num_classes=4, image_size=32)
+    assert type(net) is MODELS[name] and net.name == name
+    copy = build_model(net.name, **net.config)
+    assert copy.config == net.config and repr(copy) == repr(net)
+    copy.load_state_dict(net.state_dict())  # same architecture: every key and shape fits
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(copy.eval()(x), net.eval()(x))
+
+
+def test_course_cnn_defaults_and_widths():
+    net = CourseCNN()
+    assert net.config == dict(in_channels=1, num_classes=10, image_size=28, widths=(32, 64), hidden=128, dropout=0.25)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64] and all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 2
+    assert "Conv2d" in repr(net) and "Dropout(p=0.25" in repr(net)
+    deep = CourseCNN(widths=[8, 16, 32])  # 28 -> 14 -> 7 -> 3
+    assert deep.config["widths"] == (8, 16, 32)
+    assert deep(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.integers(8, 40), channels=st.integers(1, 3), n_widths=st.integers(1, 3))
+def test_course_cnn_any_image_size(size, channels, n_widths):
+    if size // 2**n_widths < 1:
+        with pytest.raises(ValueError, match="too small"):
+            CourseCNN(channels, image_size=size, widths=(4,) * n_widths)
+        return
+    net = CourseCNN(channels, num_classes=3, image_size=size, widths=(4,) * n_widths, hidden=8)
+    assert net(torch.rand(2, channels, size, size)).shape == (2, 3)
+
+
+def test_lenet5_layout_and_parameter_count():
+    net = LeNet5()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [(6, (5, 5), (2, 2)), (16, (5, 5), (0, 0))]
+    assert [m.out_features for m in linears] == [120, 84, 10]
+    # the classic figure for LeNet-5 with plain dense layers: 61,706 on 32x32 (and 28x28 padded) input
+    assert count_parameters(net) == 61_706
+    assert count_parameters(LeNet5(image_size=32)) == 61_706
+    assert count_parameters(LeNet5(in_channels=3, image_size=32)) == 61_706 + 2 * 6 * 25
+
+
+def test_count_parameters_trainable_only():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    assert count_parameters(net) == 8 + 3
+    net[0].weight.requires_grad_(False)
+    assert count_parameters(net) == 5 and count_parameters(net, trainable_only=False) == 11
+
+
+@pytest.mark.parametrize("net", [CourseCNN(), LeNet5()])
+def test_wrong_input_shape_is_a_clear_error(net):
+    expected = r"expects a batch of shape \(N, 1, 28, 28\), got \(1, 28, 28\): add the batch"
+    with pytest.raises(ValueError, match=expected):
+        net(torch.rand(1, 28, 28))
+    with pytest.raises(ValueError, match=r"got \(2, 3, 32, 32\)"):
+        net(torch.rand(2, 3, 32, 32))
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*course_cnn, lenet5"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="bad settings for model 'lenet5'"):
+        build_model("lenet5", widths=(8,))
+    with pytest.raises(ValueError, match="at least 12x12"):
+        LeNet5(image_size=11)
+    assert LeNet5(image_size=12)(torch.rand(1, 1, 12, 12)).shape == (1, 10)

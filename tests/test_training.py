@@ -1,0 +1,243 @@
+"""Tests for imgrec_lib.training: fit, resume, input checks, evaluate, the schedules."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from imgrec_lib.checkpoint import load_checkpoint, load_model
+from imgrec_lib.models import CourseCNN, LeNet5
+from imgrec_lib.training import SCHEDULES, History, evaluate, fit, lr_at, predict_batches
+
+
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed (75 s -> 13 s here)."""
+    if request.node.get_closest_marker("slow"):
+        yield  # the real training run uses every core
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def bars(n=96, size=8, seed=0):
+    """A separable toy problem: class 0 has a bright left half, class 1 a bright right half."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    X = torch.rand(n, 1, size, size, generator=g) * 0.5
+    X[y == 0, :, :, : size // 2] += 0.5
+    X[y == 1, :, :, size // 2 :] += 0.5
+    return TensorDataset(X, y)
+
+
+def small_cnn(seed=0, num_classes=2):
+    torch.manual_seed(seed)
+    return CourseCNN(num_classes=num_classes, image_size=8, widths=(4, 8), hidden=16, dropout=0.1)
+
+
+def test_history_round_trip():
+    h = History(train_loss=[1.0, 0.5], train_accuracy=[0.5, 0.75], lr=[1e-3, 1e-4], epoch_seconds=[0.1, 0.2])
+    assert len(h) == 2 and History.from_dict(h.as_dict()) == h
+    assert History.from_dict({"train_loss": [0.3]}) == History(train_loss=[0.3])
+
+
+def test_onecycle_matches_pytorch():
+    total, peak = 100, 3e-3
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=peak)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, cycle_momentum=False)
+    for step in range(total):
+        assert math.isclose(lr_at(step, total, peak, "onecycle"), opt.param_groups[0]["lr"], rel_tol=1e-9), step
+        opt.step()
+        if step < total - 1:
+            sched.step()
+
+
+def test_cosine_and_constant_schedules():
+    assert lr_at(0, 11, 0.1, "cosine") == pytest.approx(0.1)
+    assert lr_at(5, 11, 0.1, "cosine") == pytest.approx(0.05)
+    assert lr_at(10, 11, 0.1, "cosine") == pytest.approx(0.0)
+    assert {lr_at(s, 11, 0.1, "constant") for s in range(11)} == {0.1}
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        lr_at(0, 10, 0.1, "linear")
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_fit_learns_a_separable_problem(schedule):
+    net, data = small_cnn(), bars()
+    seen = []
+    history = fit(net, data, bars(seed=1), epochs=6, lr=1e-2, batch_size=16, schedule=schedule,
+                  progress=False, device="cpu", on_epoch_end=lambda epoch, h: seen.append((epoch, len(h))))
+    assert seen == [(e, e) for e in range(1, 7)]
+    for values in history.as_dict().values():
+        assert len(values) == 6
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert history.test_accuracy[-1] >= 0.95 and history.train_accuracy[-1] >= 0.9
+    assert history.lr[-1] == pytest.approx(lr_at(6 * 6 - 1, 6 * 6, 1e-2, schedule))
+
+
+def test_same_seed_same_result_and_seed_matters():
+    def run(seed):
+        net = small_cnn()
+        fit(net, bars(), epochs=2, lr=1e-2, batch_size=16, progress=False, device="cpu", seed=seed)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    first = run(0)
+    assert torch.equal(run(0), first)
+    assert not torch.equal(run(1), first)  # another shuffle and other dropout masks
+
+
+def test_checkpoint_each_epoch_and_resume(tmp_path):
+    path = tmp_path / "ckpt" / "net.pt"
+    net = small_cnn()
+    fit(net, bars(), bars(seed=1), epochs=2, lr=1e-2, batch_size=16, progress=False, checkpoint=path)
+    saved = load_checkpoint(path)
+    assert saved["epoch"] == 2 and len(saved["history"]["test_accuracy"]) == 2
+    assert saved["classes"] == ["0", "1"] and tuple(saved["input_shape"]) == (1, 8, 8)
+    assert "optimizer_state" in saved and saved["scheduler_state"]["step"] == 2 * 6
+
+    history = fit(small_cnn(seed=5), bars(), bars(seed=1), epochs=3, lr=1e-2, batch_size=16,
+                  progress=False, checkpoint=path, resume=True)
+    assert len(history) == 3 and len(history.test_accuracy) == 3
+    assert history.train_loss[:2] == saved["history"]["train_loss"]  # the first two epochs come from the file
+    assert load_checkpoint(path)["epoch"] == 3
+    model, _ = load_model(path)
+    assert model.config == net.config
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights_as_not_stopping(tmp_path):
+    kwargs = dict(epochs=3, lr=1e-2, batch_size=16, progress=False, device="cpu")
+    straight = small_cnn()
+    fit(straight, bars(), checkpoint=tmp_path / "a.pt", **kwargs)
+
+    def stop_after_two(epoch, history):
+        if epoch == 2:
+            raise Interrupt  # like Ctrl-C after the second checkpoint was written
+
+    with pytest.raises(Interrupt):
+        fit(small_cnn(), bars(), checkpoint=tmp_path / "b.pt", on_epoch_end=stop_after_two, **kwargs)
+    assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 2
+    resumed = small_cnn(seed=9)  # its own weights are replaced by the checkpoint's
+    history = fit(resumed, bars(), checkpoint=tmp_path / "b.pt", resume=True, **kwargs)
+    assert len(history) == 3
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        fit(small_cnn(), bars(), resume=True, progress=False)
+    with pytest.raises(ValueError, match="no checkpoint at .*none.pt yet"):
+        fit(small_cnn(), bars(), checkpoint=tmp_path / "none.pt", resume=True, progress=False)
+
+
+def _weights(net):
+    return [p.detach().clone() for p in net.state_dict().values()]
+
+
+def test_bad_input_fails_before_training():
+    net = small_cnn()
+    before = _weights(net)
+    empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="training data set is empty"):
+        fit(net, empty, progress=False)
+    X, _ = bars()[:]
+    with pytest.raises(ValueError, match=r"labels run from 0 to 2.*2 outputs.*num_classes=3"):
+        fit(net, TensorDataset(X, torch.arange(len(X)) % 3), progress=False)
+    with pytest.raises(ValueError, match=r"labels run from -1"):
+        fit(net, bars(), TensorDataset(X, torch.full((len(X),), -1)), progress=False)
+    with pytest.raises(ValueError, match="integer class indices"):
+        fit(net, TensorDataset(X, torch.zeros(len(X))), progress=False)
+    with pytest.raises(ValueError, match=r"cannot take the training images: a batch of shape \(4, 3, 32, 32\)"):
+        fit(net, TensorDataset(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)), progress=False)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        fit(net, bars(), schedule="step", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, _weights(net)))  # nothing was trained
+
+
+class HiddenLabels(Dataset):
+    """A data set that does not expose its labels, so only the loop can check them."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x, 7 if i == 50 else int(y)
+
+
+def test_bad_label_found_during_training():
+    with pytest.raises(ValueError, match="labels run from .* to 7"):
+        fit(small_cnn(), HiddenLabels(bars()), epochs=1, batch_size=16, progress=False)
+
+
+def test_evaluate_and_predict_match_a_manual_count():
+    net, data = small_cnn(), bars(n=50, seed=3)
+    fit(net, bars(), epochs=1, lr=1e-2, batch_size=16, progress=False)
+    net.train()
+    X, y = data[:]
+    metrics = evaluate(net, Subset(data, range(50)), batch_size=16)
+    assert net.training  # the mode is restored
+    with torch.no_grad():
+        logits = net.eval()(X)
+    manual_accuracy = sum(int(logits[i].argmax()) == int(y[i]) for i in range(50)) / 50
+    assert metrics["accuracy"] == pytest.approx(manual_accuracy)
+    assert metrics["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    probs, labels = predict_batches(net, data, batch_size=16)
+    assert probs.shape == (50, 2) and torch.equal(labels, y)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(50)) and torch.allclose(probs, logits.softmax(dim=1), atol=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(net, Subset(data, []))
+
+
+def test_progress_bar_and_epoch_lines(capsys):
+    fit(small_cnn(), bars(), bars(seed=1), epochs=2, batch_size=16, progress=True)
+    out, err = capsys.readouterr()
+    assert "epoch 1/2: train loss" in out and "epoch 2/2" in out and "test loss" in out  # one line an epoch
+    assert "training: 100%" in err and err.count("\n") <= 2  # one bar, redrawn in place
+    fit(small_cnn(), bars(), epochs=1, batch_size=16, progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_lenet_on_colour_images():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(16, 3, 32, 32, generator=g), torch.arange(16) % 4)
+    torch.manual_seed(0)
+    net = LeNet5(in_channels=3, num_classes=4, image_size=32)
+    history = fit(net, data, data, epochs=1, batch_size=8, progress=False)
+    assert len(history) == 1 and 0.0 <= history.test_accuracy[0] <= 1.0
+
+
+def test_fit_on_the_embedded_digits(tmp_path):
+    from imgrec_lib.data import digits
+
+    train, test = digits("train"), digits("test")
+    torch.manual_seed(0)
+    net = CourseCNN(widths=(8, 16), hidden=32)
+    history = fit(net, Subset(train, range(512)), Subset(test, range(200)), epochs=3, batch_size=64,
+                  progress=False, checkpoint=tmp_path / "digits.pt")
+    assert history.test_accuracy[-1] > 0.5  # chance is 0.1
+    ckpt = load_checkpoint(tmp_path / "digits.pt")
+    assert ckpt["classes"] == [str(d) for d in range(10)] and tuple(ckpt["input_shape"]) == (1, 28, 28)
+
+
+@pytest.mark.slow
+def test_default_recipe_reaches_97_percent_on_the_digits():
+    """The promise of lesson 07: the defaults give >= 97% on the embedded test split."""
+    from imgrec_lib.data import digits
+
+    torch.manual_seed(0)
+    net = CourseCNN()
+    history = fit(net, digits("train"), digits("test"), progress=False)
+    assert history.test_accuracy[-1] >= 0.97, history.test_accuracy
