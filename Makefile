@@ -13,7 +13,7 @@ EXTRAS := lab,test,book
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test test-lib train lessons execute kernel constraints clean
+.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the course (idempotent)
+
+bench: $(STAMP)  ## benchmark: time to accuracy, throughput, conv, inference, notebooks -> JSON + benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench.py
 
 kernel: $(STAMP)  ## also register the kernel for a Jupyter or VS Code outside .venv
 	$(BIN)/python -m ipykernel install --user --name imgrec --display-name "Python (imgrec)"
@@ -44,8 +47,8 @@ test: $(STAMP)  ## run the whole test suite: library, notebooks (nbval), nbgrade
 test-lib: $(STAMP)  ## only the library tests (fast)
 	$(BIN)/python -m pytest tests -m "not slow"
 
-train: $(STAMP)  ## train the course CNN on the embedded digits, save checkpoints/course_cnn.pt
-	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt
+train: $(STAMP)  ## train the course CNN on the embedded digits, save checkpoints/course_cnn.pt (FAST=1: the fast path)
+	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt $(if $(FAST),--fast,)
 
 constraints: $(STAMP)  ## re-pin constraints.txt to what .venv has now (after a tested upgrade)
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^imgrec'; } > constraints.new
@@ -57,7 +60,7 @@ lessons: $(STAMP)  ## regenerate lessons/ (student notebooks) from solutions/ wi
 execute: $(STAMP)  ## re-execute every solution notebook in place, storing outputs (then: make lessons)
 	for nb in solutions/*/*.ipynb; do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.store_widget_state=True "$$nb" || exit 1; done
+	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) .pytest_cache .hypothesis checkpoints

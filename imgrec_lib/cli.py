@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("--fast", action="store_true",
+                       help="the fast path (imgrec_lib.fast): data as tensors on the device, random shifts, "
+                            "label smoothing")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     common(train)
 
@@ -68,8 +71,10 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from . import data, models, training
+    from . import data, fast, models, training
 
+    if args.fast and args.resume:
+        raise ValueError("--resume works with the standard loop only: drop --fast or --resume")
     _positive("epochs", args.epochs)
     _positive("lr", args.lr)
     _positive("batch-size", args.batch_size)
@@ -77,16 +82,25 @@ def train(args: argparse.Namespace) -> int:
     test_data = data.get_dataset(args.data, "test", root=args.root)
     image, _ = train_data[0]
     channels, height, _ = image.shape
+    recipe = fast.FAST_MODEL if args.fast and args.model == "course_cnn" else {}
     net = models.build_model(args.model, in_channels=channels, num_classes=len(data.classes_of(train_data)),
-                             image_size=height)
+                             image_size=height, **recipe)
     print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}: "
           f"{len(train_data):,} train / {len(test_data):,} test images")
-    history = training.fit(
-        net, train_data, test_data,
-        epochs=args.epochs or training.DEFAULT_EPOCHS, lr=args.lr or training.DEFAULT_LR,
-        batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
-        resume=args.resume, progress=not args.quiet, seed=args.seed,
-    )
+    if args.fast:
+        history = fast.fit_fast(
+            net, train_data, test_data,
+            epochs=args.epochs or fast.FAST_EPOCHS, lr=args.lr or fast.FAST_LR,
+            batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
+            progress=not args.quiet, seed=args.seed,
+        )
+    else:
+        history = training.fit(
+            net, train_data, test_data,
+            epochs=args.epochs or training.DEFAULT_EPOCHS, lr=args.lr or training.DEFAULT_LR,
+            batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
+            resume=args.resume, progress=not args.quiet, seed=args.seed,
+        )
     print(f"test accuracy {history.test_accuracy[-1]:.2%} after {len(history.train_loss)} epochs "
           f"({sum(history.epoch_seconds):.1f} s); checkpoint saved to {args.checkpoint}")
     return EXIT_OK

@@ -135,3 +135,24 @@ def test_digits_inverted_on_white_paper_are_still_recognised(trained, digit_file
     result = run("predict", str(path), "--top-k", "1", "--checkpoint", str(checkpoint))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(": ")[1].split()[0] == str(labels[0])
+
+
+def test_fast_training_on_coloured_shapes_saves_a_loadable_checkpoint(tmp_path, capsys):
+    checkpoint = tmp_path / "shapes.pt"
+    args = ["train", "--fast", "--data", "shapes", "--epochs", "1", "--quiet", "--device", "cpu",
+            "--checkpoint", str(checkpoint)]
+    assert cli.main(args) == cli.EXIT_OK
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--data", "shapes", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+    assert "shapes test split: accuracy" in capsys.readouterr().out
+
+
+def test_evaluating_on_data_with_other_classes_is_refused(trained, capsys):
+    checkpoint, _ = trained
+    assert cli.main(["evaluate", "--data", "shapes", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 1
+    assert "pass the matching --data" in capsys.readouterr().err
+
+
+def test_fast_and_resume_together_are_refused(capsys):
+    assert cli.main(["train", "--fast", "--resume"]) == cli.EXIT_BAD_INPUT
+    assert "--resume" in capsys.readouterr().err
