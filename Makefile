@@ -13,7 +13,7 @@ EXTRAS := lab,test,book
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean
+.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean autograde feedback book browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,13 +39,30 @@ lab: $(STAMP)  ## start JupyterLab on the lessons
 	$(BIN)/jupyter lab --notebook-dir=lessons $(ROOT_FLAG)
 
 # nbval re-runs every solution notebook and compares the cells marked # NBVAL_CHECK_OUTPUT.
-NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-test: $(STAMP)  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline
+test: $(STAMP) book browser  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
 	$(BIN)/python -m pytest tests solutions $(NBVAL)
 
 test-lib: $(STAMP)  ## only the library tests (fast)
 	$(BIN)/python -m pytest tests -m "not slow"
+
+# The course website (book/): lesson pages from the outputs stored in solutions/ (nothing is
+# executed), MathJax from npm so math renders offline, warnings are errors. Output: book/_build/html.
+MATHJAX := book/node_modules/mathjax/package.json
+$(MATHJAX): book/package.json book/package-lock.json
+	cd book && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)  ## build the course website into book/_build/html (offline, in seconds)
+	$(BIN)/python book/build_pages.py
+	$(BIN)/jupyter-book build book --warningiserror --keep-going --quiet
+
+# Headless Chromium for the browser tests, from Debian's packages (never Playwright's download).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:  ## install Debian's chromium for the browser tests, unless /usr/bin/chromium exists
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 train: $(STAMP)  ## train the course CNN on the embedded digits, save checkpoints/course_cnn.pt (FAST=1: the fast path)
 	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt $(if $(FAST),--fast,)
@@ -56,6 +73,13 @@ constraints: $(STAMP)  ## re-pin constraints.txt to what .venv has now (after a 
 
 lessons: $(STAMP)  ## regenerate lessons/ (student notebooks) from solutions/ with nbgrader
 	$(BIN)/nbgrader generate_assignment "*" --force --log-level=WARN
+
+# Instructors (docs/INSTRUCTOR_GUIDE.md). FORCE=1 re-grades / re-makes what was done before.
+autograde: $(STAMP)  ## autograde everything under submitted/, export grades.csv (FORCE=1: all again)
+	$(BIN)/python scripts/autograde.py $(if $(FORCE),--force)
+
+feedback: $(STAMP)  ## HTML feedback for every autograded submission, in feedback/ (FORCE=1: all again)
+	$(BIN)/nbgrader generate_feedback "*" $(if $(FORCE),--force)
 
 execute: $(STAMP)  ## re-execute every solution notebook in place, storing outputs (then: make lessons)
 	for nb in solutions/*/*.ipynb; do \

@@ -18,10 +18,16 @@ c.CourseDirectory.course_id = "imgrec"
 # Only the notebooks travel with a lesson; data come from imgrec_lib.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.pt", "checkpoints"]
 
-# Student code must not hang the grader: every cell gets a time limit.
+# Student code must not hang the grader: every cell gets a time limit (seconds), after which the
+# kernel is interrupted, the cell scores as an error and the notebook goes on. A kernel that does
+# not answer the interrupt within iopub_timeout seconds fails that one notebook, not the class.
 c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.interrupt_on_timeout = True
+c.ExecutePreprocessor.iopub_timeout = 10
 c.ExecutePreprocessor.kernel_name = "python3"
+
+# A test cell a student deleted is put back from the source (an edited one always is).
+c.OverwriteCells.add_missing_cells = True
 
 # Stubs that replace solutions in the released notebooks.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

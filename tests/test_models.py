@@ -60,14 +60,33 @@ def test_course_cnn_defaults_and_widths():
     assert deep(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_course_cnn_pool_first_reorders_each_block():
+    torch.manual_seed(0)
+    net = CourseCNN(widths=(8, 16), pool_first=True)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] * 2
+    assert [type(m).__name__ for m in CourseCNN(widths=(8, 16)).features] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 2
+    assert net.config["pool_first"] is True and "pool_first" not in CourseCNN().config  # old configs unchanged
+    assert count_parameters(net) == count_parameters(CourseCNN(widths=(8, 16)))  # same weights, other order
+    copy = build_model(net.name, **net.config)
+    copy.load_state_dict(net.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    assert repr(copy) == repr(net) and torch.equal(copy.eval()(x), net.eval()(x))
+    # BatchNorm after the pool sees the 14x14 maps: its running mean is the mean of the pooled conv output
+    net.train()(x)
+    pooled = torch.nn.functional.max_pool2d(net.features[0](x), 2)
+    momentum = net.features[2].momentum
+    assert torch.allclose(net.features[2].running_mean, momentum * pooled.mean(dim=(0, 2, 3)), atol=1e-6)
+
+
 @settings(max_examples=25, deadline=None)
-@given(size=st.integers(8, 40), channels=st.integers(1, 3), n_widths=st.integers(1, 3))
-def test_course_cnn_any_image_size(size, channels, n_widths):
+@given(size=st.integers(8, 40), channels=st.integers(1, 3), n_widths=st.integers(1, 3), pool_first=st.booleans())
+def test_course_cnn_any_image_size(size, channels, n_widths, pool_first):
     if size // 2**n_widths < 1:
         with pytest.raises(ValueError, match="too small"):
             CourseCNN(channels, image_size=size, widths=(4,) * n_widths)
         return
-    net = CourseCNN(channels, num_classes=3, image_size=size, widths=(4,) * n_widths, hidden=8)
+    net = CourseCNN(channels, num_classes=3, image_size=size, widths=(4,) * n_widths, hidden=8, pool_first=pool_first)
     assert net(torch.rand(2, channels, size, size)).shape == (2, 3)
 
 
