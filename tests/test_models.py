@@ -10,16 +10,7 @@ from imgrec_lib.models import MODELS, CourseCNN, LeNet5, build_model, count_para
 SHAPES = [(1, 28), (3, 32)]  # grey digits, colour images
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed (75 s -> 13 s here)."""
-    if request.node.get_closest_marker("slow"):
-        yield  # the real training run uses every core
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", list(MODELS))

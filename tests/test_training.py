@@ -12,16 +12,7 @@ from imgrec_lib.models import CourseCNN, LeNet5
 from imgrec_lib.training import SCHEDULES, History, evaluate, fit, lr_at, predict_batches
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed (75 s -> 13 s here)."""
-    if request.node.get_closest_marker("slow"):
-        yield  # the real training run uses every core
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bars(n=96, size=8, seed=0):
