@@ -83,8 +83,8 @@ feedback: $(STAMP)  ## HTML feedback for every autograded submission, in feedbac
 
 execute: $(STAMP)  ## re-execute every solution notebook in place, storing outputs (then: make lessons)
 	for nb in solutions/*/*.ipynb; do \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+	  $(BIN)/jupyter nbconvert --config scripts/nbconvert_config.py --to notebook --execute --inplace "$$nb" \
+	  || exit 1; done
 
 clean:  ## remove the venv and run-time files
 	rm -rf $(VENV) .pytest_cache .hypothesis checkpoints

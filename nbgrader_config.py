@@ -5,6 +5,12 @@ The repository is the course directory: instructor notebooks live in solutions/<
 autograded copies, feedback and the gradebook are run-time files that git ignores.
 """
 
+from imgrec_lib import jupyter_fix
+
+# Headless runs can stall for minutes after a widget cell (a missed ZeroMQ wake-up); this makes
+# such a stall cost at most a second. See imgrec_lib/jupyter_fix.py.
+jupyter_fix.apply()
+
 c = get_config()  # noqa: F821  (nbgrader provides get_config)
 
 c.CourseDirectory.root = "."
