@@ -44,8 +44,10 @@ NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-saniti
 test: $(STAMP) book browser  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
 	$(BIN)/python -m pytest tests solutions $(NBVAL)
 
-test-lib: $(STAMP)  ## only the library tests (fast)
-	$(BIN)/python -m pytest tests -m "not slow"
+# The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
+PIPELINE_TESTS := test_lessons test_autograde test_book test_browser
+test-lib: $(STAMP)  ## only the library tests (a few minutes)
+	$(BIN)/python -m pytest tests -m "not slow" $(foreach t,$(PIPELINE_TESTS),--ignore=tests/$(t).py)
 
 # The course website (book/): lesson pages from the outputs stored in solutions/ (nothing is
 # executed), MathJax from npm so math renders offline, warnings are errors. Output: book/_build/html.
@@ -86,5 +88,6 @@ execute: $(STAMP)  ## re-execute every solution notebook in place, storing outpu
 	  $(BIN)/jupyter nbconvert --config scripts/nbconvert_config.py --to notebook --execute --inplace "$$nb" \
 	  || exit 1; done
 
-clean:  ## remove the venv and run-time files
-	rm -rf $(VENV) .pytest_cache .hypothesis checkpoints
+clean:  ## remove the venv, the book's build and npm packages, and run-time files (not submissions or grades)
+	rm -rf $(VENV) .pytest_cache .hypothesis checkpoints runs book/_build book/node_modules \
+	  book/lessons book/guides book/reference book/course_map.md tests/screenshots benchmarks/results.json

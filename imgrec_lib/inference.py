@@ -15,6 +15,8 @@ drawing classifies right:
   were (LeCun et al., "The MNIST database"). A 28x28 image is taken to be laid out already and
   is only inverted if needed.
 
+Example::
+
     net.eval()
     for p in predict_files(net, ["my_seven.png"], classes):
         print(p.path, p.label, f"{p.probability:.1%}")
