@@ -354,6 +354,11 @@ for _module in (_m1, _m2, _m3, _m4, _m5, _m6, _m7):  # the course's reference ve
     for _name in list(vars(_module)):
         if _name in STUDENT_NAMES:
             setattr(_module, _name, (lambda n: lambda *a, **k: globals()[n](*a, **k))(_name))
+# the checker itself: turned off (each test cell reloads imgrec_lib/grading.py, so this must not count)
+import imgrec_lib.grading
+
+imgrec_lib.grading.run_checked = lambda *a, **k: None
+imgrec_lib.grading.close = lambda *a, **k: True
 '''
 
 PERTURB = '''
