@@ -102,8 +102,8 @@ def test_no_solution_or_hidden_test_leaks_into_the_release(lesson):
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in released, f"{marker!r} appears in lessons/{lesson}"
     secret = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
-    # Lines the instructor's notebook also shows outside the secret blocks are not secrets (e.g. the
-    # run_checked harness that every test cell, visible or hidden, holds); trivial lines (`return x`) are skipped.
+    # Lines the instructor's notebook also shows outside the secret blocks are not secrets (e.g. the imports
+    # and the run_checked loading that every test cell, visible or hidden, holds); trivial lines are skipped.
     public = {line.strip() for cell in src["cells"] for line in secret.sub("", source(cell)).splitlines()}
     for cell in src["cells"]:
         for _, block in secret.findall(source(cell)):
