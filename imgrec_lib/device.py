@@ -100,10 +100,11 @@ def autocast(device: str | torch.device | None) -> contextlib.AbstractContextMan
     On CUDA: ``torch.autocast`` in bf16 where the GPU supports it (Ampere and newer), else fp16.
     On CPU and MPS: does nothing (``contextlib.nullcontext()``): CPU autocast is slower here, not faster.
     """
+    device = _as_device(device)
     dtype = amp_dtype(device)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def needs_grad_scaler(device: str | torch.device | None) -> bool:
