@@ -5,6 +5,9 @@ The repository is the course directory: instructor notebooks live in solutions/<
 autograded copies, feedback and the gradebook are run-time files that git ignores.
 """
 
+from nbgrader.converters import GenerateAssignment
+from nbgrader.preprocessors import NbGraderPreprocessor
+
 from imgrec_lib import jupyter_fix
 
 # Headless runs can stall for minutes after a widget cell (a missed ZeroMQ wake-up); this makes
@@ -31,6 +34,21 @@ c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.interrupt_on_timeout = True
 c.ExecutePreprocessor.iopub_timeout = 10
 c.ExecutePreprocessor.kernel_name = "python3"
+
+
+class ClearWidgetState(NbGraderPreprocessor):
+    """Drop the widget state an executed notebook stores in its metadata (up to 0.4 MB a lesson).
+
+    A released lesson has no outputs to show it in, and it holds what the instructor's solutions
+    computed (e.g. the images an interactive filter widget drew)."""
+
+    def preprocess(self, nb, resources):
+        nb.metadata.pop("widgets", None)
+        return nb, resources
+
+
+c.GenerateAssignment.preprocessors = [*GenerateAssignment.class_traits()["preprocessors"].default(),
+                                      ClearWidgetState]
 
 # A test cell a student deleted is put back from the source (an edited one always is).
 c.OverwriteCells.add_missing_cells = True

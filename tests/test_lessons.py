@@ -96,6 +96,14 @@ def test_lessons_folder_is_a_fresh_generation(course, lesson):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
+def test_release_has_no_outputs_or_widget_state(lesson):
+    """The solutions' outputs and widget state (e.g. the images a widget drew with the solved code) stay behind."""
+    released = notebook(ROOT / "lessons" / lesson / f"{lesson}.ipynb")
+    assert "widgets" not in released["metadata"], f"lessons/{lesson} carries widget state: run `make lessons`"
+    assert not any(c.get("outputs") for c in released["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_no_solution_or_hidden_test_leaks_into_the_release(lesson):
     src = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
     released = json.dumps(notebook(ROOT / "lessons" / lesson / f"{lesson}.ipynb"))
