@@ -88,6 +88,32 @@ def test_checkpoint_loads_with_load_model(small_split, tmp_path):
         assert torch.allclose(loaded(X[:16]), net.eval()(X[:16]), atol=1e-5)
 
 
+def test_compile_trains_the_model_and_saves_its_plain_weights(small_split, tmp_path, monkeypatch):
+    """compile=True: the compiled module trains the model itself, and the checkpoint holds the
+    model's own parameter names (no ``_orig_mod.`` prefix). The CPU compiler would take ~40 s here,
+    so the graph is captured by TorchDynamo but run by the "aot_eager" backend."""
+    compiled = []
+    real_compile = torch.compile
+
+    def quick_compile(model, **kwargs):
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", quick_compile)
+    train, test = small_split
+    net = tiny_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    fit_fast(net, Subset(train, range(64)), Subset(test, range(32)), epochs=1, batch_size=32, device="cpu",
+             progress=False, compile=True, checkpoint=tmp_path / "compiled.pt")
+    assert compiled == [net]
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    loaded, checkpoint = load_model(tmp_path / "compiled.pt", device="cpu")
+    assert list(checkpoint["state_dict"]) == list(net.state_dict())
+    X, _ = as_tensors(test)
+    with torch.no_grad():
+        assert torch.allclose(loaded(X[:16]), net.eval()(X[:16]), atol=1e-5)
+
+
 def test_random_shift_keeps_shape_and_zero_is_identity():
     X = torch.rand(5, 3, 9, 7)
     assert random_shift(X, 2).shape == X.shape
