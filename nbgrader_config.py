@@ -36,19 +36,23 @@ c.ExecutePreprocessor.iopub_timeout = 10
 c.ExecutePreprocessor.kernel_name = "python3"
 
 
-class ClearWidgetState(NbGraderPreprocessor):
-    """Drop the widget state an executed notebook stores in its metadata (up to 0.4 MB a lesson).
+class ClearRunRecords(NbGraderPreprocessor):
+    """Drop what executing the solutions left in the metadata: widget state (up to 0.4 MB a lesson)
+    and each cell's execution timestamps.
 
-    A released lesson has no outputs to show it in, and it holds what the instructor's solutions
-    computed (e.g. the images an interactive filter widget drew)."""
+    A released lesson has no outputs to show the widgets in, the state holds what the solved code
+    computed (e.g. the images an interactive filter widget drew), and the timestamps would change
+    every lesson file each time the solutions are re-run."""
 
     def preprocess(self, nb, resources):
         nb.metadata.pop("widgets", None)
+        for cell in nb.cells:
+            cell.metadata.pop("execution", None)
         return nb, resources
 
 
 c.GenerateAssignment.preprocessors = [*GenerateAssignment.class_traits()["preprocessors"].default(),
-                                      ClearWidgetState]
+                                      ClearRunRecords]
 
 # A test cell a student deleted is put back from the source (an edited one always is).
 c.OverwriteCells.add_missing_cells = True

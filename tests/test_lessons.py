@@ -96,11 +96,13 @@ def test_lessons_folder_is_a_fresh_generation(course, lesson):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_release_has_no_outputs_or_widget_state(lesson):
-    """The solutions' outputs and widget state (e.g. the images a widget drew with the solved code) stay behind."""
+def test_release_has_no_outputs_or_run_records(lesson):
+    """The solutions' outputs, widget state (e.g. the images a widget drew with the solved code) and
+    cell timestamps stay behind."""
     released = notebook(ROOT / "lessons" / lesson / f"{lesson}.ipynb")
     assert "widgets" not in released["metadata"], f"lessons/{lesson} carries widget state: run `make lessons`"
     assert not any(c.get("outputs") for c in released["cells"] if c["cell_type"] == "code")
+    assert not any("execution" in c["metadata"] for c in released["cells"]), f"lessons/{lesson} carries timestamps"
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -143,6 +145,16 @@ def test_cell_metadata_follows_the_conventions(lesson):
     assert len(ids) == len(set(ids)), f"{lesson}: duplicate grade_id"
     hidden = [c for c in grade_cells(nb) if "### BEGIN HIDDEN TESTS" in source(c)]
     assert hidden, f"{lesson}: has no hidden test cell"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_text_has_no_control_characters(lesson):
+    """A TeX command put into the JSON with one backslash (\\text read as a TAB and "ext") breaks the maths."""
+    nb = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            bad = sorted({repr(ch) for ch in source(cell) if ch < " " and ch != "\n"})
+            assert not bad, f"{lesson}, cell {i}: control characters {bad} in the text; a backslash lost its escape?"
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
