@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and save a checkpoint")
     train.add_argument("--data", default="digits",
                        help="digits (embedded, offline), shapes, mnist, fashion-mnist, cifar10, or a folder "
-                            "with one sub-folder per class (default: digits)")
+                            "with train/ and test/, each with one sub-folder per class (default: digits)")
     train.add_argument("--root", default="data", help="where torchvision data sets live (default: data)")
     train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
     train.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the library's)")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy and loss of a checkpoint on a test split")
     evaluate.add_argument("--data", default=None,
-                          help="data set to evaluate on (default: the one the checkpoint was trained on)")
+                          help="data set to evaluate on, the one the checkpoint was trained on (default: digits)")
     evaluate.add_argument("--root", default="data")
     common(evaluate)
 
@@ -80,6 +80,12 @@ def train(args: argparse.Namespace) -> int:
     _positive("batch-size", args.batch_size)
     train_data = data.get_dataset(args.data, "train", root=args.root)
     test_data = data.get_dataset(args.data, "test", root=args.root)
+    folder = Path(args.data)
+    if folder.is_dir() and not (folder / "train").is_dir():
+        print(f"note: {folder} has no train/ and test/ sub-folders, so the same images train and test the "
+              f"model: its test accuracy only says how well it learned them by heart. For an honest figure "
+              f"put some images of each class into {folder / 'test'}/<class>/ and the rest into "
+              f"{folder / 'train'}/<class>/.", file=sys.stderr)
     image, _ = train_data[0]
     channels, height, _ = image.shape
     recipe = fast.FAST_MODEL if args.fast and args.model == "course_cnn" else {}

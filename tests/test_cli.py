@@ -1,5 +1,6 @@
 """The command line, as a script sees it: output, exit codes, one-line errors."""
 
+import shutil
 import subprocess
 import sys
 
@@ -145,6 +146,25 @@ def test_fast_training_on_coloured_shapes_saves_a_loadable_checkpoint(tmp_path, 
     assert "test accuracy" in capsys.readouterr().out
     assert cli.main(["evaluate", "--data", "shapes", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
     assert "shapes test split: accuracy" in capsys.readouterr().out
+
+
+def test_a_folder_without_a_test_split_gets_a_note(tmp_path, capsys):
+    """Without train/ and test/ the same images are both: the printed test accuracy would flatter."""
+    images, labels = load_digits_arrays("test")
+    for i in range(0, 1000, 25):  # 40 digits of all ten classes
+        (tmp_path / "pics" / str(labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(tmp_path / "pics" / str(labels[i]) / f"{i}.png")
+    args = ["train", "--data", str(tmp_path / "pics"), "--epochs", "1", "--quiet", "--device", "cpu",
+            "--checkpoint", str(tmp_path / "pics.pt")]
+    assert cli.main(args) == cli.EXIT_OK
+    assert "has no train/ and test/ sub-folders" in capsys.readouterr().err
+
+    (tmp_path / "pics").rename(tmp_path / "train")
+    (tmp_path / "split").mkdir()
+    (tmp_path / "train").rename(tmp_path / "split" / "train")
+    shutil.copytree(tmp_path / "split" / "train", tmp_path / "split" / "test")
+    assert cli.main([*args[:2], str(tmp_path / "split"), *args[3:]]) == cli.EXIT_OK
+    assert "has no train/" not in capsys.readouterr().err
 
 
 def test_evaluating_on_data_with_other_classes_is_refused(trained, capsys):
