@@ -66,8 +66,8 @@ browser:  ## install Debian's chromium for the browser tests, unless /usr/bin/ch
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-train: $(STAMP)  ## train the course CNN on the embedded digits, save checkpoints/course_cnn.pt (FAST=1: the fast path)
-	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt $(if $(FAST),--fast,)
+train: $(STAMP)  ## train the course CNN on the embedded digits, (re)place checkpoints/course_cnn.pt (FAST=1: the fast path)
+	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt --force $(if $(FAST),--fast,)
 
 constraints: $(STAMP)  ## re-pin constraints.txt to what .venv has now (after a tested upgrade)
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^imgrec'; } > constraints.new

@@ -21,6 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,7 +38,22 @@ def _first_sentence(err: Exception) -> str:
 
 
 class CheckpointError(Exception):
-    """A checkpoint file is missing, damaged, or does not fit the model."""
+    """A checkpoint file is missing, damaged, does not fit the model, or cannot be written."""
+
+
+def _plain(value):
+    """``value`` with NumPy numbers and arrays, also inside dicts, lists and tuples, turned into Python
+    numbers and tensors: ``torch.load(weights_only=True)`` reads those back, NumPy objects it refuses
+    (e.g. ``lr=np.float64(3e-3)`` from an ``np.logspace`` sweep would make the file unreadable)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def save_checkpoint(
@@ -52,8 +68,11 @@ def save_checkpoint(
     """Write model (and optimizer) to ``path`` atomically; return the path. Lesson 07.
 
     ``model`` must come from ``imgrec_lib.models`` (it needs ``name`` and ``config``). Extra keywords
-    (``epoch=3, history=..., metrics=...``) go into the dict as they are; keep them to plain
-    Python values and tensors so that ``torch.load(weights_only=True)`` can read them.
+    (``epoch=3, history=..., metrics=...``) go into the dict; NumPy numbers and arrays among them
+    become Python numbers and tensors. The new file must load back with
+    ``torch.load(weights_only=True)`` before it replaces the old one: anything else in it (your
+    own objects) raises ``CheckpointError``, and so does a path that cannot be written; in both
+    cases the previous checkpoint stays as it was.
     """
     name, config = getattr(model, "name", None), getattr(model, "config", None)
     if name not in MODELS or not isinstance(config, dict):
@@ -64,23 +83,35 @@ def save_checkpoint(
         )
     checkpoint = {
         "model_name": name,
-        "model_config": dict(config),
+        "model_config": _plain(dict(config)),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "classes": [str(c) for c in classes],
         "input_shape": tuple(int(s) for s in input_shape),
     }
     if optimizer is not None:
-        checkpoint["optimizer_state"] = optimizer.state_dict()
-    checkpoint.update(extra)
+        checkpoint["optimizer_state"] = _plain(optimizer.state_dict())
+    checkpoint.update(_plain(extra))
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}; "
+                              "choose a path in a folder you can write to") from err
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the checkpoint
+        try:
+            torch.load(tmp, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointError(
+                f"not saved: {path} would not load back with torch.load(weights_only=True) "
+                f"({_first_sentence(err)}). Pass only numbers, strings, lists, dicts and tensors as extra "
+                "keywords; the previous checkpoint is unchanged"
+            ) from err
         os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
@@ -88,6 +119,20 @@ def save_checkpoint(
             os.unlink(tmp)
         raise
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Make the folder of ``path`` if needed, or raise ``CheckpointError`` if a checkpoint cannot be
+    written there (``path`` is a folder, or a file stands where a folder should be). Call it before
+    a long training run, so that a bad path fails at once and not after the first epoch."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder: give a file name, e.g. {path / 'model.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: cannot make its folder {path.parent} "
+                              f"({err.strerror or err}); choose a path in a folder you can write to") from err
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("--force", action="store_true",
+                       help="replace an existing --checkpoint (without it, train refuses to overwrite one)")
     train.add_argument("--fast", action="store_true",
                        help="the fast path (imgrec_lib.fast): data as tensors on the device, random shifts, "
                             "label smoothing")
@@ -71,7 +73,7 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from . import data, fast, models, training
+    from . import checkpoint, data, fast, models, training
 
     if args.fast and args.resume:
         raise ValueError("--resume works with the standard loop only: drop --fast or --resume")
@@ -86,6 +88,15 @@ def train(args: argparse.Namespace) -> int:
               f"model: its test accuracy only says how well it learned them by heart. For an honest figure "
               f"put some images of each class into {folder / 'test'}/<class>/ and the rest into "
               f"{folder / 'train'}/<class>/.", file=sys.stderr)
+    epochs = args.epochs or (fast.FAST_EPOCHS if args.fast else training.DEFAULT_EPOCHS)
+    if args.resume:
+        done = checkpoint.load_checkpoint(args.checkpoint).get("epoch", 0)
+        if done >= epochs:
+            raise ValueError(f"{args.checkpoint} is already trained for {done} epochs: pass --epochs with more "
+                             f"than {done} to train it further")
+    elif Path(args.checkpoint).exists() and not args.force:
+        raise ValueError(f"{args.checkpoint} already exists: pass --force to replace it, --resume to train it "
+                         f"further, or another --checkpoint")
     image, _ = train_data[0]
     channels, height, _ = image.shape
     recipe = fast.FAST_MODEL if args.fast and args.model == "course_cnn" else {}
@@ -96,14 +107,14 @@ def train(args: argparse.Namespace) -> int:
     if args.fast:
         history = fast.fit_fast(
             net, train_data, test_data,
-            epochs=args.epochs or fast.FAST_EPOCHS, lr=args.lr or fast.FAST_LR,
+            epochs=epochs, lr=args.lr or fast.FAST_LR,
             batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
             progress=not args.quiet, seed=args.seed,
         )
     else:
         history = training.fit(
             net, train_data, test_data,
-            epochs=args.epochs or training.DEFAULT_EPOCHS, lr=args.lr or training.DEFAULT_LR,
+            epochs=epochs, lr=args.lr or training.DEFAULT_LR,
             batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
             resume=args.resume, progress=not args.quiet, seed=args.seed,
         )

@@ -6,7 +6,8 @@ this is a cross-correlation: the kernel is not flipped.
 Shapes: x (N, C, H, W) a batch of images, w (F, C, KH, KW) F filters, b (F,) one bias per filter,
 out (N, F, OH, OW) with OH = (H + 2 * padding - KH) // stride + 1 (``conv_output_size``).
 ``stride`` and ``padding`` are an int (the same for height and width) or a pair
-(for height, for width).
+(for height, for width). Integer inputs (e.g. uint8 pixels) are computed in float64: in uint8,
+200 * 9 wraps around to 8.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def _pair(value: IntOrPair, name: str, minimum: int) -> tuple[int, int]:
     if min(pair) < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _as_float(a) -> np.ndarray:
+    """An array of integers (or bools) as float64, so that sums of products cannot overflow and a
+    float bias can be added; a float array is returned as it is (float32 stays float32)."""
+    a = np.asarray(a)
+    return a.astype(np.float64) if a.dtype.kind in "biu" else a
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
@@ -51,7 +59,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
 
 def _check_conv_args(x, w, b, stride, padding):
     """Validate the arguments of a convolution; return (x, w, b, (sh, sw), (ph, pw), (OH, OW))."""
-    x, w = np.asarray(x), np.asarray(w)
+    x, w = _as_float(x), _as_float(w)
     if x.ndim != 4:
         raise ValueError(f"expected x of shape (N, C, H, W), got {x.shape}")
     if w.ndim != 4:
@@ -62,7 +70,7 @@ def _check_conv_args(x, w, b, stride, padding):
             f"w must be (F, C, KH, KW) with C = x.shape[1], got x {x.shape}, w {w.shape}"
         )
     if b is not None:
-        b = np.asarray(b)
+        b = _as_float(b)
         if b.shape != (w.shape[0],):
             raise ValueError(f"expected b of shape (F,) = ({w.shape[0]},), got {b.shape}")
     stride = _pair(stride, "stride", 1)
@@ -148,6 +156,7 @@ def col2im(
     overlap (stride < kernel) their values are summed, which is what the backward pass needs.
     Like ``torch.nn.functional.fold``.
     """
+    cols = _as_float(cols)
     n_images, channels, height, width = x_shape
     kh, kw = _pair(kernel_size, "kernel_size", 1)
     sh, sw = _pair(stride, "stride", 1)
@@ -206,7 +215,7 @@ def conv2d_backward(
     """
     x, w, _, stride, padding, (oh, ow) = _check_conv_args(x, w, None, stride, padding)
     n_images, n_filters = x.shape[0], w.shape[0]
-    dout = np.asarray(dout)
+    dout = _as_float(dout)
     if dout.shape != (n_images, n_filters, oh, ow):
         raise ValueError(
             f"expected dout of shape (N, F, OH, OW) = {(n_images, n_filters, oh, ow)}, "

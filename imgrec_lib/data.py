@@ -26,6 +26,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
+from .inference import _grey_to_unit
+
 EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "mnist_5k.npz"
 EMBEDDED_SHA256 = "e21ac568447f500075931cb906ae68fc2dd5da83bd281f58ab93d01bb5b65a8f"
 DIGIT_CLASSES = [str(d) for d in range(10)]
@@ -267,9 +269,10 @@ def torchvision_dataset(name: str, split: str = "train", root: str | Path = "dat
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Convert a 16-bit ('I;16', 'I') greyscale image to 8 bits (PIL's own convert would clip)."""
-    values = np.asarray(img, dtype=np.float64) / 257.0  # 65535 -> 255
-    return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
+    """Convert a 16-bit, 32-bit or float ('I;16', 'I', 'F') greyscale image to 8-bit 'L', scaled
+    as ``load_image`` scales it (``inference._grey_to_unit``: 65535 is white), so a model sees
+    the same picture when it predicts as when it was trained (PIL's own convert would clip)."""
+    return Image.fromarray(np.round(_grey_to_unit(img) * 255).astype(np.uint8))
 
 
 def _load_image(path: str, channels: int = 1) -> Image.Image:
@@ -281,13 +284,14 @@ def _load_image(path: str, channels: int = 1) -> Image.Image:
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
-            if img.mode.startswith("I"):
+            if img.mode.startswith("I") or img.mode == "F":
                 img = _to_8bit(img)
             if "A" in img.mode or "transparency" in img.info:
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
             return img.convert("L" if channels == 1 else "RGB")
-    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable files
+    except (OSError, SyntaxError, ValueError,  # PIL's errors for unreadable files, and for
+            Image.DecompressionBombError) as error:  # a header that claims a gigantic image
         raise DataError(f"could not read the image {path}: {error}. Delete or replace this file.") from error
 
 

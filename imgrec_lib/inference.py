@@ -66,7 +66,7 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     with _decode(path, name=str(path)) as img:
-        return prepare_image(img, input_shape, invert)
+        return prepare_image(img, input_shape, invert, name=str(path))
 
 
 def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
@@ -75,7 +75,7 @@ def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     with _decode(io.BytesIO(data), name) as img:
-        return prepare_image(img, input_shape, invert)
+        return prepare_image(img, input_shape, invert, name=name)
 
 
 def _decode(source, name: str) -> Image.Image:
@@ -96,13 +96,16 @@ def _decode(source, name: str) -> Image.Image:
 
 
 def prepare_image(img: Image.Image, input_shape: Sequence[int] = MNIST_SHAPE,
-                  invert: bool | str = "auto") -> torch.Tensor:
+                  invert: bool | str = "auto", name: str = "the image") -> torch.Tensor:
     """Turn a PIL image into a float32 tensor (C, H, W) in [0, 1]; what ``load_image`` does after
-    reading the file (the upload widget uses it on bytes). Lesson 08."""
+    reading the file (the upload widget uses it on bytes). Lesson 08.
+
+    ``name`` (the file) is what the ``ImageError`` names when PIL cannot convert the image's
+    colours (e.g. a LAB TIFF) to grey or RGB."""
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
-    x = _to_array(ImageOps.exif_transpose(img), channels)  # (h, w) or (h, w, 3), float in [0, 1]
+    x = _to_array(ImageOps.exif_transpose(img), channels, name)  # (h, w) or (h, w, 3), float in [0, 1]
     digit_mode = invert == "auto" and (channels, height, width) == MNIST_SHAPE
     if invert is True or (digit_mode and _border(x).mean() > 0.5):
         x = 1.0 - x
@@ -119,18 +122,34 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return int(input_shape[0]), int(input_shape[1]), int(input_shape[2])
 
 
-def _to_array(img: Image.Image, channels: int) -> np.ndarray:
+def _grey_to_unit(img: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit or float grey image ('I;16', 'I', 'F') -> float64 array (h, w) in [0, 1].
+
+    One rule for training (``data.image_folder``) and prediction (``load_image``), so a model sees
+    the same picture in both. Integer pixels are divided by 65535, the white of a 16-bit file,
+    whatever values one image happens to use: a dark 16-bit image stays dark, it is not stretched.
+    Float pixels are divided by 255, as PIL's own ``convert("L")`` reads them. Values outside
+    [0, 1] are clipped.
+    """
+    a = np.asarray(img, dtype=np.float64)
+    return np.clip(a / (255.0 if img.mode == "F" else 65535.0), 0.0, 1.0)
+
+
+def _to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
     """PIL image of any mode -> float64 array in [0, 1]: (h, w) for grey, (h, w, 3) for RGB."""
     if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
-        a = np.asarray(img, dtype=np.float64)
-        a = a / (65535.0 if a.max() > 255 else 255.0)
-        a = np.clip(a, 0.0, 1.0)
+        a = _grey_to_unit(img)
         return a if channels == 1 else np.repeat(a[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")  # composite transparent pixels onto white paper
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba).convert("RGB")
-    img = img.convert("L" if channels == 1 else "RGB")  # CMYK, P, 1, YCbCr, ... all convert
+    target = "L" if channels == 1 else "RGB"
+    try:
+        img = img.convert(target)  # CMYK, P, 1, YCbCr, ... convert; a few modes such as LAB do not
+    except ValueError as e:
+        raise ImageError(f"{name}: cannot convert its {img.mode} colours to {target} ({e}); "
+                         "save it as a PNG or JPEG and try again") from None
     return np.asarray(img, dtype=np.float64) / 255.0
 
 

@@ -11,10 +11,15 @@ from torch import nn
 
 
 def _check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise a readable error when x is not a batch (N, C, H, W) the model was built for."""
+    """Raise a readable error when x is not a batch (N, C, H, W) of the model's shape and dtype."""
     c, size = model.config["in_channels"], model.config["image_size"]
+    weights = next(model.parameters())
     if x.dim() == 4 and tuple(x.shape[1:]) == (c, size, size):
-        return
+        if x.dtype == weights.dtype:
+            return
+        scale = " / 255 (pixel values 0-255 become 0-1)" if not x.dtype.is_floating_point else ""
+        raise ValueError(f"{type(model).__name__} has {weights.dtype} weights but got {x.dtype} images: "
+                         f"convert them with x.to({weights.dtype}){scale}")
     if x.dim() == 3:
         fix = "add the batch dimension with x.unsqueeze(0)"
     elif x.dim() == 4:

@@ -56,7 +56,7 @@ def _image_list(images: Any) -> list[np.ndarray]:
     a = _numpy(images)
     if a.ndim == 4:
         return [_as_picture(img) for img in a]
-    if a.ndim == 3:  # a batch of grey images (N, H, W)
+    if a.ndim == 3:  # a batch of grey images (N, H, W); one colour image needs x[None]
         return [_as_picture(img) for img in a]
     if a.ndim == 2:
         return [_as_picture(a)]
@@ -99,6 +99,12 @@ def _grid(pictures: list[np.ndarray], titles: Sequence[str] | None = None,
 def show_images(images: Any, labels: Sequence | None = None, predictions: Sequence | None = None,
                 ncols: int = 8, classes: Sequence[str] | None = None) -> Figure:
     """A grid of images (N, C, H, W) (grey or RGB), a tensor, an array or a list. Lesson 00.
+
+    The number of dimensions says what ``images`` is: (N, C, H, W) is N images with C = 1 (grey)
+    or 3 (RGB); (N, H, W) is N grey images; (H, W) is one grey image; a list holds one image per
+    entry, each (C, H, W), (H, W) or (H, W, 3). So a single colour image ``x`` of shape (3, H, W)
+    is read as 3 grey images, one per channel (handy to look at the channels): to show it as one
+    colour picture, pass ``x[None]`` (a batch of one) or ``[x]``.
 
     With ``labels`` each image is titled by its label; with ``predictions`` too, by
     "prediction (label)", green when right and red when wrong. ``classes`` turns indices into names.

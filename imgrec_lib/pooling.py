@@ -3,7 +3,8 @@
 Shapes: x (N, C, H, W) -> (N, C, OH, OW) with OH = (H - KH) // stride + 1, no padding, like
 ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` with their defaults. ``kernel_size`` and
 ``stride`` are an int or an (h, w) pair; ``stride=None`` means stride = kernel_size
-(non-overlapping windows, the usual choice).
+(non-overlapping windows, the usual choice). The backward passes compute in floating point
+even for integer inputs: an integer array cannot hold dout / 4.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from imgrec_lib.conv import IntOrPair, _pair, conv_output_size
+from imgrec_lib.conv import IntOrPair, _as_float, _pair, conv_output_size
 
 
 def _pool_args(x, kernel_size, stride):
@@ -40,8 +41,8 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) ->
 
 
 def _check_dout(dout, x, out_size) -> np.ndarray:
-    """Check that dout has the shape of the pooling's output (N, C, OH, OW)."""
-    dout = np.asarray(dout)
+    """Check that dout has the shape of the pooling's output (N, C, OH, OW); integers -> float64."""
+    dout = _as_float(dout)
     expected = (*x.shape[:2], *out_size)
     if dout.shape != expected:
         raise ValueError(f"expected dout of shape (N, C, OH, OW) = {expected}, got {dout.shape}")

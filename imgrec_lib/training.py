@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import check_writable, load_checkpoint, load_weights, save_checkpoint
 from .device import autocast, needs_grad_scaler, pick_device, seed_everything, to_channels_last
 
 DEFAULT_EPOCHS = 4  # CourseCNN on the embedded digits: 97.3-97.9% test accuracy (seeds 0-6), ~10 s on 2 CPU cores
@@ -95,7 +95,7 @@ def _known_labels(data: Dataset) -> torch.Tensor | None:
     return None
 
 
-def _classes(data: Dataset, num_classes: int) -> list[str]:
+def class_names(data, num_classes: int) -> list[str]:
     """The class names of a data set (``.classes``, also through a Subset), else "0", "1", ..."""
     while isinstance(data, Subset) and not hasattr(data, "classes"):
         data = data.dataset
@@ -179,8 +179,12 @@ def fit(
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    if checkpoint is not None:
+        check_writable(checkpoint)  # a bad path fails now, not after the first epoch
     device = pick_device(device)
     model.to(device)
     to_channels_last(model, device)
@@ -188,7 +192,7 @@ def fit(
     num_classes, input_shape = _check_data(model, train_data, device, "training")
     if test_data is not None:
         _check_data(model, test_data, device, "test")
-    classes = _classes(train_data, num_classes)
+    classes = class_names(train_data, num_classes)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device))

@@ -54,6 +54,7 @@ def _grey_image(image: Any) -> np.ndarray:
         from skimage import data
         image = data.camera()[::2, ::2]  # 256x256 keeps every redraw quick
     a = image.detach().cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
+    eight_bit = a.dtype == np.uint8  # a's dtype: a tensor that requires grad cannot be np.asarray'd
     if a.ndim == 3 and a.shape[0] in (1, 3):  # (C, H, W)
         a = a.mean(axis=0)
     elif a.ndim == 3 and a.shape[-1] in (3, 4):  # (H, W, 3) as loaded from a file
@@ -61,7 +62,7 @@ def _grey_image(image: Any) -> np.ndarray:
     if a.ndim != 2:
         raise ValueError(f"expected an image of shape (H, W), (C, H, W) or (H, W, 3), got {a.shape}")
     a = a.astype(np.float64)
-    return a / 255.0 if np.asarray(image).dtype == np.uint8 or a.max() > 1.0 else a
+    return a / 255.0 if eight_bit or a.max() > 1.0 else a
 
 
 # --------------------------------------------------------------------------- lesson 01: kernels

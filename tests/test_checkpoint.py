@@ -2,10 +2,11 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from imgrec_lib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from imgrec_lib.checkpoint import CheckpointError, check_writable, load_checkpoint, load_model, save_checkpoint
 from imgrec_lib.models import CourseCNN, LeNet5
 
 CLASSES = [str(d) for d in range(10)]
@@ -147,3 +148,41 @@ def test_only_library_models_can_be_saved(tmp_path):
     with pytest.raises(CheckpointError, match="needs a model from imgrec_lib.models"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2), classes=["a", "b"], input_shape=(2,))
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_numpy_values_are_saved_as_plain_python(tmp_path):
+    """An np.logspace learning rate or labels.max() + 1 must not make the file unreadable."""
+    net, _ = _trained_cnn()
+    opt = torch.optim.AdamW(net.parameters(), lr=np.float64(3e-3))
+    path = _save(tmp_path / "np.pt", net, opt, epoch=np.int64(2), metrics={"test_accuracy": np.float32(0.9)},
+                 history={"lr": [np.float64(1e-3)]}, confusion=np.eye(2, dtype=np.int64))
+    ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 2 and type(ckpt["epoch"]) is int
+    assert type(ckpt["metrics"]["test_accuracy"]) is float and type(ckpt["history"]["lr"][0]) is float
+    assert torch.equal(ckpt["confusion"], torch.eye(2, dtype=torch.int64))
+    assert ckpt["optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(3e-3)
+
+
+class Custom:
+    pass
+
+
+def test_a_file_that_would_not_load_back_is_not_saved(tmp_path):
+    net, opt = _trained_cnn()
+    path = _save(tmp_path / "good.pt", net, opt, epoch=4)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="would not load back.*previous checkpoint is unchanged"):
+        _save(path, net, opt, note=Custom())
+    assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pt"]  # no temporary file left
+
+
+def test_a_path_that_cannot_be_written_is_a_clear_error(tmp_path):
+    net, _ = _trained_cnn()
+    with pytest.raises(CheckpointError, match="is a folder: give a file name"):
+        _save(tmp_path, net)
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot make its folder"):
+        _save(tmp_path / "afile" / "net.pt", net)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        check_writable(tmp_path)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from imgrec_lib import cli
+from imgrec_lib.checkpoint import load_checkpoint
 from imgrec_lib.data import load_digits_arrays
 
 
@@ -163,8 +164,32 @@ def test_a_folder_without_a_test_split_gets_a_note(tmp_path, capsys):
     (tmp_path / "split").mkdir()
     (tmp_path / "train").rename(tmp_path / "split" / "train")
     shutil.copytree(tmp_path / "split" / "train", tmp_path / "split" / "test")
-    assert cli.main([*args[:2], str(tmp_path / "split"), *args[3:]]) == cli.EXIT_OK
+    assert cli.main([*args[:2], str(tmp_path / "split"), *args[3:], "--force"]) == cli.EXIT_OK
     assert "has no train/" not in capsys.readouterr().err
+
+
+def test_train_does_not_overwrite_a_checkpoint_unless_told(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    copy = tmp_path / "copy.pt"
+    shutil.copy(checkpoint, copy)
+    args = ["train", "--fast", "--data", "shapes", "--epochs", "1", "--quiet", "--device", "cpu", "--checkpoint", str(copy)]
+    assert cli.main(args) == cli.EXIT_BAD_INPUT
+    assert "already exists: pass --force to replace it, --resume" in capsys.readouterr().err
+    assert copy.read_bytes() == checkpoint.read_bytes()
+    assert cli.main([*args, "--force"]) == cli.EXIT_OK
+    assert load_checkpoint(copy)["classes"] == ["circle", "square", "triangle", "cross"]
+
+
+def test_resume_with_nothing_left_to_train_says_so(trained, capsys):
+    checkpoint, _ = trained  # one epoch
+    assert cli.main(["train", "--resume", "--epochs", "1", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 1
+    assert "already trained for 1 epochs: pass --epochs with more than 1" in capsys.readouterr().err
+
+
+def test_a_checkpoint_path_that_is_a_folder_fails_before_training(tmp_path, capsys):
+    args = ["train", "--data", "shapes", "--epochs", "1", "--quiet", "--device", "cpu", "--force", "--checkpoint"]
+    assert cli.main([*args, str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert "is a folder: give a file name" in capsys.readouterr().err
 
 
 def test_evaluating_on_data_with_other_classes_is_refused(trained, capsys):

@@ -53,6 +53,23 @@ def torch_conv(x, w, b, stride, padding, dout):
     return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), db
 
 
+def test_integer_inputs_are_computed_in_float64_not_wrapped_around():
+    x, w = np.full((1, 1, 5, 5), 200, np.uint8), np.ones((1, 1, 3, 3), np.uint8)
+    for conv in (conv2d, conv2d_naive):
+        out = conv(x, w)
+        assert out.dtype == np.float64 and np.all(out == 1800)  # in uint8 200 * 9 would be 8
+        np.testing.assert_allclose(conv(x, w, np.array([0.5])), 1800.5)  # a float bias adds
+    dout = np.full((1, 1, 3, 3), 100, np.uint8)
+    dx, dw, db = conv2d_backward(dout, x, w)
+    expected = conv2d_backward(dout.astype(float), x.astype(float), w.astype(float))
+    for ours, theirs in zip((dx, dw, db), expected):
+        assert ours.dtype == np.float64
+        np.testing.assert_allclose(ours, theirs)
+    assert db[0] == 900 and dw.max() == 9 * 100 * 200
+    cols = np.full((1, 9, 9), 200, np.uint8)  # overlapping patches: the centre gets 9 * 200
+    assert col2im(cols, (1, 1, 5, 5), 3)[0, 0, 2, 2] == 1800
+
+
 def test_conv_output_size_examples():
     assert conv_output_size(28, 3) == 26
     assert conv_output_size(28, 3, padding=1) == 28

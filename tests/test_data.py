@@ -6,6 +6,7 @@ import shutil
 import socket
 import struct
 import time
+import zlib
 from pathlib import Path
 from urllib.error import URLError
 
@@ -18,6 +19,7 @@ from torch.utils.data import Subset, TensorDataset
 
 from imgrec_lib import data
 from imgrec_lib.data import DataError
+from imgrec_lib.inference import load_image
 
 LAYOUT = re.escape("root/<class name>/<image files>")
 
@@ -318,6 +320,32 @@ def test_image_folder_reports_unreadable_files_by_name(folder):
         index = [p.endswith(name) for p, _ in ds.samples].index(True)
         with pytest.raises(DataError, match=f"could not read the image .*{name}.*Delete or replace"):
             ds[index]
+
+
+def _png_chunk(kind, payload):
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def test_image_folder_reports_a_decompression_bomb_by_name(folder):
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # claims 30000x30000 grey pixels
+    bomb = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IEND", b"")
+    (folder / "dog" / "bomb.png").write_bytes(bomb)  # 57 bytes
+    ds = data.image_folder(folder)
+    index = [p.endswith("bomb.png") for p, _ in ds.samples].index(True)
+    with pytest.raises(DataError, match="could not read the image .*bomb.png.*decompression bomb.*Delete or replace"):
+        ds[index]
+
+
+def test_image_folder_reads_16_bit_images_as_load_image_does(tmp_path):
+    root = tmp_path / "sixteen"
+    a = np.tile(np.arange(0, 65536, 2340, dtype=np.uint16)[:28], (28, 1))  # the whole 16-bit range
+    _save(root / "a" / "wide.png", a)
+    _save(root / "a" / "dark.png", np.minimum(a, 255))  # 16-bit values 0..255 only: a dark image
+    ds = data.image_folder(root)
+    for i, (path, _) in enumerate(ds.samples):
+        expected = load_image(path, (1, 28, 28), invert=False)
+        torch.testing.assert_close(ds[i][0], expected, rtol=0, atol=0.5 / 255 + 1e-6)  # 8-bit rounding
+    assert ds[[p.endswith("dark.png") for p, _ in ds.samples].index(True)][0].max() < 0.01
 
 
 def test_image_folder_layout_errors(tmp_path):

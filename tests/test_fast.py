@@ -1,13 +1,15 @@
 """Tests for imgrec_lib.fast: the fast training path (data as tensors on the device)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import Subset
 
-from imgrec_lib.checkpoint import load_model
-from imgrec_lib.data import as_tensors, digits
+from imgrec_lib.checkpoint import CheckpointError, load_model
+from imgrec_lib.data import as_tensors, classes_of, digits, shapes
 from imgrec_lib.fast import evaluate_tensors, fit_fast, random_affine, random_shift
 from imgrec_lib.models import CourseCNN
 from imgrec_lib.training import evaluate
@@ -202,3 +204,14 @@ def test_bad_input_gives_clear_errors(small_split):
         fit_fast(tiny_net(), train, schedule="linear", progress=False, device="cpu")
     with pytest.raises(ValueError, match="must be positive"):
         fit_fast(tiny_net(), train, epochs=0, progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"images hold integers.*X.float\(\) / 255"):
+        fit_fast(tiny_net(), ((X[:8] * 255).byte(), y[:8]), progress=False, device="cpu")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        fit_fast(tiny_net(), train, progress=False, device="cpu", checkpoint=Path(__file__).parent)
+
+
+def test_checkpoint_keeps_the_class_names_of_a_subset(tmp_path):
+    train = Subset(shapes("train", n=64), range(48))
+    net = CourseCNN(num_classes=4, in_channels=3, image_size=32, widths=(4,), hidden=8)
+    fit_fast(net, train, epochs=1, batch_size=16, device="cpu", progress=False, checkpoint=tmp_path / "s.pt")
+    assert load_model(tmp_path / "s.pt")[1]["classes"] == classes_of(train) == ["circle", "square", "triangle", "cross"]

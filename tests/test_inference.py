@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from imgrec_lib.inference import (
-    ImageError, Prediction, load_image, predict_files, predict_tensor, prepare_image, saliency,
+    ImageError, Prediction, image_from_bytes, load_image, predict_files, predict_tensor, prepare_image, saliency,
 )
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "imgrec_lib" / "embedded" / "mnist_5k.npz"
@@ -98,6 +98,13 @@ def test_16_bit_grey_is_scaled_to_0_1_not_clipped(tmp_path):
     x = load_image(path, (1, 12, 12), invert=False)
     assert x[0, :, :6].mean().item() == pytest.approx(0.5, abs=0.01)
     assert x[0, :, 6:].mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_16_bit_grey_is_always_out_of_65535_so_a_dark_image_stays_dark(tmp_path):
+    a = np.tile(np.arange(0, 256, 16, dtype=np.uint16), (16, 1))  # 16-bit values 0..240 only
+    Image.fromarray(a).save(tmp_path / "dark16.png")
+    x = load_image(tmp_path / "dark16.png", (1, 16, 16), invert=False)
+    assert float(x.max()) == pytest.approx(240 / 65535, abs=1e-6)  # not stretched to 240 / 255
 
 
 def test_aspect_ratio_is_kept_by_padding(tmp_path):
@@ -211,6 +218,15 @@ def test_image_errors_name_the_file_and_the_problem(tmp_path, name):
         load_image(tmp_path / name)
     message = str(info.value)
     assert name in message and problems[name] in message and "\n" not in message
+
+
+def test_a_mode_pil_cannot_convert_raises_image_error_naming_the_file(tmp_path):
+    path = tmp_path / "lab.tif"
+    Image.new("RGB", (40, 40)).convert("LAB").save(path)  # PIL opens it but cannot make it grey
+    with pytest.raises(ImageError, match=r"lab\.tif: cannot convert its LAB .*save it as a PNG or JPEG"):
+        load_image(path)
+    with pytest.raises(ImageError, match="upload.tif: cannot convert its LAB"):
+        image_from_bytes(path.read_bytes(), name="upload.tif")
 
 
 def test_predict_files_raises_image_error_for_a_bad_file(tmp_path):

@@ -109,6 +109,15 @@ def test_wrong_input_shape_is_a_clear_error(net):
         net(torch.rand(2, 3, 32, 32))
 
 
+@pytest.mark.parametrize("net", [CourseCNN(), LeNet5()])
+def test_wrong_input_dtype_is_a_clear_error(net):
+    with pytest.raises(ValueError, match=r"float32 weights but got torch.uint8 images: .*x.to\(torch.float32\) / 255"):
+        net(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"got torch.float64 images: convert them with x.to\(torch.float32\)$"):
+        net(torch.zeros(2, 1, 28, 28, dtype=torch.float64))
+    assert net.double()(torch.zeros(2, 1, 28, 28, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_build_model_errors():
     with pytest.raises(ValueError, match="unknown model 'resnet'.*course_cnn, lenet5"):
         build_model("resnet")

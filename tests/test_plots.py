@@ -63,6 +63,15 @@ def test_show_images_titles_and_colours():
     assert titles(show_images(torch.rand(2, 1, 8, 8), labels=[7, 3])) == ["7", "3"]
 
 
+def test_show_images_one_colour_image_needs_a_batch_of_one():
+    x = torch.rand(3, 8, 10)  # one RGB image (C, H, W)
+    assert len(show_images(x).axes) == 3  # read as 3 grey images (N, H, W), as documented
+    for images in (x[None], [x]):
+        fig = show_images(images)
+        assert len(fig.axes) == 1 and fig.axes[0].images[0].get_array().shape == (8, 10, 3)
+    assert "x[None]" in show_images.__doc__
+
+
 def test_show_images_errors():
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         show_images(torch.rand(3, 1, 8, 8), labels=[1, 2])

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from imgrec_lib.checkpoint import load_checkpoint, load_model
+from imgrec_lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from imgrec_lib.models import CourseCNN, LeNet5
 from imgrec_lib.training import SCHEDULES, History, evaluate, fit, lr_at, predict_batches
 
@@ -151,7 +151,19 @@ def test_bad_input_fails_before_training():
         fit(net, TensorDataset(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)), progress=False)
     with pytest.raises(ValueError, match="unknown schedule"):
         fit(net, bars(), schedule="step", progress=False)
+    with pytest.raises(ValueError, match="must be positive, got 1, 0"):
+        fit(net, bars(), epochs=1, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match=r"torch.float32 weights but got torch.uint8 images.*/ 255"):
+        fit(net, TensorDataset((X * 255).byte(), torch.arange(len(X)) % 2), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, _weights(net)))  # nothing was trained
+
+
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(tmp_path):
+    net = small_cnn()
+    before = _weights(net)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        fit(net, bars(), checkpoint=tmp_path, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, _weights(net)))
 
 
 class HiddenLabels(Dataset):

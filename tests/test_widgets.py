@@ -74,6 +74,14 @@ def test_kernel_explorer_accepts_tensors_uint8_and_the_default_photo():
         W.kernel_explorer(np.zeros(5))
 
 
+@pytest.mark.parametrize("explorer", [W.kernel_explorer, W.pooling_explorer])
+def test_explorers_accept_a_feature_map_that_requires_grad(explorer):
+    torch.manual_seed(0)
+    feature_map = torch.nn.Conv2d(1, 1, 3)(torch.rand(1, 1, 30, 30))[0, 0]  # requires grad
+    assert feature_map.requires_grad
+    np.testing.assert_allclose(explorer(feature_map).image, feature_map.detach().numpy(), rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- stride and padding
 
 @pytest.fixture(scope="module")
