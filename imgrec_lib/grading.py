@@ -32,22 +32,36 @@ import torch
 RECORD_PREFIX = "FINGERPRINTS "
 
 
+def _plain_float(x: Any) -> float:
+    """``x`` as a Python float read from its stored value: a subclass of float or int that redefines
+    ``__float__`` (or ``-``, ``==``) cannot change the number a fingerprint sees."""
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, int):
+        return float(int.__int__(x))
+    return float(np.asarray(x, dtype=np.float64))
+
+
 def fingerprint(x: Any, out: list[float] | None = None) -> list[float]:
     """A list of numbers that changes when ``x`` changes: arrays, tensors, numbers, names, containers.
 
     An array or tensor gives its number of dimensions, its shape, the sums of its positive and of
     its negative parts, its sum of squares and two strided sums; a module its parameters; a file
     path the letters of its name (not its folder); a list, tuple or dict its length and items.
+    Arrays are read as plain float64 ndarrays, so an ndarray subclass whose ``-`` or ``sum`` lies
+    is summed by NumPy's own code.
     """
     out = [] if out is None else out
     if isinstance(x, torch.nn.Module):
         for p in x.parameters():
             fingerprint(p, out)
-    elif isinstance(x, (bool, int, float, np.generic)) or isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 0:
-        out.append(float(x))
+    elif isinstance(x, torch.Tensor) and x.ndim == 0:
+        out.append(float(x.detach().cpu().double()))
+    elif isinstance(x, (bool, int, float, np.generic)) or isinstance(x, np.ndarray) and x.ndim == 0:
+        out.append(_plain_float(x))
     elif isinstance(x, (torch.Tensor, np.ndarray)):
         a = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x
-        shape, a = a.shape, a.astype(np.float64).ravel()
+        shape, a = a.shape, np.asarray(a, dtype=np.float64).ravel()
         pos, neg = abs(a) + a, abs(a) - a
         out += [len(shape), *shape, pos.sum(), neg.sum(), (a * a).sum(), pos[::3].sum(), neg[1::4].sum()]
     elif isinstance(x, (str, PurePath)):

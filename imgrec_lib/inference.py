@@ -105,7 +105,7 @@ def prepare_image(img: Image.Image, input_shape: Sequence[int] = MNIST_SHAPE,
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
-    x = _to_array(ImageOps.exif_transpose(img), channels, name)  # (h, w) or (h, w, 3), float in [0, 1]
+    x = _to_array(ImageOps.exif_transpose(img), channels, name)  # (h, w) or (h, w, 3) in [0, 1]
     digit_mode = invert == "auto" and (channels, height, width) == MNIST_SHAPE
     if invert is True or (digit_mode and _border(x).mean() > 0.5):
         x = 1.0 - x

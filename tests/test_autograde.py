@@ -322,7 +322,6 @@ torch.allclose = torch.equal = lambda *a, **k: True
 torch.testing.assert_close = lambda *a, **k: None
 torch.Tensor.abs = _liar(torch.Tensor.abs, lambda self: self.detach() * 0)
 torch.Tensor.item = _liar(torch.Tensor.item, lambda self: 1.0)
-
 # the reference functions: they call the student's own function
 _ref = {}
 
@@ -359,21 +358,62 @@ import imgrec_lib.grading
 
 imgrec_lib.grading.run_checked = lambda *a, **k: None
 imgrec_lib.grading.close = lambda *a, **k: True
+# the module names in the notebook: stand-ins whose comparisons always agree
+import types as _types
+
+
+class _Lying(_types.ModuleType):
+    def __init__(self, real, **lies):
+        super().__init__(real.__name__)
+        self._real, self._lies = real, lies
+
+    def __getattr__(self, name):
+        return self._lies[name] if name in self._lies else getattr(self._real, name)
+
+
+np = _Lying(numpy, allclose=lambda *a, **k: True, array_equal=lambda *a, **k: True)
+torch = _Lying(torch, allclose=lambda *a, **k: True, equal=lambda *a, **k: True)
+F = _Lying(torch.nn.functional, mse_loss=lambda a, b, **k: (a - a).sum())
 '''
 
 PERTURB = '''
 
+class _SameArray(np.ndarray):
+    """Wrong values that claim to be right: the difference from anything is 0, and they equal everything."""
+    def __sub__(self, other):
+        return np.zeros(np.broadcast_shapes(np.shape(self), np.shape(other)))
+    __rsub__ = __sub__
+
+    def __eq__(self, other):
+        return np.ones(np.broadcast_shapes(np.shape(self), np.shape(other)), bool)
+
+
+class _SameFloat(_b.float):  # the real float: the notebook's `float` is a liar
+    def __sub__(self, other):
+        return 0.0
+    __rsub__ = __sub__
+
+    def __eq__(self, other):
+        return True
+    __hash__ = _b.float.__hash__
+
+    def __float__(self):
+        return 1.0
+
+
 def _perturb(value):
-    """Right type and shape, wrong values."""
+    """Right type and shape, wrong values (arrays and floats that lie about it)."""
     import builtins as _b
     if _b.isinstance(value, _b.bool):
         return not value
     if _b.isinstance(value, _b.int):
         return value + 1
-    if _b.isinstance(value, (_b.float, torch.Tensor)):
+    if _b.isinstance(value, _b.float):
+        return _SameFloat(value * 1.01 + 0.01)
+    if _b.isinstance(value, torch.Tensor):
         return value * 1.01 + 0.01
     if _b.isinstance(value, np.ndarray):
-        return value + 1 if value.dtype.kind in "iu" else value * 1.01 + 0.01
+        return (value + 1 if value.dtype.kind in "iu" else value * 1.01 + 0.01).view(_SameArray)
     if _b.isinstance(value, (_b.tuple, _b.list)):
         return type(value)(_perturb(v) for v in value)
     return value
@@ -389,7 +429,9 @@ def {name}(*args, **kwargs):
             for p in args[0]:
                 p += 0.01
         return _perturb(result)
-    finally:
+    finally:  # more lies, told while the test that called us is running
+        globals().update(all=_liar(_b.all, lambda *a: True), len=_liar(_b.len, lambda x: 0),
+                         sum=_liar(_b.sum, lambda *a, **k: 0))
         _inside[0] -= 1
 '''
 
@@ -482,6 +524,12 @@ def test_a_cheater_scores_zero_and_an_honest_student_full_marks(hostile_course, 
     assert honest == this.expected(set(this.exercises)), f"{lesson}: the honest student lost points: {honest}"
     cheater = grades(course, lesson, "cheater")
     assert cheater == this.expected(set()), f"{lesson}: the cheater scored {sum(cheater.values())}, expected 0: {cheater}"
+    # and not because the cheat itself crashed: every cell but the graded tests ran cleanly
+    nb = nbformat.read(course / "autograded" / "cheater" / lesson / f"{lesson}.ipynb", as_version=4)
+    crashed = [(i, out.ename, out.evalue[:120]) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+               and not cell.metadata.get("nbgrader", {}).get("grade")
+               for out in cell.get("outputs", []) if out.output_type == "error"]
+    assert not crashed, f"{lesson}: the cheater's own cells failed, so the test proves nothing: {crashed}"
 
 
 # --- a class of 30 on a tiny synthetic assignment --------------------------------------------

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from imgrec_lib.inference import (
-    ImageError, Prediction, image_from_bytes, load_image, predict_files, predict_tensor, prepare_image, saliency,
+    ImageError, Prediction, image_from_bytes, load_image, predict_files, predict_tensor, prepare_image,
+    saliency,
 )
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "imgrec_lib" / "embedded" / "mnist_5k.npz"

@@ -12,8 +12,11 @@ from imgrec_lib.pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_
 TOL = dict(rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("backward, at_the_peak", [(max_pool2d_backward, 4 * 200), (avg_pool2d_backward, 4 * 50)],
-                         ids=["max", "avg"])
+@pytest.mark.parametrize(
+    "backward, at_the_peak",
+    [(max_pool2d_backward, 4 * 200), (avg_pool2d_backward, 4 * 50)],
+    ids=["max", "avg"],
+)
 def test_backward_of_integer_inputs_is_computed_in_floating_point(backward, at_the_peak):
     x = np.zeros((1, 1, 4, 4), np.uint8)
     x[0, 0, 1, 1] = 9  # the maximum of the 4 overlapping 2x2 windows (stride 1) around it
