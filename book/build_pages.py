@@ -5,8 +5,8 @@ Executes nothing: every page is made from files already in the repository.
 - `lessons/NN_topic/NN_topic.ipynb`: the instructor notebook `solutions/NN_topic/NN_topic.ipynb`
   with its stored outputs and figures, passed through nbgrader's own `ClearSolutions` (answer code
   becomes the student stub) and `ClearHiddenTests`; hidden test cells are dropped. The page path
-  mirrors the student notebook's path in the repository, so the Colab and Binder launch buttons
-  open `lessons/NN_topic/NN_topic.ipynb`, the learner's version.
+  mirrors the student notebook's path in the repository, so the Binder launch button
+  opens `lessons/NN_topic/NN_topic.ipynb`, the learner's version.
 - `course_map.md`: the section "## The course" of README.md, lesson numbers linked to their pages.
 - `guides/*.md`: docs/INSTRUCTOR_GUIDE.md and docs/LESSON_GUIDE.md, whichever exist.
 - `reference/*.md`: one autodoc page per `imgrec_lib` module.
@@ -40,7 +40,7 @@ GUIDES = {"INSTRUCTOR_GUIDE.md": "instructor_guide.md"}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = (
     "*An interactive widget appears here when you run the notebook "
-    "(the launch buttons at the top of the page open it in Colab or Binder).*"
+    "(the launch button at the top of the page opens it in Binder).*"
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg"}
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")

@@ -77,3 +77,16 @@ def test_ci_runs_make_test():
 def test_embedded_data_is_packaged():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "embedded/*" in pyproject["tool"]["setuptools"]["package-data"]["imgrec_lib"]
+
+
+def test_binder_installs_the_course_after_the_repository_is_copied():
+    """repo2docker builds .binder/environment.yml before the repository is there: no `-e .` or
+    `-c constraints.txt` in it; .binder/postBuild installs the course, pinned, with the same Python."""
+    binder_env = (ROOT / ".binder" / "environment.yml").read_text()
+    dependencies = binder_env.split("dependencies:")[1]
+    assert "-e ." not in dependencies and "constraints" not in dependencies
+    python = re.compile(r"^\s*- python=(\S+)$", re.M)
+    assert python.search(binder_env).group(1) == python.search((ROOT / "environment.yml").read_text()).group(1)
+    post_build = ROOT / ".binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o111, "postBuild must be executable"
+    assert 'pip install --no-cache-dir -c constraints.txt -e ".[lab]"' in post_build.read_text()
