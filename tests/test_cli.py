@@ -78,12 +78,15 @@ def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_fi
     corrupt.write_bytes(digit_files[0][0].read_bytes()[:60])  # a PNG cut off after its header
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    result = run("predict", str(corrupt), str(digit_files[0][0]), str(text), "--checkpoint", str(checkpoint))
+    lab = tmp_path / "lab.tif"
+    Image.new("RGB", (40, 40)).convert("LAB").save(lab)  # PIL reads it but cannot make it grey
+    result = run("predict", str(corrupt), str(digit_files[0][0]), str(text), str(lab), str(digit_files[0][1]),
+                 "--checkpoint", str(checkpoint))
     assert result.returncode == cli.EXIT_BAD_INPUT
     assert "Traceback" not in result.stderr
     errors = result.stderr.strip().splitlines()
-    assert len(errors) == 2 and "corrupt.png" in errors[0] and "notes.png" in errors[1]
-    assert len(result.stdout.strip().splitlines()) == 1, "the good image is still classified"
+    assert len(errors) == 3 and "corrupt.png" in errors[0] and "notes.png" in errors[1] and "lab.tif" in errors[2]
+    assert len(result.stdout.strip().splitlines()) == 2, "the good images are still classified"
 
 
 def test_a_missing_checkpoint_says_what_to_do(tmp_path, digit_files):
