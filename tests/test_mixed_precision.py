@@ -12,13 +12,12 @@ import warnings
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
 from imgrec_lib import device as dev
 from imgrec_lib.checkpoint import load_checkpoint, load_model
 from imgrec_lib.fast import evaluate_tensors, fit_fast
-from imgrec_lib.models import CourseCNN
 from imgrec_lib.training import evaluate, fit, predict_batches
+from test_training import bars, small_cnn  # the same toy problem and small CNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,21 +29,6 @@ def half(request, monkeypatch):
     """Make ``autocast("cpu")`` do what ``autocast("cuda")`` does on a GPU with this dtype."""
     monkeypatch.setattr(dev, "amp_dtype", lambda device: request.param)
     return request.param
-
-
-def bars(n=96, size=8, seed=0):
-    """A separable toy problem: class 0 has a bright left half, class 1 a bright right half."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    X = torch.rand(n, 1, size, size, generator=g) * 0.5
-    X[y == 0, :, :, : size // 2] += 0.5
-    X[y == 1, :, :, size // 2 :] += 0.5
-    return TensorDataset(X, y)
-
-
-def small_cnn(seed=0):
-    torch.manual_seed(seed)
-    return CourseCNN(num_classes=2, image_size=8, widths=(4, 8), hidden=16, dropout=0.1)
 
 
 def test_autocast_computes_in_the_gpu_dtype(half):
