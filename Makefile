@@ -13,7 +13,7 @@ EXTRAS := lab,test,book
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean autograde feedback book browser
+.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,11 +41,11 @@ lab: $(STAMP)  ## start JupyterLab on the lessons
 # nbval re-runs every solution notebook and compares the cells marked # NBVAL_CHECK_OUTPUT.
 NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-test: $(STAMP) book browser  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
+test: $(STAMP) book browser sandbox  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
 	$(BIN)/python -m pytest tests solutions $(NBVAL)
 
 # The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
-PIPELINE_TESTS := test_lessons test_autograde test_book test_browser
+PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading
 test-lib: $(STAMP)  ## only the library tests (a few minutes)
 	$(BIN)/python -m pytest tests -m "not slow" $(foreach t,$(PIPELINE_TESTS),--ignore=tests/$(t).py)
 
@@ -66,6 +66,11 @@ browser:  ## install Debian's chromium for the browser tests, unless /usr/bin/ch
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Grading runs each submission in a bubblewrap sandbox (Debian's package; docs/INSTRUCTOR_GUIDE.md).
+sandbox:  ## install bubblewrap for sandboxed grading, unless bwrap is there
+	@command -v bwrap >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; }
+
 train: $(STAMP)  ## train the course CNN on the embedded digits, (re)place checkpoints/course_cnn.pt (FAST=1: the fast path)
 	$(BIN)/python -m imgrec_lib train --data digits --checkpoint checkpoints/course_cnn.pt --force $(if $(FAST),--fast,)
 
@@ -73,12 +78,17 @@ constraints: $(STAMP)  ## re-pin constraints.txt to what .venv has now (after a 
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^imgrec'; } > constraints.new
 	mv constraints.new constraints.txt
 
-lessons: $(STAMP)  ## regenerate lessons/ (student notebooks) from solutions/ with nbgrader
-	$(BIN)/nbgrader generate_assignment "*" --force --log-level=WARN
+lessons: $(STAMP)  ## regenerate lessons/ from solutions/ (a notebook with your answers is kept; the new one goes beside it)
+	$(BIN)/python scripts/make_lessons.py
 
-# Instructors (docs/INSTRUCTOR_GUIDE.md). FORCE=1 re-grades / re-makes what was done before.
-autograde: $(STAMP)  ## autograde everything under submitted/, export grades.csv (FORCE=1: all again)
-	$(BIN)/python scripts/autograde.py $(if $(FORCE),--force)
+# Instructors (docs/INSTRUCTOR_GUIDE.md). FORCE=1 re-grades / re-makes what was done before;
+# WORKERS=N sandboxes at a time (default: the number of cores).
+autograde: $(STAMP) sandbox  ## grade everything under submitted/ in sandboxes, export grades.csv (FORCE=1: all again)
+	$(BIN)/python -m grading autograde $(if $(FORCE),--force) $(if $(WORKERS),--workers $(WORKERS))
+
+# Learners: grade your own notebooks in lessons/ (copies) the way the instructor will.
+check: $(STAMP) sandbox  ## score your lessons/ notebooks per exercise, feedback in checked/ (LESSON=01_convolution: one)
+	$(BIN)/python -m grading check $(LESSON)
 
 feedback: $(STAMP)  ## HTML feedback for every autograded submission, in feedback/ (FORCE=1: all again)
 	$(BIN)/nbgrader generate_feedback "*" $(if $(FORCE),--force)
@@ -88,6 +98,6 @@ execute: $(STAMP)  ## re-execute every solution notebook in place, storing outpu
 	  $(BIN)/jupyter nbconvert --config scripts/nbconvert_config.py --to notebook --execute --inplace "$$nb" \
 	  || exit 1; done
 
-clean:  ## remove the venv, the book's build and npm packages, and run-time files (not submissions or grades)
-	rm -rf $(VENV) .pytest_cache .hypothesis checkpoints runs book/_build book/node_modules \
+clean:  ## remove the venv, the book's build and npm packages, and caches (not checkpoints, submissions, grades or lessons/)
+	rm -rf $(VENV) .pytest_cache .hypothesis checked book/_build book/node_modules \
 	  book/lessons book/guides book/reference book/course_map.md tests/screenshots benchmarks/results.json

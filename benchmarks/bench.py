@@ -12,6 +12,9 @@ the JSON names the machine it ran on. Sections (``--skip`` takes their names):
     conv              imgrec_lib.conv (NumPy) vs torch.nn.functional.conv2d, forward and backward
     inference         single-image latency and batched throughput of CourseCNN
     notebooks         seconds to execute each solutions/*/*.ipynb with nbclient, and the total
+    grading           a synthetic class graded by plain serial `nbgrader autograde` and by `make autograde`'s
+                      sandboxed path with 1 and N workers (submissions per minute), and the sandbox's own
+                      cost per submission (the same path with --unsafe-no-sandbox)
     mnist             (CUDA only, if the full MNIST is on disk under data/) fit_fast to 99% test accuracy
 
 Progress goes to stderr, the JSON to stdout and to benchmarks/results.json.
@@ -42,12 +45,14 @@ from imgrec_lib.data import as_tensors, digits  # noqa: E402
 from imgrec_lib.device import pick_device, seed_everything, to_channels_last  # noqa: E402
 from imgrec_lib.models import CourseCNN  # noqa: E402
 
-SECTIONS = ("time_to_accuracy", "throughput", "conv", "inference", "notebooks", "mnist")
+SECTIONS = ("time_to_accuracy", "throughput", "conv", "inference", "notebooks", "grading", "mnist")
 TARGETS = {  # issue 7: what the course promises on a 2-core CPU
     "accuracy": 0.985,  # median test accuracy of fit_fast over 3 seeds ...
     "train_seconds": 15.0,  # ... within this many seconds of training
     "conv_forward_ratio": 3.0,  # NumPy conv2d forward at most this many times slower than PyTorch
     "notebooks_seconds": 240.0,  # the whole course executes within 4 minutes
+    "grading_speedup": 1.8,  # issue 12: N sandboxed workers vs plain serial nbgrader autograde, 2 cores
+    "sandbox_seconds": 1.0,  # ... and the sandbox adds at most this much per submission
 }
 
 
@@ -252,6 +257,91 @@ def bench_notebooks(timeout: int = 600) -> dict:
             "all_ok": all(r["status"] == "ok" for r in results.values()), "notebooks": results}
 
 
+def _class_course(folder: Path, lessons: dict[str, int]) -> None:
+    """A course in `folder` with `lessons[name]` submissions of each lesson: the release with the
+    instructor's answers, trimmed to the set-up cell, the answers and the tests; every third one
+    with its first answer left blank (a failing exercise)."""
+    import re
+    import shutil
+    import subprocess
+
+    import nbformat
+
+    shutil.copy(ROOT / "nbgrader_config.py", folder)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for lesson, count in lessons.items():
+        shutil.copytree(ROOT / "solutions" / lesson, folder / "solutions" / lesson)
+        subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "generate_assignment", lesson, "--force",
+                        "--log-level=ERROR"], cwd=folder, env=env, check=True, capture_output=True)
+        release = nbformat.read(folder / "lessons" / lesson / f"{lesson}.ipynb", as_version=4)
+        source = nbformat.read(folder / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+        answers = {c.metadata.nbgrader["grade_id"]: re.sub(r"^\s*### (BEGIN|END) SOLUTION\n?", "", c.source, flags=re.M)
+                   for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
+        first_code = next(i for i, c in enumerate(release.cells) if c.cell_type == "code")
+        for k in range(count):
+            nb = nbformat.from_dict(json.loads(json.dumps(release)))
+            keep = []
+            for i, cell in enumerate(nb.cells):
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if cell.cell_type == "code" and i != first_code and gid is None:
+                    continue
+                if gid in answers and not (k % 3 == 2 and gid == next(iter(answers))):
+                    cell.source = answers[gid]
+                    if gid == "trained_model":  # its data come from cells the trimming drops
+                        cell.source = ('train_data = data.digits("train")\n'
+                                       'test_data = Subset(data.digits("test"), range(500))\n' + cell.source)
+                keep.append(cell)
+            nb.cells = keep
+            path = folder / "submitted" / f"student{k:03d}" / lesson / f"{lesson}.ipynb"
+            path.parent.mkdir(parents=True)
+            nbformat.write(nb, path)
+
+
+def bench_grading(lessons: dict[str, int], workers: int) -> dict:
+    """Grade the same synthetic class four ways, side by side in this run (see _class_course)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    total = sum(lessons.values())
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(ROOT))
+    runs = {
+        "nbgrader_serial": lambda lesson: [str(Path(sys.executable).parent / "nbgrader"), "autograde", lesson, "--force"],
+        "sandboxed_1_worker": ["--workers", "1"],
+        f"sandboxed_{workers}_workers": ["--workers", str(workers)],
+        "unsandboxed_1_worker": ["--workers", "1", "--unsafe-no-sandbox"],
+    }
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="imgrec-bench-grading-") as scratch:
+        template = Path(scratch) / "template"
+        template.mkdir()
+        _class_course(template, lessons)
+        from imgrec_lib import checkpoint, models  # lesson 08 would need the instructor's model
+
+        checkpoint.save_checkpoint(template / "checkpoints" / "course_cnn.pt", models.CourseCNN(),
+                                   classes=[str(k) for k in range(10)], input_shape=(1, 28, 28), epoch=0)
+        for name, how in runs.items():
+            course = Path(scratch) / name
+            shutil.copytree(template, course)
+            start = time.perf_counter()
+            if callable(how):  # plain nbgrader: one autograde per lesson, serially
+                for lesson in lessons:
+                    subprocess.run(how(lesson), cwd=course, env=env, capture_output=True, check=True)
+            else:
+                result = subprocess.run([sys.executable, "-m", "grading", "autograde", "--force", *how],
+                                        cwd=course, env=env, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise RuntimeError(f"grading {name} failed: {result.stderr[-1500:]}")
+            seconds[name] = time.perf_counter() - start
+            log(f"grading {total} submissions, {name}: {seconds[name]:.1f} s")
+    per_minute = {name: 60 * total / s for name, s in seconds.items()}
+    return {"lessons": lessons, "submissions": total, "workers": workers, "seconds": seconds,
+            "submissions_per_minute": per_minute,
+            "speedup_vs_nbgrader_serial": seconds["nbgrader_serial"] / seconds[f"sandboxed_{workers}_workers"],
+            "sandbox_seconds_per_submission": (seconds["sandboxed_1_worker"] - seconds["unsandboxed_1_worker"]) / total}
+
+
 def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
     """On CUDA, with the full MNIST on disk: fit_fast to 99% test accuracy (the GPU record recipe)."""
     if not torch.cuda.is_available():
@@ -285,8 +375,12 @@ def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
 
 def check_targets(results: dict) -> dict:
     """Met (True), not met (False) or not measured (None) for each target of issue 7."""
-    tta, conv_, nbs = (results.get(k) for k in ("time_to_accuracy", "conv", "notebooks"))
+    tta, conv_, nbs, grading = (results.get(k) for k in ("time_to_accuracy", "conv", "notebooks", "grading"))
     return {
+        "grading_speedup_1_8x": None if not grading else bool(
+            grading["speedup_vs_nbgrader_serial"] >= TARGETS["grading_speedup"]),
+        "sandbox_within_1_s": None if not grading else bool(
+            grading["sandbox_seconds_per_submission"] <= TARGETS["sandbox_seconds"]),
         "accuracy_in_time": None if not tta else bool(
             tta["median_final_accuracy"] >= TARGETS["accuracy"]
             and tta["median_train_seconds"] <= TARGETS["train_seconds"]),
@@ -358,6 +452,19 @@ def write_results_md(results: dict, path: Path) -> None:
     lines.append(f"| every solution notebook executes in <= {TARGETS['notebooks_seconds']:.0f} s | "
                  + (f"{nb['total_seconds']:.0f} s for {nb['count']} notebooks" if nb else "-")
                  + f" | {_met(targets['course_within_4_minutes'])} |")
+    g = results.get("grading")
+    lines.append(f"| grading with N sandboxed workers >= {TARGETS['grading_speedup']}x plain serial `nbgrader autograde` | "
+                 + (f"{g['speedup_vs_nbgrader_serial']:.2f}x ({g['workers']} workers)" if g else "-")
+                 + f" | {_met(targets['grading_speedup_1_8x'])} |")
+    lines.append(f"| the sandbox adds <= {TARGETS['sandbox_seconds']:.0f} s per submission | "
+                 + (f"{g['sandbox_seconds_per_submission']:.2f} s" if g else "-")
+                 + f" | {_met(targets['sandbox_within_1_s'])} |")
+    if g:
+        lines += ["", f"## Grading a synthetic class ({g['submissions']} submissions: "
+                      + ", ".join(f"{n} x {lesson}" for lesson, n in g["lessons"].items()) + ")", "",
+                  "| how | seconds | submissions per minute |", "|---|---|---|"]
+        lines += [f"| {name.replace('_', ' ')} | {sec:.1f} | {g['submissions_per_minute'][name]:.1f} |"
+                  for name, sec in g["seconds"].items()]
     if tta:
         lines += ["", "## Time to accuracy (fit_fast, embedded digits, 4,000 train / 1,000 test)", "",
                   f"Model `CourseCNN(**{tta['model']})`, recipe {tta['recipe']}.", "",
@@ -432,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         results["inference"] = bench_inference(repeats)
     if "notebooks" not in skip:
         results["notebooks"] = bench_notebooks()
+    if "grading" not in skip:
+        results["grading"] = bench_grading({"04_loss_functions": 2} if args.quick else
+                                           {"01_convolution": 40, "05_backpropagation": 40, "07_training_a_cnn": 10},
+                                           workers=os.cpu_count() or 1)
     if "mnist" not in skip:
         results["mnist"] = bench_mnist()
     results["targets"] = check_targets(results)

@@ -1,18 +1,21 @@
-"""Grading an instructor can trust: crafted submissions, autograded, with exact scores.
+"""Grading an instructor can trust: crafted submissions, graded by `make autograde`, with exact scores.
 
-Two temporary course copies, each graded by ONE run of scripts/autograde.py (what `make autograde`
-runs), so nothing in the repository is touched:
+Temporary course copies, each graded by `python -m grading autograde` (what `make autograde`
+runs), so nothing in the repository is touched. Every submission runs in its own sandbox and the
+verdicts come from the judge (grading/), so:
 
 - `lesson_course`: lesson 04 (4 exercises, 9 points) with a dozen crafted students: solved, blank,
   half-solved, test cells edited or deleted, `time.sleep(10**6)`, a first cell that raises, sys.exit(),
-  a syntax error, monkeypatched helpers, a kernel that kills itself, a file that is not JSON;
+  a syntax error, monkeypatched helpers, a kernel that kills itself half-way (the tests before it
+  count), a file that is not JSON, an answer that calls the reference (flagged);
 - `hostile_course`: all nine lessons, each with an honest student (full marks) and a cheater who
   hands in wrong answers of the right shape together with code that rebinds builtins and replaces
   numpy's and torch's comparison functions and the reference functions the tests use (every test
-  cell scores 0; the same cheater scored points on the lessons' earlier, foolable tests);
+  cell scores 0);
 - `class_course`: a tiny synthetic assignment (3 quick exercises, 6 points) and a class of 30
   students with known, varied answers, a few of them hostile (an endless loop, sys.exit(), a
   first cell that raises, a file that is not a notebook); every row of grades.csv is checked.
+The crafted submissions of every kind of attack are in tests/test_hostile.py.
 """
 
 import copy
@@ -30,7 +33,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")  # nbgrader runs `alembic`
+ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",  # nbgrader runs `alembic`
+           PYTHONPATH=str(ROOT))  # the course's grading package
 LESSON = "04_loss_functions"
 POINTS = {"mse": 2, "log_softmax": 2, "cross_entropy": 3, "cross_entropy_grad": 2}  # visible + hidden
 
@@ -48,8 +52,8 @@ def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def autograde(course: Path, *args: str) -> subprocess.CompletedProcess:
-    """`make autograde` in `course`: scripts/autograde.py with the venv's python."""
-    return run(sys.executable, str(ROOT / "scripts" / "autograde.py"), *args, cwd=course)
+    """`make autograde` in `course`: python -m grading autograde, with the repository's grading/."""
+    return run(sys.executable, "-m", "grading", "autograde", "--workers", "2", *args, cwd=course)
 
 
 def new_course(tmp_path_factory, name: str) -> Path:
@@ -169,10 +173,17 @@ def crafted(lesson: Lesson) -> dict[str, tuple[object, set[str]]]:
     nb.cells[1:1] = [new_code_cell("raise RuntimeError('the first cell fails')"),
                      new_code_cell("import sys\nsys.exit('bye')")]
     students["broken"] = (nb, everything - {"log_softmax"})
-    # os._exit kills the kernel: nbgrader cannot grade this one; the others still are.
+    # os._exit kills the kernel half-way: the tests that ran before it count, the others score 0.
     nb = lesson.trimmed()
-    nb.cells.insert(len(nb.cells) // 2, new_code_cell("import os\nos._exit(1)"))
-    students["kernel_killer"] = (nb, set())
+    nb.cells.insert(next(i for i, c in enumerate(nb.cells) if grade_id(c) == "cross_entropy"),
+                    new_code_cell("import os\nos._exit(1)"))
+    students["kernel_killer"] = (nb, {"mse", "log_softmax"})
+    # Calling the reference answers the exercise, but is flagged for the instructor.
+    students["reference_copier"] = (lesson.trimmed(mse="def mse(pred, target):\n    import torch\n"
+                                                       "    if np.shape(pred) != np.shape(target):\n"
+                                                       "        raise ValueError('shapes differ')\n"
+                                                       "    return torch.nn.functional.mse_loss(torch.as_tensor(pred), "
+                                                       "torch.as_tensor(target)).item()\n"), everything)
     # Tests edited, deleted, re-pointed: locked cells come back from the source.
     nb = lesson.trimmed(log_softmax=LOG_SOFTMAX_WRONG, cross_entropy=CROSS_ENTROPY_ALONE,
                        cross_entropy_grad=GRAD_WRONG)
@@ -204,8 +215,8 @@ def lesson_course(tmp_path_factory):
 
 def lesson_students():
     params = []
-    for student in ["solver", "blank", "half", "tamperer", "sleeper", "broken",
-                    "allclose_patcher", "abs_redefiner", "reference_patcher"]:
+    for student in ["solver", "blank", "half", "tamperer", "sleeper", "broken", "kernel_killer",
+                    "allclose_patcher", "abs_redefiner", "reference_patcher", "reference_copier"]:
         params.append(pytest.param(student))
     return params
 
@@ -247,26 +258,23 @@ def test_edited_and_deleted_test_cells_are_restored_from_the_source(lesson_cours
 
 def test_a_broken_or_hostile_notebook_does_not_stop_the_class(lesson_course):
     course, _, result = lesson_course
-    assert result.returncode == 1, "two submissions cannot be graded: the run must say so"
+    assert result.returncode == 1, "a submission cannot be graded: the run must say so"
     err = result.stderr
-    assert f"student not_json, lesson {LESSON}: submitted/not_json/{LESSON}/{LESSON}.ipynb is not a valid notebook" in err
-    assert f"student kernel_killer, lesson {LESSON}: the kernel died" in err
-    assert "NOT GRADED  student" not in err.replace("student not_json", "").replace("student kernel_killer", "")
+    assert f"student not_json, lesson {LESSON}: submitted/not_json/{LESSON}/{LESSON}.ipynb: not a valid notebook" in err
+    assert "NOT GRADED  student" not in err.replace("student not_json", "")
+    assert f"NOTE        student kernel_killer, lesson {LESSON}: kernel died" in result.stdout, result.stdout[-2000:]
     rows = {row["student_id"]: row for row in csv.DictReader((course / "grades.csv").open())}
     assert set(rows) == set(lesson_course[1]), "every student with a folder is in grades.csv"
     assert float(rows["solver"]["score"]) == 9 and float(rows["blank"]["score"]) == 0
     assert float(rows["not_json"]["score"]) == 0 and rows["not_json"]["timestamp"] in ("", "None")
-    assert float(rows["kernel_killer"]["score"]) == 0
 
 
-def test_code_that_replaces_a_checking_function_is_flagged_for_review(lesson_course):
+def test_an_answer_that_calls_the_reference_is_flagged_for_that_exercise(lesson_course):
     _, _, result = lesson_course
-    review = [line for line in result.stdout.splitlines() if line.startswith("REVIEW")]
-    flagged = {line.split()[2].rstrip(",") for line in review}
-    assert flagged == {"allclose_patcher", "abs_redefiner", "reference_patcher"}, "\n".join(review)
-    assert any("replaces np.allclose" in line for line in review)
-    assert any("rebinds the builtin abs" in line for line in review)
-    assert any("replaces F_.mse_loss" in line for line in review)
+    flagged = [line for line in result.stdout.splitlines() if line.startswith("REFERENCE")]
+    assert any("student reference_copier," in line and "exercise mse:" in line and "mse_loss" in line
+               for line in flagged), "\n".join(flagged) or result.stdout[-2000:]
+    assert not any("student solver," in line for line in flagged), "\n".join(flagged)
 
 
 def test_feedback_shows_what_each_failing_test_expected(lesson_course):
@@ -353,11 +361,6 @@ for _module in (_m1, _m2, _m3, _m4, _m5, _m6, _m7):  # the course's reference ve
     for _name in list(vars(_module)):
         if _name in STUDENT_NAMES:
             setattr(_module, _name, (lambda n: lambda *a, **k: globals()[n](*a, **k))(_name))
-# the checker itself: turned off (each test cell reloads imgrec_lib/grading.py, so this must not count)
-import imgrec_lib.grading
-
-imgrec_lib.grading.run_checked = lambda *a, **k: None
-imgrec_lib.grading.close = lambda *a, **k: True
 # the module names in the notebook: stand-ins whose comparisons always agree
 import types as _types
 
@@ -507,6 +510,10 @@ def hostile_course(tmp_path_factory):
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pt", "checkpoints",
                                                   "_record_*"))
     nbgrader("generate_assignment", "*", "--force", cwd=course)
+    from imgrec_lib import checkpoint, models  # lesson 08 is graded with the instructor's model
+
+    checkpoint.save_checkpoint(course / "checkpoints" / "course_cnn.pt", models.CourseCNN(),
+                               classes=[str(k) for k in range(10)], input_shape=(1, 28, 28), epoch=0)
     lessons = {name: AnyLesson(course, name) for name in ALL_LESSONS}
     for name, lesson in lessons.items():
         submit(course, "honest", name, lesson.trimmed())
@@ -541,12 +548,13 @@ QUIZ_RIGHT = {"add": "def add(a, b):\n    return a + b\n", "square": "def square
 QUIZ_WRONG = {"add": "def add(a, b):\n    return a - b\n", "square": "def square(x):\n    return x * 2\n",
               "is_even": "def is_even(n):\n    return True\n"}
 QUIZ_TESTS = {
-    "add": 'assert add(2, 3) == 5, f"add(2, 3): expected 5, got {add(2, 3)!r}"\n',
-    "square": 'assert square(4) == 16, f"square(4): expected 16, got {square(4)!r}"\n'
-              "### BEGIN HIDDEN TESTS\n"
-              'assert square(-3) == 9, f"square(-3): expected 9, got {square(-3)!r}"\n'
-              "### END HIDDEN TESTS\n",
-    "is_even": 'assert is_even(4) and not is_even(7), "is_even: expected True for 4, False for 7"\n',
+    "add": 'def test_add(add):\n    assert add(2, 3) == 5, f"add(2, 3): expected 5, got {add(2, 3)!r}"\n\n\ntest_add(add)\n',
+    "square": 'def test_square(square):\n    assert square(4) == 16, f"square(4): expected 16, got {square(4)!r}"\n'
+              "    ### BEGIN HIDDEN TESTS\n"
+              '    assert square(-3) == 9, f"square(-3): expected 9, got {square(-3)!r}"\n'
+              "    ### END HIDDEN TESTS\n\n\ntest_square(square)\n",
+    "is_even": 'def test_is_even(is_even):\n    assert is_even(4) and not is_even(7), "is_even: expected True for 4, '
+               'False for 7"\n\n\ntest_is_even(is_even)\n',
 }
 
 
@@ -607,11 +615,11 @@ def class_course(tmp_path_factory):
 def test_a_class_autogrades_from_one_command_and_every_csv_row_is_right(class_course):
     course, students, result = class_course
     assert result.returncode == 1, result.stderr[-2000:]  # student29 sent no notebook
-    assert f"student student29, lesson {QUIZ}: submitted/student29/{QUIZ}/{QUIZ}.ipynb is not a valid notebook" \
+    assert f"student student29, lesson {QUIZ}: submitted/student29/{QUIZ}/{QUIZ}.ipynb: not a valid notebook" \
         in result.stderr
     assert "student student03, lesson quizz: submitted/student03/quizz/: there is no lesson solutions/quizz" \
         in result.stderr
-    assert result.stderr.count("NOT GRADED") == 4, result.stderr[-2000:]  # 2 problems: early, and in the summary
+    assert result.stderr.count("NOT GRADED") == 2, result.stderr[-2000:]  # 2 problems, listed at the end
     rows = list(csv.DictReader((course / "grades.csv").open()))
     assert len(rows) == 30
     for row in rows:
@@ -628,13 +636,14 @@ def test_a_resubmitted_notebook_is_graded_on_the_next_run(class_course):
     (course / "submitted" / "student03" / "quizz").rmdir()
     result = autograde(course, "--timeout", "3")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"autograding {QUIZ}: 30 submissions" in result.stdout
+    assert "grading 1 submission(s)" in result.stdout, result.stdout  # the others were graded before
     rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader((course / "grades.csv").open())}
     assert rows["student29"] == 6
     assert all(rows[s] == score for s, (_, score) in students.items() if s != "student29")
 
 
 def test_make_has_the_autograde_and_feedback_targets():
-    for target, command in (("autograde", "scripts/autograde.py"), ("feedback", "nbgrader generate_feedback")):
+    for target, command in (("autograde", "-m grading autograde"), ("check", "-m grading check"),
+                            ("feedback", "nbgrader generate_feedback")):
         result = run("make", "-n", target, cwd=ROOT)
         assert result.returncode == 0 and command in result.stdout, result.stdout + result.stderr

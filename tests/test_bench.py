@@ -42,6 +42,11 @@ def test_figures_are_positive_and_ratios_agree_with_them(quick_run):
     assert c["forward_ratio"] == pytest.approx(c["numpy_forward_ms"] / c["torch_forward_ms"])
     assert c["forward_max_abs_error"] < 1e-3  # the NumPy conv computes the same thing
     assert results["inference"]["single_image_ms"] > 0 and results["inference"]["batched_images_per_s"] > 0
+    g = results["grading"]
+    assert set(g["seconds"]) == {"nbgrader_serial", "sandboxed_1_worker", f"sandboxed_{g['workers']}_workers",
+                                 "unsandboxed_1_worker"} and all(s > 0 for s in g["seconds"].values())
+    assert g["speedup_vs_nbgrader_serial"] == pytest.approx(
+        g["seconds"]["nbgrader_serial"] / g["seconds"][f"sandboxed_{g['workers']}_workers"])
 
 
 def test_results_md_reports_the_run(quick_run):
@@ -52,5 +57,6 @@ def test_results_md_reports_the_run(quick_run):
     conv_met = results["targets"]["conv_forward_within_3x"]
     row = next(line for line in text.splitlines() if line.startswith("| NumPy conv2d forward within 3x"))
     assert row.endswith("| met |" if conv_met else "| **not met** |"), row
+    assert "## Grading a synthetic class" in text and "| grading with N sandboxed workers" in text
     accuracy_row = next(line for line in text.splitlines() if line.startswith("| >= 98.5%"))
     assert accuracy_row.endswith("| not measured |"), accuracy_row  # time_to_accuracy was skipped

@@ -10,6 +10,7 @@ All of it runs in a temporary copy of the course, so nothing in the repository i
 The notebooks' own outputs are checked by nbval (`make test` runs `pytest --nbval-lax solutions`).
 """
 
+import ast
 import json
 import os
 import re
@@ -113,7 +114,7 @@ def test_no_solution_or_hidden_test_leaks_into_the_release(lesson):
         assert marker not in released, f"{marker!r} appears in lessons/{lesson}"
     secret = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
     # Lines the instructor's notebook also shows outside the secret blocks are not secrets (e.g. the imports
-    # and the run_checked loading that every test cell, visible or hidden, holds); trivial lines are skipped.
+    # that every test function, visible or hidden, holds); trivial lines are skipped.
     public = {line.strip() for cell in src["cells"] for line in secret.sub("", source(cell)).splitlines()}
     for cell in src["cells"]:
         for _, block in secret.findall(source(cell)):
@@ -145,6 +146,56 @@ def test_cell_metadata_follows_the_conventions(lesson):
     assert len(ids) == len(set(ids)), f"{lesson}: duplicate grade_id"
     hidden = [c for c in grade_cells(nb) if "### BEGIN HIDDEN TESTS" in source(c)]
     assert hidden, f"{lesson}: has no hidden test cell"
+
+
+def call_problem(text: str) -> str | None:
+    """Why a graded test cell does not have the shape the grader needs (None when it has it): it must end
+    with a plain call `test_x(a, probe(b), ...)` of a test function defined in the cell, each argument a
+    name or a call of a function defined in the cell (docs/LESSON_GUIDE.md)."""
+    tree = ast.parse(text)
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    last = tree.body[-1] if tree.body else None
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name)):
+        return "its last statement is not a call `test_x(...)`"
+    call = last.value
+    if not call.func.id.startswith("test_") or call.func.id not in defined:
+        return f"its last statement calls {call.func.id}, not a test function defined in the cell"
+    if call.keywords or not call.args:
+        return "the test function must be called with positional arguments only"
+    for arg in call.args:
+        if isinstance(arg, ast.Name):
+            continue
+        if (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id in defined
+                and not arg.keywords and all(isinstance(a, ast.Name) for a in arg.args)):
+            continue
+        return f"the argument `{ast.unparse(arg)}` is neither a name nor a call of a probe defined in the cell"
+    return None
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_graded_test_cells_end_with_a_plain_call_of_their_test(lesson):
+    """The grader replays each graded test cell's last call outside the student's kernel (grading/judge.py)."""
+    nb = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+    cells = [c for c in grade_cells(nb) if c["cell_type"] == "code"]
+    assert cells, f"{lesson}: no graded test cells"
+    for cell in cells:
+        grade_id, text = cell["metadata"]["nbgrader"]["grade_id"], source(cell)
+        problem = call_problem(text)
+        assert problem is None, f"{lesson}, {grade_id}: {problem}"
+        for word in ("run_checked", "fingerprint", "imgrec_lib.grading", "from builtins import"):
+            assert word not in text, f"{lesson}, {grade_id}: the test cell still mentions {word!r}"
+        if "### BEGIN HIDDEN TESTS" in text:
+            assert text.rstrip().endswith("### END HIDDEN TESTS"), f"{lesson}, {grade_id}: hidden tests must end the cell"
+
+
+def test_the_test_call_check_rejects_other_shapes():
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f)\n") is None
+    assert call_problem("def probe(g):\n    return 1\n\n\ndef test_a(f, p):\n    assert p\n\n\ntest_a(f, probe(g))") is None
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f)\nprint('done')") is not None
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\nrun_checked(test_a, [(f, False)])") is not None
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f, check=len)") is not None
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f[0])") is not None
+    assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(len(f))") is not None
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -1,0 +1,33 @@
+"""Grading a class can trust (instructors and maintainers; not part of the learner's library).
+
+Every submission runs in its own sandbox (sandbox.py, runner.py); inside, the test cells only
+record what the student's functions return (recorder.py, values.py); the verdicts are decided by
+replaying those records in a process where no student code runs (judge.py). worker.py grades one
+submission; autograde.py grades a class with N workers and stores the results in nbgrader's
+gradebook; `python -m grading` is the command line (`make autograde`, `make check`).
+"""
+
+import sys
+import threading
+
+# jsonschema's optional URI checker (rfc3987_syntax) takes ~3 s to import, and nbformat, which
+# imports jsonschema, never uses it: without this every grading process (the sandbox's runner,
+# nbgrader's steps) would spend that long starting.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+# CPython 3.11 and 3.12 can fail ast.parse in two threads at once ("AST constructor recursion depth
+# mismatch", when a finalizer runs in the middle of a parse): the workers' threads take turns for
+# the steps that parse code (notebooks.to_run, references.find_reference_copies).
+PARSING = threading.RLock()
+
+
+def open_gradebook_quickly() -> None:
+    """nbgrader asks `alembic heads` (a new Python process: about a second, far more on a busy
+    machine) each time it opens the gradebook, several times per submission; the answer is fixed
+    for an installed nbgrader. Ask once per process."""
+    import functools
+
+    import nbgrader.api
+
+    if not hasattr(nbgrader.api.get_alembic_version, "cache_info"):
+        nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)

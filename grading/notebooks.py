@@ -1,0 +1,201 @@
+"""From a submitted notebook to the notebook that runs in the sandbox, and back to the graded one.
+
+- `stage`: the submission rebuilt against the instructor's source notebook. The student's cells
+  stay in their order; the graded and locked cells are the instructor's (hidden tests included),
+  each exactly once, with the instructor's nbgrader metadata; a graded cell the student deleted is
+  put back; nbgrader metadata the student added, duplicated or flipped is dropped. Nothing else of
+  the submission travels (no notebook metadata, no outputs, no other files).
+- `to_run`: the staged notebook with each test cell's last statement replaced by a call of
+  grading/recorder.py.
+- `assemble`: the staged notebook with the sandbox's outputs in the student's cells and the
+  judge's outputs in the test cells.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
+
+
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+MISSING_ANSWER = "# This answer cell was missing from the submission.\nraise NotImplementedError()\n"
+
+
+class NotGradable(Exception):
+    """A test cell that does not have the shape the grader needs (a course error, not the student's)."""
+
+
+def split_test_cell(source: str) -> tuple[str, str, list[tuple[str, bool]], str]:
+    """(code before the last statement, the test function's name, [(argument source, is a bare
+    name)], what follows the last statement) of a test cell that ends with `test_x(a, probe(b))`."""
+    tree = ast.parse(source)
+    last = tree.body[-1] if tree.body else None
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and not last.value.keywords
+            and isinstance(last.value.func, ast.Name) and last.value.func.id in defined):
+        raise NotGradable("a graded test cell must end with a call `test_x(argument, ...)` of a test function "
+                          "defined in the cell")
+    lines = source.splitlines(keepends=True)
+    before = "".join(lines[: last.lineno - 1])
+    after = "".join(lines[last.end_lineno:])
+    arguments = [(ast.get_source_segment(source, a), isinstance(a, ast.Name)) for a in last.value.args]
+    return before, last.value.func.id, arguments, after
+
+
+class BadSubmission(ValueError):
+    """A file that cannot be graded: not a notebook, too large, not UTF-8."""
+
+
+def nbgrader_meta(cell) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def grade_id(cell) -> str | None:
+    value = nbgrader_meta(cell).get("grade_id")
+    return value if isinstance(value, str) else None
+
+
+def is_test_cell(cell) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """The submitted notebook, or BadSubmission saying why it cannot be graded."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise BadSubmission(f"{size:,} bytes, over the limit of {MAX_NOTEBOOK_BYTES:,}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        nb = nbformat.reads(text, as_version=4)
+        nbformat.validate(nb)
+    except UnicodeDecodeError as error:
+        raise BadSubmission(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except Exception as error:  # bad JSON, not a notebook, an unknown format version ...
+        raise BadSubmission(f"not a valid notebook ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    return nb
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else value if isinstance(value, str) else ""
+
+
+def _plain_cell(cell):
+    """A student's cell as plain text of the same kind, without nbgrader metadata or outputs."""
+    source = _text(cell.get("source", ""))
+    if cell.cell_type == "code":
+        return new_code_cell(source)
+    if cell.cell_type == "markdown":
+        new = new_markdown_cell(source)
+        if isinstance(cell.get("attachments"), dict):
+            new["attachments"] = copy.deepcopy(cell["attachments"])
+        return new
+    return new_raw_cell(source)
+
+
+def stage(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The submission rebuilt against the instructor's `source` (see the module docstring)."""
+    known = {grade_id(c): c for c in source.cells if grade_id(c)}
+    cells, placed = [], {}
+    for cell in submission.cells:
+        gid = grade_id(cell)
+        ref = known.get(gid)
+        if ref is not None and gid not in placed and cell.cell_type == ref.cell_type:
+            if nbgrader_meta(ref).get("locked") or is_test_cell(ref):
+                new = copy.deepcopy(ref)
+                new.pop("outputs", None)
+                if new.cell_type == "code":
+                    new.outputs, new.execution_count = [], None
+            else:  # the student's answer, with the instructor's metadata
+                new = _plain_cell(cell)
+                new.metadata["nbgrader"] = copy.deepcopy(nbgrader_meta(ref))
+            placed[gid] = new
+        else:
+            new = _plain_cell(cell)
+        cells.append(new)
+    # Put back what was deleted, after the nearest graded cell before it in the source.
+    previous = None
+    for ref in source.cells:
+        gid = grade_id(ref)
+        if not gid:
+            continue
+        if gid not in placed:
+            if nbgrader_meta(ref).get("locked") or is_test_cell(ref):
+                new = copy.deepcopy(ref)
+                if new.cell_type == "code":
+                    new.outputs, new.execution_count = [], None
+            else:
+                new = new_code_cell(MISSING_ANSWER) if ref.cell_type == "code" else new_markdown_cell("")
+                new.metadata["nbgrader"] = copy.deepcopy(nbgrader_meta(ref))
+            at = cells.index(placed[previous]) + 1 if previous else 0
+            cells.insert(at, new)
+            placed[gid] = new
+        previous = gid
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i}"
+        cell.metadata.pop("execution", None)
+    nb = new_notebook(cells=cells)
+    for key in ("kernelspec", "language_info"):
+        if key in source.metadata:
+            nb.metadata[key] = copy.deepcopy(source.metadata[key])
+    return nb
+
+
+def to_run(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The staged notebook with each test cell turned into a recorder call."""
+    import grading
+
+    nb = copy.deepcopy(staged)
+    for cell in nb.cells:
+        if is_test_cell(cell):
+            with grading.PARSING:  # one thread at a time (see grading/__init__.py)
+                before, name, arguments, _ = split_test_cell(cell.source)
+            cell.source = ("from grading.recorder import record as __imgrec_record\n"
+                           f"__imgrec_record({grade_id(cell)!r}, {before!r}, {name!r}, {arguments!r}, globals())\n")
+    return nb
+
+
+def test_sources(source: nbformat.NotebookNode) -> dict[str, str]:
+    """{grade_id: cell source} of the instructor's test cells."""
+    return {grade_id(c): c.source for c in source.cells if is_test_cell(c)}
+
+
+def assemble(staged: nbformat.NotebookNode, outputs: dict[int, list], verdicts: dict[str, dict]) -> nbformat.NotebookNode:
+    """The graded notebook: sandbox outputs in the student's code cells, verdicts in the test cells."""
+    nb = copy.deepcopy(staged)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if is_test_cell(cell):
+            verdict = verdicts.get(grade_id(cell)) or {"outputs": [{
+                "output_type": "error", "ename": "NotGraded", "evalue": "this test was not checked",
+                "traceback": ["NotGraded: this test was not checked"]}]}
+            cell.outputs = [nbformat.from_dict(o) for o in verdict["outputs"]]
+        else:
+            cell.outputs = [nbformat.from_dict(o) for o in _valid_outputs(outputs.get(i, []))]
+    return nb
+
+
+_OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
+
+
+def _valid_outputs(outputs) -> list[dict]:
+    """The outputs of a cell as the sandbox reported them, keeping only well-formed ones."""
+    kept = []
+    for output in outputs if isinstance(outputs, list) else []:
+        if not isinstance(output, dict) or output.get("output_type") not in _OUTPUT_TYPES:
+            continue
+        try:
+            node = nbformat.from_dict(json.loads(json.dumps(output)))
+            nbformat.validate(new_notebook(cells=[new_code_cell("", outputs=[node])]))
+        except Exception:  # noqa: BLE001 - a malformed output is dropped, not trusted
+            continue
+        kept.append(node)
+    return kept

@@ -1,0 +1,759 @@
+"""Find answers that hand a graded exercise to the code it asks the learner to write.
+
+An exercise such as lesson 01's ``conv2d`` is void when the answer calls ``imgrec_lib.conv.conv2d``
+(the library's clean copy of the exercise) or ``torch.nn.functional.conv2d`` (the function it
+re-implements). ``REFERENCES`` lists, per exercise (the grade_id of its answer cell), the names whose
+use makes that exercise pointless; ``find_reference_copies`` reads a submitted notebook without
+running it and says which answers use one of them, and where. The autograde report shows the
+findings per exercise; a config switch can score such an answer 0.
+
+How it reads a notebook (static analysis with ``ast``; IPython magics become Python first):
+
+- every code cell, in order, binds names: imports (``import torch.nn.functional as F``,
+  ``from imgrec_lib import conv``, ``from imgrec_lib.conv import conv2d as c``, ``import
+  imgrec_lib.conv``, ``from m import *``), assignments (``ref = F.conv2d``), functions and classes.
+  The release's own cells (the lesson's set-up, demos and tests) count for these names, but what
+  they call is never a finding in itself;
+- the roots of an exercise are its answer cell and the names its test cells grade (``conv2d``,
+  ``MyCNN``, ``trained_model``), as bound when the first test cell runs;
+- a root's code is searched for the exercise's references through aliases, attribute chains,
+  assignments in other cells, ``getattr`` with a literal name, ``__import__`` /
+  ``importlib.import_module`` / ``sys.modules[...]`` with a literal module name, and functions or
+  lambdas defined elsewhere in the notebook that it uses (followed ``MAX_DEPTH`` levels deep);
+- code that hides what it calls (``eval``, ``exec``, ``compile``, ``__import__``, ``getattr`` with a
+  computed name, ``globals()`` / ``vars()`` lookups, ``sys.modules``, ...) in an answer cell, or in a
+  helper of the student's that an answer uses, is reported for review by hand.
+
+What it cannot see: methods reached through objects whose type it does not know
+(``self.helper()``, ``obj.method()``; only the torch.Tensor methods named in ``REFERENCES`` are caught
+on any object), code written to a file and imported, names built at run time that it cannot fold
+into a literal (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers
+that copy a reference's source text instead of calling it. A finding is a reason to look, not a
+verdict: the instructor decides.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+MAX_DEPTH = 3  # answer -> helper -> helper's helper -> one more
+
+_AUTOGRAD = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
+             "torch.func.grad", "torch.func.vjp", "torch.autograd.functional.vjp",
+             "torch.autograd.functional.jacobian")
+_LOGSUMEXP = ("imgrec_lib.activations.logsumexp", "scipy.special.logsumexp", "torch.logsumexp",
+              "torch.special.logsumexp")
+_CONV = ("imgrec_lib.conv.conv2d", "imgrec_lib.conv.conv2d_naive", "imgrec_lib.conv.im2col",
+         "torch.nn.functional.conv2d", "torch.conv2d", "torch.nn.Conv2d", "torch.nn.functional.unfold",
+         "torch.nn.Unfold", "scipy.signal.correlate", "scipy.signal.correlate2d", "scipy.signal.convolve",
+         "scipy.signal.convolve2d", "scipy.signal.fftconvolve", "scipy.signal.oaconvolve",
+         "scipy.ndimage.correlate", "scipy.ndimage.convolve")
+
+# grade_id of the answer cell -> names that compute what the exercise asks for. A name is here only
+# when using it makes the exercise pointless: lesson 08's predict uses torch.softmax and
+# inference.load_image on purpose, lesson 04's cross_entropy may use activations.log_softmax, and
+# lesson 07's trained_model is meant to be trained with the library's code.
+REFERENCES: dict[str, tuple[str, ...]] = {
+    # lesson 00: images and tensors
+    "to_chw": ("torchvision.transforms.functional.to_tensor", "torchvision.transforms.ToTensor",
+               "torchvision.transforms.v2.functional.to_image", "torchvision.transforms.v2.ToImage"),
+    "normalize_batch": ("torchvision.transforms.functional.normalize", "torchvision.transforms.Normalize",
+                        "torchvision.transforms.v2.functional.normalize", "torchvision.transforms.v2.Normalize",
+                        "torch.nn.functional.batch_norm", "torch.nn.BatchNorm2d",
+                        "sklearn.preprocessing.StandardScaler", "sklearn.preprocessing.scale"),
+    "make_grid": ("torchvision.utils.make_grid", "skimage.util.montage"),
+    # lesson 01: convolution
+    "conv_output_size": ("imgrec_lib.conv.conv_output_size", "imgrec_lib.pooling.conv_output_size"),
+    "conv2d_naive": _CONV,
+    "conv2d": _CONV,
+    # lesson 02: pooling
+    "max_pool2d": ("imgrec_lib.pooling.max_pool2d", "torch.nn.functional.max_pool2d", "torch.max_pool2d",
+                   "torch.nn.functional.max_pool2d_with_indices", "torch.nn.MaxPool2d",
+                   "skimage.measure.block_reduce"),
+    "avg_pool2d": ("imgrec_lib.pooling.avg_pool2d", "torch.nn.functional.avg_pool2d", "torch.avg_pool2d",
+                   "torch.nn.AvgPool2d", "skimage.measure.block_reduce"),
+    # lesson 03: dense layers and activations
+    "linear": ("imgrec_lib.dense.linear", "torch.nn.functional.linear", "torch.nn.Linear"),
+    "relu": ("imgrec_lib.activations.relu", "torch.relu", "torch.nn.functional.relu", "torch.nn.ReLU",
+             "torch.Tensor.relu"),
+    "softmax": ("imgrec_lib.activations.softmax", "imgrec_lib.losses.softmax",
+                "imgrec_lib.activations.log_softmax", "imgrec_lib.losses.log_softmax",
+                "torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.nn.Softmax",
+                "torch.Tensor.softmax", "torch.log_softmax", "torch.nn.functional.log_softmax",
+                "scipy.special.softmax", "scipy.special.log_softmax", *_LOGSUMEXP),
+    # lesson 04: loss functions
+    "mse": ("imgrec_lib.losses.mse", "torch.nn.functional.mse_loss", "torch.nn.MSELoss",
+            "sklearn.metrics.mean_squared_error"),
+    "log_softmax": ("imgrec_lib.activations.log_softmax", "imgrec_lib.losses.log_softmax",
+                    "torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax",
+                    "torch.nn.LogSoftmax", "torch.Tensor.log_softmax", "scipy.special.log_softmax",
+                    "numpy.logaddexp", *_LOGSUMEXP),
+    "cross_entropy": ("imgrec_lib.losses.cross_entropy", "torch.nn.functional.cross_entropy",
+                      "torch.nn.CrossEntropyLoss", "torch.nn.functional.nll_loss", "torch.nn.NLLLoss",
+                      "sklearn.metrics.log_loss"),
+    "cross_entropy_grad": ("imgrec_lib.losses.cross_entropy_backward", *_AUTOGRAD),
+    # lesson 05: backpropagation
+    "numeric_gradient": ("imgrec_lib.gradcheck.numeric_gradient", "scipy.optimize.approx_fprime",
+                         "scipy.differentiate.jacobian", "torch.autograd.gradcheck.get_numerical_jacobian"),
+    "linear_backward": ("imgrec_lib.dense.linear_backward", *_AUTOGRAD),
+    "relu_backward": ("imgrec_lib.activations.relu_backward", "imgrec_lib.activations.leaky_relu_backward",
+                      "torch.ops.aten.threshold_backward", *_AUTOGRAD),
+    "max_pool2d_backward": ("imgrec_lib.pooling.max_pool2d_backward", "torch.nn.functional.max_unpool2d",
+                            "torch.nn.MaxUnpool2d", *_AUTOGRAD),
+    "conv2d_backward": ("imgrec_lib.conv.conv2d_backward", "imgrec_lib.conv.col2im", "torch.nn.grad.conv2d_input",
+                        "torch.nn.grad.conv2d_weight", "torch.nn.functional.conv_transpose2d",
+                        "torch.conv_transpose2d", "torch.nn.ConvTranspose2d", "torch.nn.functional.fold",
+                        "torch.nn.Fold", *_AUTOGRAD),
+    # lesson 06: optimization
+    "sgd_momentum_step": ("imgrec_lib.optim.sgd_momentum_step", "torch.optim.SGD", "torch.optim.sgd.sgd",
+                          "torch.optim._functional.sgd"),
+    "adam_step": ("imgrec_lib.optim.adam_step", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.adam.adam",
+                  "torch.optim._functional.adam"),
+    # lesson 07: training a CNN (torch itself is the point here; only a ready-made network or loop voids it)
+    "my_cnn": ("imgrec_lib.models.CourseCNN", "imgrec_lib.models.LeNet5", "imgrec_lib.models.build_model",
+               "imgrec_lib.models.MODELS", "imgrec_lib.checkpoint.build_model", "imgrec_lib.checkpoint.load_model"),
+    "train_step": ("imgrec_lib.training.fit", "imgrec_lib.fast.fit_fast"),
+    "trained_model": (),
+    # lesson 08: inference and evaluation
+    "predict": ("imgrec_lib.inference.predict_files", "imgrec_lib.inference.predict_tensor",
+                "imgrec_lib.inference._predict_batch", "imgrec_lib.training.predict_batches"),
+    "confusion_matrix": ("imgrec_lib.plots.confusion_matrix", "sklearn.metrics.confusion_matrix",
+                         "torchmetrics.functional.confusion_matrix", "torchmetrics.ConfusionMatrix",
+                         "pandas.crosstab"),
+}
+
+# Packages whose functions are matched by their last name too (torch.nn.modules.conv.Conv2d is
+# torch.nn.Conv2d): a name under one of these with the last component of a reference counts.
+_SAME_NAME_PACKAGES = {"imgrec_lib", "torch", "torchvision", "scipy", "sklearn", "skimage", "torchmetrics"}
+
+# Callables that hide what they call: name -> what the reason says.
+_OBFUSCATION = {
+    "builtins.__import__": "__import__", "importlib.__import__": "importlib.__import__",
+    "importlib.import_module": "importlib.import_module", "builtins.eval": "eval", "builtins.exec": "exec",
+    "builtins.compile": "compile", "builtins.globals": "globals()", "builtins.vars": "vars()",
+    "builtins.locals": "locals()", "operator.attrgetter": "operator.attrgetter",
+    "operator.methodcaller": "operator.methodcaller", "runpy.run_path": "runpy.run_path",
+    "runpy.run_module": "runpy.run_module", "importlib.util.spec_from_file_location": "importlib.util",
+    "importlib.util.module_from_spec": "importlib.util", "pickle.loads": "pickle.loads",
+    "marshal.loads": "marshal.loads", "types.FunctionType": "types.FunctionType",
+}
+_DUNDER_ATTRIBUTES = {"__dict__", "__globals__", "__builtins__", "__getattribute__", "__code__", "__subclasses__",
+                      "__loader__", "__closure__"}
+_IPYTHON_RUNNERS = {"run_cell", "ex", "ev", "safe_execfile", "safe_run_module", "run_code"}
+_HARMLESS_MAGICS = {"matplotlib", "config", "load_ext", "autoreload", "aimport", "precision", "pdb", "xmode",
+                    "who", "whos"}
+_TIMING_MAGICS = {"time", "timeit", "capture", "prun"}  # their code runs as written: analysed inline
+
+
+# ----------------------------------------------------------------------------- canonical names
+
+
+def _library_aliases() -> dict[str, str]:
+    """``imgrec_lib.M.name`` -> where it comes from, read from the library's own imports (no import)."""
+    spec = importlib.util.find_spec("imgrec_lib")
+    folder = (Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations
+              else Path(__file__).resolve().parent.parent / "imgrec_lib")
+    aliases: dict[str, str] = {}
+    for path in sorted(folder.glob("*.py")):
+        module = f"imgrec_lib.{path.stem}"
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    if a.asname:
+                        aliases[f"{module}.{a.asname}"] = a.name
+            elif isinstance(stmt, ast.ImportFrom):
+                base = stmt.module or ""
+                if stmt.level:
+                    base = ".".join(["imgrec_lib", *([base] if base else [])])
+                for a in stmt.names:
+                    if a.name != "*":
+                        aliases[f"{module}.{a.asname or a.name}"] = f"{base}.{a.name}"
+    return aliases
+
+
+_ALIASES = _library_aliases()
+
+
+def canonical(name: str) -> str:
+    """A dotted name with the library's re-exports followed: imgrec_lib.losses.softmax -> imgrec_lib.activations.softmax."""
+    for _ in range(10):
+        parts = name.split(".")
+        for i in range(len(parts), 1, -1):
+            target = _ALIASES.get(".".join(parts[:i]))
+            if target is not None:
+                name = ".".join([target, *parts[i:]])
+                break
+        else:
+            return name
+    return name
+
+
+def _matches(name: str, reference: str) -> bool:
+    name, reference = canonical(name), canonical(reference)
+    if name == reference or name.startswith(reference + "."):
+        return True
+    top, ref_top = name.split(".")[0], reference.split(".")[0]
+    return (top == ref_top and top in _SAME_NAME_PACKAGES and "." in name
+            and name.rsplit(".", 1)[1] == reference.rsplit(".", 1)[1])
+
+
+# ----------------------------------------------------------------------------- notebook model
+
+
+@dataclass
+class _Cell:
+    index: int  # 0-based position in the notebook
+    tree: ast.Module
+    release: bool  # identical to a cell of the release: context only
+    answer_of: str | None  # the grade_id when this is an answer cell
+
+    def where(self) -> str:
+        """For "(answer cell, line 3)"."""
+        return "answer cell" if self.answer_of else f"cell {self.index + 1}"
+
+    def phrase(self) -> str:
+        """For "defined in the answer cell"."""
+        return "the answer cell" if self.answer_of else f"cell {self.index + 1}"
+
+
+@dataclass
+class _Binding:
+    kind: str  # "name" (a dotted name), "expr", "def", "unknown"
+    cell: _Cell | None = None
+    node: ast.AST | None = None
+    dotted: str = ""
+
+
+@dataclass
+class _Env:
+    names: dict[str, list[_Binding]] = field(default_factory=dict)
+    star: list[str] = field(default_factory=list)
+
+    def bind(self, name: str, binding: _Binding, replace: bool) -> None:
+        if replace:
+            self.names[name] = [binding]
+        else:
+            self.names.setdefault(name, []).append(binding)
+
+
+def _const_str(node: ast.AST | None) -> str | None:
+    """A string the code spells out, also as "a" + "b" or f"{'a'}b"; None when it is computed."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _const_str(node.left), _const_str(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = [_const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return None if None in parts else "".join(parts)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _transform(source: str) -> str:
+    """IPython syntax (magics, ``!cmd``, ``x?``) as the Python that IPython runs."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _parse(source: str) -> ast.Module | None:
+    try:
+        tree = ast.parse(_transform(source))
+    except (SyntaxError, ValueError):
+        return None
+    body = []
+    for stmt in tree.body:  # %time / %%timeit code runs as written: splice it in
+        body.append(stmt)
+        magic = _magic_call(stmt)
+        if magic and magic[0] in _TIMING_MAGICS and magic[1] is not None:
+            code = magic[1]
+            while code.lstrip().startswith("-"):  # %timeit -n 10 -r 3 code
+                code = code.lstrip().split(None, 2)[-1] if len(code.split()) > 2 else ""
+            try:
+                inner = ast.parse(code)
+            except SyntaxError:
+                continue
+            for node in ast.walk(inner):
+                if hasattr(node, "lineno"):
+                    node.lineno = stmt.lineno
+            body.extend(inner.body)
+    tree.body = body
+    return tree
+
+
+def _magic_call(stmt: ast.AST) -> tuple[str, str | None] | None:
+    """(magic name, its code) for ``get_ipython().run_line_magic/run_cell_magic(...)``, else None."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else getattr(stmt, "value", None)
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and call.func.attr in ("run_line_magic", "run_cell_magic") and call.args):
+        return None
+    name = _const_str(call.args[0])
+    if name is None:
+        return ("?", None)
+    index = 1 if call.func.attr == "run_line_magic" else 2
+    code = _const_str(call.args[index]) if len(call.args) > index else None
+    return (name, code)
+
+
+# ----------------------------------------------------------------------------- binding names
+
+
+def _bind_target(target: ast.AST, value: ast.AST | None, env: _Env, cell: _Cell | None, replace: bool) -> None:
+    if isinstance(target, ast.Name):
+        env.bind(target.id, _Binding("expr", cell, value) if value is not None else _Binding("unknown", cell), replace)
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        values = value.elts if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) else None
+        for i, t in enumerate(target.elts):
+            _bind_target(t, values[i] if values else None, env, cell, replace)
+    elif isinstance(target, ast.Starred):
+        _bind_target(target.value, None, env, cell, replace)
+    elif isinstance(target, ast.Subscript):  # globals()["conv2d"] = F.conv2d
+        key = _const_str(target.slice)
+        func = target.value.func if isinstance(target.value, ast.Call) else None
+        if key and isinstance(func, ast.Name) and func.id in ("globals", "locals", "vars"):
+            env.bind(key, _Binding("expr", cell, value) if value is not None else _Binding("unknown", cell), replace)
+
+
+def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, replace: bool) -> None:
+    """Bind the names a block of statements defines; ``replace`` is False inside if/for/try (maybe run)."""
+    for stmt in stmts:
+        if isinstance(stmt, ast.Import):
+            for a in stmt.names:
+                name = a.asname or a.name.split(".")[0]
+                env.bind(name, _Binding("name", cell, stmt, a.name if a.asname else name), replace)
+        elif isinstance(stmt, ast.ImportFrom):
+            for a in stmt.names:
+                if stmt.level or not stmt.module:
+                    if a.name != "*":
+                        env.bind(a.asname or a.name, _Binding("unknown", cell), replace)
+                elif a.name == "*":
+                    env.star.append(stmt.module)
+                else:
+                    env.bind(a.asname or a.name, _Binding("name", cell, stmt, f"{stmt.module}.{a.name}"), replace)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            env.bind(stmt.name, _Binding("def", cell, stmt), replace)
+        elif isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                _bind_target(target, stmt.value, env, cell, replace)
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            _bind_target(stmt.target, stmt.value, env, cell, replace)
+        elif isinstance(stmt, ast.AugAssign):
+            _bind_target(stmt.target, stmt.value, env, cell, False)
+        elif isinstance(stmt, ast.Delete) and replace:
+            for t in stmt.targets:
+                if isinstance(t, ast.Name):
+                    env.names.pop(t.id, None)
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+            _bind_target(stmt.target, None, env, cell, False)
+            _bind_statements(stmt.body + stmt.orelse, env, cell, False)
+        elif isinstance(stmt, (ast.While, ast.If)):
+            _bind_statements(stmt.body + stmt.orelse, env, cell, False)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+            for item in stmt.items:
+                if item.optional_vars is not None:
+                    _bind_target(item.optional_vars, None, env, cell, False)
+            _bind_statements(stmt.body, env, cell, False)
+        elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+            blocks = stmt.body + stmt.orelse + stmt.finalbody
+            for handler in stmt.handlers:
+                blocks += handler.body
+            _bind_statements(blocks, env, cell, False)
+        for node in ast.walk(stmt):  # (y := F.conv2d) anywhere
+            if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+                env.bind(node.target.id, _Binding("expr", cell, node.value), False)
+
+
+def _local_env(code: ast.AST, cell: _Cell | None) -> _Env:
+    """The names a function (or lambda, or statement) binds for itself, flow-insensitively."""
+    env = _Env()
+    body = code.body if isinstance(code, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
+    if isinstance(body, list):
+        _bind_statements(body, env, cell, False)
+    declared_global: set[str] = set()
+    for node in ast.walk(code):
+        if node is code:
+            continue
+        if isinstance(node, ast.arg):
+            env.bind(node.arg, _Binding("unknown", cell), False)
+        elif isinstance(node, ast.comprehension):
+            _bind_target(node.target, None, env, cell, False)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            env.bind(node.name, _Binding("unknown", cell), False)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared_global.update(node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            _bind_statements(node.body, env, cell, False)
+            env.bind(node.name, _Binding("def", cell, node), False)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id not in env.names:
+            env.bind(node.id, _Binding("unknown", cell), False)
+    if isinstance(code, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        for a in (*code.args.posonlyargs, *code.args.args, *code.args.kwonlyargs,
+                  *(x for x in (code.args.vararg, code.args.kwarg) if x)):
+            env.bind(a.arg, _Binding("unknown", cell), False)
+    for name in declared_global:
+        env.names.pop(name, None)
+    return env
+
+
+# ----------------------------------------------------------------------------- resolving names
+
+
+@dataclass
+class _Scope:
+    local: _Env
+    glob: _Env
+
+    def lookup(self, name: str) -> list[_Binding] | None:
+        if name in self.local.names:
+            return self.local.names[name]
+        return self.glob.names.get(name)
+
+
+def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
+    """The dotted names an expression may stand for (empty when not a known module or function)."""
+    if depth > 12:
+        return set()
+    if isinstance(node, ast.Name):
+        if node.id == "__builtins__":
+            return {"builtins"}
+        bindings = scope.lookup(node.id)
+        if bindings is None:
+            if hasattr(builtins, node.id):
+                return {f"builtins.{node.id}"}
+            return {f"{m}.{node.id}" for m in scope.local.star + scope.glob.star}
+        out: set[str] = set()
+        for b in bindings:
+            if b.kind == "name":
+                out.add(b.dotted)
+            elif b.kind == "expr" and b.node is not None:
+                own = scope if node.id in scope.local.names else _Scope(_Env(), scope.glob)
+                out |= _resolve(b.node, own, depth + 1)
+        return out
+    if isinstance(node, ast.Attribute):
+        return {f"{base}.{node.attr}" for base in _resolve(node.value, scope, depth + 1)}
+    if isinstance(node, ast.Call):
+        funcs = {canonical(f) for f in _resolve(node.func, scope, depth + 1)}
+        first = _const_str(node.args[0]) if node.args else None
+        if funcs & {"builtins.__import__", "importlib.__import__"} and first:
+            fromlist = node.args[3] if len(node.args) > 3 else next(
+                (k.value for k in node.keywords if k.arg == "fromlist"), None)
+            has_fromlist = isinstance(fromlist, (ast.List, ast.Tuple)) and fromlist.elts
+            return {first if has_fromlist else first.split(".")[0]}
+        if "importlib.import_module" in funcs and first:
+            return {first}
+        if "builtins.getattr" in funcs and len(node.args) >= 2:
+            attr = _const_str(node.args[1])
+            if attr:
+                return {f"{base}.{attr}" for base in _resolve(node.args[0], scope, depth + 1)}
+        if "builtins.vars" in funcs and node.args:  # vars(module) is the module's namespace
+            return {f"{base}.__dict__" for base in _resolve(node.args[0], scope, depth + 1)}
+        return set()
+    if isinstance(node, ast.Subscript):
+        key = _const_str(node.slice)
+        if key is None:
+            return set()
+        bases = {canonical(b) for b in _resolve(node.value, scope, depth + 1)}
+        out = {key for b in bases if b == "sys.modules"}
+        out |= {f"{b[:-len('.__dict__')]}.{key}" for b in bases if b.endswith(".__dict__")}
+        if isinstance(node.value, ast.Call) and not node.value.args and bases == set():
+            func = _resolve(node.value.func, scope, depth + 1)
+            if func & {"builtins.globals", "builtins.locals", "builtins.vars"}:
+                out |= _resolve(ast.Name(id=key, ctx=ast.Load()), _Scope(_Env(), scope.glob), depth + 1)
+        return out
+    if isinstance(node, ast.IfExp):
+        return _resolve(node.body, scope, depth + 1) | _resolve(node.orelse, scope, depth + 1)
+    if isinstance(node, ast.BoolOp):
+        return set().union(*(_resolve(v, scope, depth + 1) for v in node.values))
+    if isinstance(node, ast.NamedExpr):
+        return _resolve(node.value, scope, depth + 1)
+    return set()
+
+
+# ----------------------------------------------------------------------------- searching code
+
+
+@dataclass
+class _Search:
+    exercise: str
+    references: tuple[str, ...]
+    glob: _Env
+    reasons: list[str] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)  # ids of code already searched
+
+    def add(self, reason: str) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def reference_of(self, names: set[str]) -> str | None:
+        for name in sorted(names):
+            if any(_matches(name, ref) for ref in self.references):
+                return canonical(name)
+        return None
+
+    @property
+    def methods(self) -> set[str]:
+        return {r.rsplit(".", 1)[1] for r in self.references if r.startswith("torch.Tensor.")}
+
+    def search(self, code: ast.AST, cell: _Cell | None, via: str, depth: int, local: _Env | None = None) -> None:
+        """Look for references (and, in the student's code, obfuscation) in ``code``."""
+        if id(code) in self.seen or depth > MAX_DEPTH:
+            return
+        self.seen.add(id(code))
+        if isinstance(code, ast.Module):
+            for stmt in code.body:
+                self.search(stmt, cell, via, depth)
+            return
+        scope = _Scope(local if local is not None else _local_env(code, cell), self.glob)
+        owners, parents = _owners(code)
+        student = cell is not None and not cell.release
+        where = cell.where() if cell else "the notebook"
+        for node in ast.walk(code):
+            line = getattr(node, "lineno", None)
+            at = f"({where}, line {line})" if line else f"({where})"
+            owner = owners.get(id(node))
+            who = f"{via}{owner}" if owner else (via or (cell.phrase() if cell else "the notebook"))
+            if isinstance(node, (ast.Call, ast.Subscript)) and not isinstance(getattr(node, "ctx", ast.Load()), ast.Store):
+                found = self.reference_of(_resolve(node, scope))  # getattr(F, "conv2d"), sys.modules["m"], ...
+                if found:
+                    self.add(f"{who} uses {found} (written `{ast.unparse(node)}`) {at}")
+            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+                found = self.reference_of(_resolve(node, scope))
+                if found:
+                    parent = parents.get(id(node))
+                    verb = "calls" if isinstance(parent, ast.Call) and parent.func is node else "uses"
+                    written = ast.unparse(node)
+                    alias = "" if written == found else f" (written `{written}`)"
+                    self.add(f"{who} {verb} {found}{alias} {at}")
+                elif isinstance(node, ast.Name):
+                    parent = parents.get(id(node))
+                    called = isinstance(parent, ast.Call) and parent.func is node
+                    self.follow(node, scope, who, at, depth, "calls" if called else "uses")
+                if student and isinstance(node, ast.Attribute) and "sys.modules" in {
+                        canonical(n) for n in _resolve(node, scope)}:
+                    self.add(f"{who} looks a module up in sys.modules, which hides what is called: review by hand {at}")
+                if student and isinstance(node, ast.Attribute) and node.attr in _DUNDER_ATTRIBUTES:
+                    self.add(f"{who} uses .{node.attr}, which can hide what is called: review by hand {at}")
+            if isinstance(node, ast.Call):
+                self.check_call(node, scope, who, at, student, cell, depth)
+
+    def follow(self, node: ast.Name, scope: _Scope, who: str, at: str, depth: int, verb: str = "uses") -> None:
+        """A name bound to the student's own function, class or expression: search that too."""
+        if node.id in scope.local.names:  # a local name: its code is part of what is searched already
+            return
+        for b in scope.lookup(node.id) or []:
+            if b.kind == "def" and b.node is not None:
+                label = "class" if isinstance(b.node, ast.ClassDef) else "function"
+                where = b.cell.phrase() if b.cell else "the notebook"
+                self.search(b.node, b.cell, f"{who} {verb} the {label} `{node.id}` {at}, defined in {where}, where ",
+                            depth + 1)
+            elif b.kind == "expr" and b.node is not None and b.cell is not None and b.node is not node:
+                self.search_expr(b.node, b.cell, f"{who} {verb} `{node.id}` {at}, set in {b.cell.phrase()} to ",
+                                 depth + 1)
+
+    def search_expr(self, expr: ast.AST, cell: _Cell, via: str, depth: int, local: _Env | None = None) -> None:
+        """Look for references in an expression bound to a name elsewhere (``ref = F.conv2d``)."""
+        if id(expr) in self.seen or depth > MAX_DEPTH:
+            return
+        self.seen.add(id(expr))
+        local = _local_env(expr, cell) if local is None else local
+        scope = _Scope(local, self.glob)
+        student = not cell.release
+        for node in ast.walk(expr):
+            line = getattr(node, "lineno", None)
+            at = f"({cell.where()}, line {line})" if line else f"({cell.where()})"
+            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+                found = self.reference_of(_resolve(node, scope))
+                if found:
+                    self.add(f"{via}{found} {at}")
+                elif isinstance(node, ast.Name):
+                    self.follow(node, scope, f"{via}an expression that", at, depth)
+            if isinstance(node, ast.Call):
+                self.check_call(node, scope, f"{via}an expression that", at, student, cell, depth)
+
+    def check_call(self, node: ast.Call, scope: _Scope, who: str, at: str, student: bool,
+                   cell: _Cell | None = None, depth: int = 0) -> None:
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr in self.methods and not _resolve(func.value, scope)):
+            self.add(f"{who} calls .{func.attr}() (torch.Tensor.{func.attr}) {at}")
+        if not student:
+            return
+        names = {canonical(f) for f in _resolve(func, scope)}
+        for name in sorted(names):
+            if name == "builtins.getattr" and len(node.args) >= 2:
+                attr = _const_str(node.args[1])
+                if attr is None:
+                    self.add(f"{who} uses getattr with a computed name: review by hand {at}")
+                elif _resolve(node.args[0], scope) and not self.reference_of(_resolve(node, scope)):
+                    self.add(f"{who} uses getattr({ast.unparse(node.args[0])}, {attr!r}), which hides what is called: "
+                             f"review by hand {at}")
+            elif name in _OBFUSCATION:
+                literal = _const_str(node.args[0]) if node.args else None
+                how = f" on a literal {literal!r}" if literal and name.endswith(("import_module", "__import__")) \
+                    else " with a computed name" if name.endswith(("import_module", "__import__")) else ""
+                self.add(f"{who} uses {_OBFUSCATION[name]}{how}, which hides what is called: review by hand {at}")
+                code = _const_str(node.args[0]) if node.args else None
+                if name in ("builtins.eval", "builtins.exec") and code and cell is not None:
+                    try:  # a literal string: what it runs is searched too
+                        inner = ast.parse(code.strip(), mode="eval" if name == "builtins.eval" else "exec")
+                    except SyntaxError:
+                        continue
+                    for sub in ast.walk(inner):
+                        if hasattr(sub, "lineno"):
+                            sub.lineno = node.lineno
+                    self.search_expr(inner, cell, f"{who} runs a string with {_OBFUSCATION[name]} that uses ",
+                                     depth + 1, local=scope.local)
+        if isinstance(func, ast.Attribute) and _is_get_ipython(func.value):
+            if func.attr in _IPYTHON_RUNNERS:
+                self.add(f"{who} runs code from a string with get_ipython().{func.attr}: review by hand {at}")
+            elif func.attr in ("run_line_magic", "run_cell_magic"):
+                magic = _const_str(node.args[0]) if node.args else None
+                if magic not in _HARMLESS_MAGICS and magic not in _TIMING_MAGICS:
+                    self.add(f"{who} runs the %{magic or '?'} magic: review by hand {at}")
+
+
+def _is_get_ipython(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "get_ipython"
+
+
+def _owners(code: ast.AST) -> tuple[dict[int, str], dict[int, ast.AST]]:
+    """id(node) -> the innermost function or class around it (``Net.forward``), and id(node) -> parent."""
+    owners: dict[int, str] = {}
+    parents: dict[int, ast.AST] = {}
+
+    def visit(node: ast.AST, owner: str | None) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            owner = f"{owner}.{node.name}" if owner else node.name
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+            if owner:
+                owners[id(child)] = owner
+            visit(child, owner)
+
+    visit(code, None)
+    return owners, parents
+
+
+# ----------------------------------------------------------------------------- the public part
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _graded_names(release: nbformat.NotebookNode, answer_index: int) -> set[str]:
+    """Names an exercise's tests grade: what its release answer cell defines, and the names its test
+    cells take from the notebook (``run_checked(test_x, [(conv2d, False)])``)."""
+    names: set[str] = set()
+    cells = release.cells
+    tree = _parse(cells[answer_index].source) or ast.Module(body=[], type_ignores=[])
+    env = _Env()
+    _bind_statements(tree.body, env, None, True)
+    names |= set(env.names)
+    for cell in cells[answer_index + 1:]:
+        meta = _nbgrader(cell)
+        if meta.get("solution"):
+            break
+        if cell.cell_type != "code" or not meta.get("grade"):
+            continue
+        test = _parse(cell.source)
+        if test is None:
+            continue
+        own = _Env()
+        _bind_statements(test.body, own, None, True)
+        for stmt in test.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            for node in ast.walk(stmt):
+                if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in own.names
+                        and not hasattr(builtins, node.id)):
+                    names.add(node.id)
+    return names
+
+
+def find_reference_copies(submission: nbformat.NotebookNode,
+                          release: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """{answer grade_id: [reasons]} for each exercise whose answer delegates to one of its references
+    (``REFERENCES``) or hides what it calls. Nothing is run; ``release`` is the lesson as handed out."""
+    import grading
+
+    with grading.PARSING:  # one thread at a time (see grading/__init__.py)
+        return _find_reference_copies(submission, release)
+
+
+def _find_reference_copies(submission: nbformat.NotebookNode,
+                           release: nbformat.NotebookNode) -> dict[str, list[str]]:
+    release_sources = {c.source.strip() for c in release.cells if c.cell_type == "code"}
+    answers = [(i, _nbgrader(c)["grade_id"]) for i, c in enumerate(release.cells)
+               if c.cell_type == "code" and _nbgrader(c).get("solution") and _nbgrader(c).get("grade_id")]
+
+    cells: list[_Cell] = []
+    for i, c in enumerate(submission.cells):
+        if c.cell_type != "code":
+            continue
+        tree = _parse(c.source)
+        if tree is None:
+            continue
+        meta = _nbgrader(c)
+        answer_of = meta.get("grade_id") if meta.get("solution") else None
+        cells.append(_Cell(i, tree, c.source.strip() in release_sources, answer_of))
+
+    findings: dict[str, list[str]] = {}
+    for release_index, grade_id in answers:
+        references = REFERENCES.get(grade_id, ())
+        sub_positions = [k for k, cell in enumerate(cells) if cell.answer_of == grade_id]
+        if not sub_positions:
+            continue
+        position = sub_positions[0]
+        answer = cells[position]
+        answer.release = False  # the answer is searched even when unchanged (it then holds nothing)
+        # The names as bound when the exercise's first test cell runs.
+        cut = len(cells)
+        for k in range(position + 1, len(cells)):
+            meta = _nbgrader(submission.cells[cells[k].index])
+            if meta.get("grade") or meta.get("solution"):
+                cut = k
+                break
+        env = _Env()
+        for cell in cells[:cut]:
+            _bind_statements(cell.tree.body, env, cell, True)
+        search = _Search(grade_id, references, env)
+        search.search(answer.tree, answer, "", 0)
+        for name in sorted(_graded_names(release, release_index)):
+            for b in env.names.get(name, []):
+                where = b.cell.where() if b.cell else "the notebook"
+                if b.cell is answer and b.kind != "name":
+                    continue  # the answer cell has been searched as a whole
+                if b.kind == "name":
+                    found = search.reference_of({b.dotted})
+                    if found:
+                        line = getattr(b.node, "lineno", "?")
+                        search.add(f"`{name}` is {found} ({where}, line {line})")
+                elif b.kind == "def" and b.node is not None:
+                    search.search(b.node, b.cell, f"`{name}` (defined in {b.cell.phrase()}): ", 0)
+                elif b.kind == "expr" and b.node is not None and b.cell is not None:
+                    search.search_expr(b.node, b.cell, f"`{name}` is set in {b.cell.phrase()} to ", 0)
+        if search.reasons:
+            findings[grade_id] = search.reasons
+    return findings
+
+
+def flag_report(findings: dict[str, list[str]]) -> list[str]:
+    """Lines for the autograde report: one heading per flagged exercise, one line per reason."""
+    lines: list[str] = []
+    for grade_id, reasons in findings.items():
+        lines.append(f"{grade_id}: {len(reasons)} finding{'s' if len(reasons) != 1 else ''} "
+                     "(a reference copy, or code that hides what it calls)")
+        lines.extend(f"    - {reason}" for reason in reasons)
+    return lines

@@ -1,0 +1,113 @@
+"""grading/sandbox.py: what a program inside the sandbox can and cannot do.
+
+Each test starts a real bubblewrap sandbox (`make sandbox` installs it) with a few lines of Python
+and reads what they print; the limits are small so that a test costs a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grading import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(sandbox.shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+def inside(code: str, **limits) -> sandbox.Result:
+    """Run `code` with the course's Python in a fresh sandbox."""
+    limits = sandbox.Limits(**{"wall_seconds": 60, **limits})
+    return sandbox.run([sys.executable, "-c", code], b"", {}, sandbox.sandbox_env(limits), limits)
+
+
+def test_the_sandbox_starts_here():
+    sandbox.check()  # raises, saying what to install, if it cannot
+
+
+def test_the_course_folder_home_and_network_are_out_of_reach(tmp_path):
+    code = f"""
+import json, os, socket
+seen = {{}}
+for path in [{str(ROOT / 'solutions')!r}, {str(ROOT / 'nbgrader_config.py')!r}, "/root", os.path.expanduser("~root"),
+             "/etc/shadow"]:
+    try:
+        seen[path] = sorted(os.listdir(path))[:3] if os.path.isdir(path) else open(path).read(10)
+    except OSError as error:
+        seen[path] = type(error).__name__
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=3)
+    seen["net"] = "connected"
+except OSError as error:
+    seen["net"] = type(error).__name__
+seen["uid"] = os.getuid()
+for target in [{str(ROOT / 'imgrec_lib' / 'x.py')!r}, {str(Path(sys.prefix) / 'x.py')!r}, "/usr/x"]:
+    try:
+        open(target, "w").write("planted")
+        seen[target] = "written"
+    except OSError as error:
+        seen[target] = type(error).__name__
+print(json.dumps(seen))
+"""
+    result = inside(code)
+    seen = json.loads(result.stdout)
+    assert seen[str(ROOT / "solutions")] == "FileNotFoundError", seen  # not even there
+    assert seen[str(ROOT / "nbgrader_config.py")] == "FileNotFoundError", seen
+    assert seen["/etc/shadow"] in ("PermissionError", "FileNotFoundError"), seen
+    assert seen["net"] != "connected", seen
+    if os.geteuid() == 0:
+        assert seen["uid"] == sandbox.NOBODY, "a sandbox started by root runs as nobody"
+    for target in (ROOT / "imgrec_lib" / "x.py", Path(sys.prefix) / "x.py", Path("/usr/x")):
+        assert seen[str(target)] in ("OSError", "PermissionError"), seen  # read-only
+        assert not target.exists()
+
+
+def test_processes_it_leaves_behind_end_with_it():
+    marker = f"imgrec-left-behind-{os.getpid()}-{time.time_ns()}"
+    code = f"""
+import os, subprocess
+subprocess.Popen(["sleep", "300", {marker!r}], start_new_session=True)  # a daemon in its own session
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "301", {marker!r}])
+    os._exit(0)
+print("started")
+"""
+    result = inside(code)
+    assert result.stdout.strip() == b"started"
+    time.sleep(0.5)
+    left = [p for p in Path("/proc").glob("[0-9]*")
+            if marker.encode() in (p / "cmdline").read_bytes() if (p / "cmdline").exists()]
+    assert not left, f"processes outlived their sandbox: {left}"
+
+
+def test_wall_time_output_and_memory_limits_stop_it():
+    slow = inside("import time\nprint('a', flush=True)\ntime.sleep(60)", wall_seconds=2)
+    assert slow.ended == "wall time" and slow.stdout.startswith(b"a") and slow.seconds < 20
+    loud = inside("import sys\nwhile True: sys.stdout.write('x' * 65536)", output_bytes=1_000_000)
+    assert loud.ended == "output limit" and len(loud.stdout) == 1_000_000
+    if sandbox._cgroup_dirs("probe"):  # memory is limited by a cgroup when the grader is root
+        hungry = inside("chunks = []\nwhile True: chunks.append(bytearray(64 * 2**20))",
+                        memory_bytes=512 * 2**20, wall_seconds=60)
+        assert hungry.returncode != 0 and hungry.seconds < 50, hungry
+
+
+def test_its_private_tmp_is_small_and_gone_afterwards():
+    marker = f"imgrec-tmp-{time.time_ns()}"
+    result = inside(f"""
+import os
+open("/tmp/{marker}", "w").write("x")
+try:
+    open("/tmp/big", "wb").write(b"0" * (64 * 2**20))
+    print("wrote 64 MB")
+except OSError as error:
+    print(type(error).__name__)
+""", tmp_bytes=16 * 2**20)
+    assert result.stdout.strip() == b"OSError" or b"Error" in result.stdout, result.stdout
+    assert not Path("/tmp", marker).exists()

@@ -1,0 +1,142 @@
+"""Nothing saved is lost: a learner's answers in lessons/ survive every make target; and one
+submission can be graded in steps, as the Kubernetes Job in docs/ does.
+
+The make targets run in a copy of the course (one lesson, the repository's .venv linked in), with
+an answer written into lessons/ and a checkpoint in checkpoints/, as a learner would have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = "04_loss_functions"
+MY_ANSWER = "def mse(pred, target):\n    # my own answer, written in lessons/\n    return float(((pred - target) ** 2).mean())\n"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make(course: Path, *targets: str) -> subprocess.CompletedProcess:
+    # -o: the copy's venv stamp is older than its pyproject.toml, but the venv is the repository's
+    return subprocess.run(["make", "-o", ".venv/.installed", *targets], cwd=course, capture_output=True, text=True,
+                          timeout=900, env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+
+
+@pytest.fixture(scope="module")
+def learner_course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("learner_course")
+    for name in ("Makefile", "nbgrader_config.py", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, course)
+    for folder in ("scripts", "grading", "imgrec_lib"):
+        shutil.copytree(ROOT / folder, course / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("solutions", "lessons"):
+        shutil.copytree(ROOT / folder / LESSON, course / folder / LESSON)
+    (course / ".venv").symlink_to(ROOT / ".venv")
+    path = course / "lessons" / LESSON / f"{LESSON}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "mse").source = MY_ANSWER
+    nbformat.write(nb, path)
+    (course / "checkpoints").mkdir()
+    (course / "checkpoints" / "course_cnn.pt").write_bytes(b"a learner's trained model")
+    submitted = course / "submitted" / "ana" / LESSON
+    submitted.mkdir(parents=True)
+    shutil.copy(path, submitted / f"{LESSON}.ipynb")
+    return course
+
+
+def test_a_learners_answers_survive_every_make_target(learner_course):
+    course = learner_course
+    mine = course / "lessons" / LESSON / f"{LESSON}.ipynb"
+    kept = {p: digest(p) for p in [mine, course / "checkpoints" / "course_cnn.pt",
+                                   *sorted((course / "solutions").rglob("*.ipynb"))]}
+    for target in ("lessons", "autograde", "check", "feedback", "clean"):
+        result = make(course, target)
+        assert result.returncode == 0 or target == "autograde" and "NOT GRADED" not in result.stderr, (
+            f"make {target}: {result.stdout[-1500:]}{result.stderr[-1500:]}")
+        changed = [str(p.relative_to(course)) for p, d in kept.items() if not p.exists() or digest(p) != d]
+        assert not changed, f"make {target} changed or removed {changed}"
+        if target == "lessons":  # the new release goes beside the learner's notebook
+            assert "holds your work: kept it" in result.stdout, result.stdout
+            assert (course / "lessons" / LESSON / f"{LESSON}.new.ipynb").exists()
+        if target == "check":  # graded from a copy, the score printed, the feedback page written
+            assert "mse" in result.stdout and "/ 9 points" in result.stdout, result.stdout[-2000:]
+            assert (course / "checked" / f"{LESSON}.html").exists()
+    assert MY_ANSWER.splitlines()[1] in mine.read_text()
+
+
+def quiz_course(folder: Path) -> Path:
+    """A one-exercise course: solutions/quiz with a test cell in the graded form, and its release."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def meta(gid, **flags):
+        return {"nbgrader": {"schema_version": 3, "grade_id": gid, "grade": False, "solution": False,
+                             "locked": False, "task": False, **flags}}
+
+    nb = new_notebook(cells=[
+        new_code_cell("import numpy as np"),
+        new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * np.asarray(x)\n    ### END SOLUTION",
+                      metadata=meta("double", solution=True)),
+        new_code_cell("def test_double(double):\n    import numpy as np\n    got = double(np.arange(3.0))\n"
+                      "    assert (np.asarray(got) == [0, 2, 4]).all(), f'expected [0, 2, 4], got {got}'\n\n\n"
+                      "test_double(double)\n", metadata=meta("test_double", grade=True, locked=True, points=1)),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    (folder / "solutions" / "quiz").mkdir(parents=True)
+    nbformat.write(nb, folder / "solutions" / "quiz" / "quiz.ipynb")
+    return folder / "solutions" / "quiz" / "quiz.ipynb"
+
+
+def grade_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grading", "grade", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_one_submission_graded_in_steps_gets_the_verdicts_of_one_run(tmp_path):
+    """Stage (trusted), run (where only the student's code runs), finish from the stream (trusted)."""
+    source = quiz_course(tmp_path)
+    right, wrong = tmp_path / "right.ipynb", tmp_path / "wrong.ipynb"
+    shutil.copy(source, right)
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[1].source = "def double(x):\n    return 3 * np.asarray(x)\n"
+    nbformat.write(nb, wrong)
+    for submission, passed in ((right, ["test_double"]), (wrong, [])):
+        whole = grade_cli("quiz", str(submission), "--out", str(tmp_path / "whole.ipynb"), cwd=tmp_path)
+        assert json.loads(whole.stdout)["passed"] == passed, whole.stderr[-2000:]
+        run = tmp_path / "run.json"
+        assert grade_cli("quiz", str(submission), "--out", str(tmp_path / "x.ipynb"), "--write-run", str(run),
+                         cwd=tmp_path).returncode == 0
+        scratch = tmp_path / "scratch"
+        scratch.mkdir(exist_ok=True)
+        events = subprocess.run([sys.executable, "-m", "grading.runner"], stdin=run.open("rb"), capture_output=True,
+                                cwd=scratch, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(scratch),
+                                                                   IMGREC_RECORDS=str(scratch / "records")))
+        (tmp_path / "events.jsonl").write_bytes(events.stdout)
+        steps = grade_cli("quiz", str(submission), "--out", str(tmp_path / "steps.ipynb"), "--from-events",
+                          str(tmp_path / "events.jsonl"), cwd=tmp_path)
+        assert json.loads(steps.stdout)["passed"] == passed, steps.stderr[-2000:]
+
+
+def test_the_kubernetes_job_parses_and_uses_the_commands_that_exist():
+    job, policy = yaml.safe_load_all((ROOT / "docs" / "kubernetes-grading-job.yaml").read_text())
+    assert job["kind"] == "Job" and job["spec"]["completionMode"] == "Indexed" and policy["kind"] == "NetworkPolicy"
+    pod = job["spec"]["template"]["spec"]
+    stage, sandbox = pod["initContainers"]
+    judge = pod["containers"][0]
+    assert sandbox["securityContext"]["runAsNonRoot"] and sandbox["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "grading.runner" in sandbox["args"][0] and "limits" in sandbox["resources"]
+    assert not pod["automountServiceAccountToken"]
+    help_text = grade_cli("--help", cwd=ROOT).stdout
+    for container, flag in ((stage, "--write-run"), (judge, "--from-events"), (judge, "--unsafe-no-sandbox")):
+        assert flag in container["args"][0] and flag in help_text, flag
+    assert not any(m.get("readOnly") is not True for m in judge["volumeMounts"] if m["name"] == "exchange")

@@ -1,0 +1,355 @@
+"""grading/references.py: answers that hand an exercise to the library's reference or to the framework.
+
+Submissions are built from the real release notebooks (lessons/) with the instructor's answers
+(solutions/) put in; nothing is executed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("grading_references", ROOT / "grading" / "references.py")
+references = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = references  # dataclasses look their module up
+_spec.loader.exec_module(references)
+
+LESSONS = sorted(p.parent.name for p in (ROOT / "lessons").glob("*/*.ipynb"))
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+@functools.lru_cache(maxsize=None)
+def _read_cached(lesson: str, where: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / where / lesson / f"{lesson}.ipynb", as_version=4)
+
+
+def _read(lesson: str, where: str) -> nbformat.NotebookNode:
+    return copy.deepcopy(_read_cached(lesson, where))
+
+
+def _lesson_of(prefix: str) -> str:
+    return next(name for name in LESSONS if name.startswith(prefix))
+
+
+def _answers(nb: nbformat.NotebookNode) -> dict[str, int]:
+    return {_meta(c)["grade_id"]: i for i, c in enumerate(nb.cells) if _meta(c).get("solution")}
+
+
+def submission(prefix: str, answers: dict[str, str] | None = None,
+               cells_before: dict[str, list[str]] | None = None) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    """(submission, release) for lesson ``prefix``: the release with the instructor's answers, then
+    ``answers`` {grade_id: source} replacing some, and ``cells_before`` {grade_id: [sources]} inserted
+    as new cells of the student's just before that exercise's answer cell."""
+    lesson = _lesson_of(prefix)
+    release, solution = _read(lesson, "lessons"), _read(lesson, "solutions")
+    sub = copy.deepcopy(release)
+    for grade_id, i in _answers(solution).items():
+        sub.cells[i] = copy.deepcopy(solution.cells[i])
+        if answers and grade_id in answers:
+            sub.cells[i].source = answers[grade_id]
+    for grade_id, sources in (cells_before or {}).items():
+        at = _answers(sub)[grade_id]
+        for source in reversed(sources):
+            sub.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return sub, release
+
+
+def all_exercises() -> list[tuple[str, str]]:
+    return [(lesson[:2], grade_id) for lesson in LESSONS for grade_id in _answers(_read(lesson, "lessons"))]
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def test_references_cover_every_graded_exercise_of_lessons_00_to_08():
+    assert [lesson[:2] for lesson in LESSONS] == [f"{n:02d}" for n in range(9)]
+    assert sorted(references.REFERENCES) == sorted(grade_id for _, grade_id in all_exercises())
+    for grade_id, names in references.REFERENCES.items():
+        assert all(isinstance(n, str) and n.count(".") >= 1 for n in names), grade_id
+    # Every exercise but the free training run has at least one reference.
+    assert [g for g, names in references.REFERENCES.items() if not names] == ["trained_model"]
+
+
+def test_library_references_exist_where_the_table_says():
+    """Each imgrec_lib name in the table is a real function, class or constant of the library."""
+    import importlib
+
+    for grade_id, names in references.REFERENCES.items():
+        for name in names:
+            if name.startswith("imgrec_lib."):
+                module, attr = name.rsplit(".", 1)
+                assert hasattr(importlib.import_module(module), attr), f"{grade_id}: {name} does not exist"
+
+
+def test_re_exports_are_followed():
+    assert references.canonical("imgrec_lib.losses.softmax") == "imgrec_lib.activations.softmax"
+    assert references.canonical("imgrec_lib.pooling.conv_output_size") == "imgrec_lib.conv.conv_output_size"
+    assert references.canonical("imgrec_lib.widgets.inference.predict_files") == "imgrec_lib.inference.predict_files"
+    assert references.canonical("imgrec_lib.fast.F.conv2d") == "torch.nn.functional.conv2d"
+    assert references.canonical("torch.nn.functional.conv2d") == "torch.nn.functional.conv2d"
+
+
+# ----------------------------------------------------------------------------- no false positives
+
+
+@pytest.mark.parametrize("prefix", [f"{n:02d}" for n in range(9)])
+def test_the_instructors_answers_and_the_lessons_demo_cells_are_not_flagged(prefix):
+    sub, release = submission(prefix)
+    assert references.find_reference_copies(sub, release) == {}
+    # The release itself (unanswered, demo cells that call F.conv2d etc.) is not flagged either.
+    assert references.find_reference_copies(copy.deepcopy(release), release) == {}
+
+
+def test_every_exercise_is_searched():
+    """A solution that is not flagged must be because it is clean, not because it was skipped:
+    putting one reference call into each answer flags exactly that exercise."""
+    for prefix, grade_id in all_exercises():
+        names = references.REFERENCES[grade_id]
+        if not names:
+            continue
+        name = next(n for n in names if not n.startswith("torch.Tensor."))
+        module, attr = name.rsplit(".", 1)
+        lesson = _lesson_of(prefix)
+        answer = _read(lesson, "solutions").cells[_answers(_read(lesson, "solutions"))[grade_id]].source
+        sub, release = submission(prefix, {grade_id: f"import {module}\n{answer}\n_x = {module}.{attr}\n"})
+        found = references.find_reference_copies(sub, release)
+        assert list(found) == [grade_id], f"{grade_id}: {name} was not found alone, got {found}"
+
+
+# ----------------------------------------------------------------------------- delegating answers
+
+CONV2D = "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+
+
+def flagged(prefix, answers=None, cells_before=None) -> dict[str, list[str]]:
+    return references.find_reference_copies(*submission(prefix, answers, cells_before))
+
+
+def only(found: dict[str, list[str]], grade_id: str, *fragments: str) -> str:
+    """The reasons of the one flagged exercise, checked to contain every fragment."""
+    assert list(found) == [grade_id], found
+    text = "\n".join(found[grade_id])
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in {text!r}"
+    return text
+
+
+def test_00_make_grid_with_an_alias_import_in_a_lambda():
+    found = flagged("00", {"make_grid": "import torchvision.utils as U\n"
+                                        "make_grid = lambda images, ncols=8, pad_value=1.0: "
+                                        "U.make_grid(images, nrow=ncols, padding=1, pad_value=pad_value)"})
+    only(found, "make_grid", "torchvision.utils.make_grid", "written `U.make_grid`", "answer cell, line 2")
+
+
+def test_00_normalize_batch_via_torchvision_functional():
+    found = flagged("00", {"normalize_batch": (
+        "from torchvision.transforms import functional as TF\n"
+        "def normalize_batch(X):\n"
+        "    mean, std = X.mean(dim=(0, 2, 3)), X.std(dim=(0, 2, 3), correction=0)\n"
+        "    return TF.normalize(X, mean.tolist(), std.tolist()), mean, std\n")})
+    only(found, "normalize_batch", "normalize_batch calls torchvision.transforms.functional.normalize", "line 4")
+
+
+def test_01_conv2d_by_direct_attribute():
+    found = flagged("01", {"conv2d": CONV2D + "    return F.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()"})
+    only(found, "conv2d", "conv2d calls torch.nn.functional.conv2d (written `F.conv2d`) (answer cell, line 2)")
+
+
+def test_01_conv2d_by_the_full_torch_path_and_by_the_library_module_of_the_setup_cell():
+    found = flagged("01", {"conv2d": CONV2D + "    return torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w)).numpy()"})
+    only(found, "conv2d", "torch.nn.functional.conv2d")
+    found = flagged("01", {"conv2d": CONV2D + "    return conv.conv2d(x, w, b, stride, padding)"})  # setup: from imgrec_lib import conv
+    only(found, "conv2d", "imgrec_lib.conv.conv2d (written `conv.conv2d`)")
+
+
+def test_01_conv2d_as_a_plain_assignment_or_import():
+    only(flagged("01", {"conv2d": "conv2d = conv.conv2d"}), "conv2d", "imgrec_lib.conv.conv2d")
+    only(flagged("01", {"conv2d": "import imgrec_lib.conv\nconv2d = imgrec_lib.conv.conv2d"}), "conv2d",
+         "imgrec_lib.conv.conv2d")
+    only(flagged("01", {"conv2d": "from imgrec_lib.conv import conv2d"}), "conv2d",
+         "`conv2d` is imgrec_lib.conv.conv2d (answer cell, line 1)")
+
+
+def test_01_conv2d_by_a_from_import_with_rename():
+    found = flagged("01", {"conv2d": "from imgrec_lib.conv import conv2d as c\n" + CONV2D + "    return c(x, w, b, stride, padding)"})
+    only(found, "conv2d", "conv2d calls imgrec_lib.conv.conv2d (written `c`) (answer cell, line 3)")
+
+
+def test_01_conv2d_through_a_name_assigned_in_another_cell():
+    found = flagged("01", {"conv2d": CONV2D + "    return ref(x, w, b, stride, padding)"},
+                    {"conv2d": ["import torch.nn.functional as G\nref = G.conv2d"]})
+    only(found, "conv2d", "conv2d calls torch.nn.functional.conv2d (written `ref`)")
+
+
+def test_01_conv2d_through_helpers_in_another_cell_two_levels_deep():
+    helper = ("def helper(x, w):\n    return inner(x, w)\n\n"
+              "def inner(x, w):\n    from scipy import signal\n    return signal.correlate(x, w, mode='valid')\n")
+    found = flagged("01", {"conv2d": CONV2D + "    return helper(x, w)"}, {"conv2d": [helper]})
+    only(found, "conv2d", "conv2d calls the function `helper`", "`inner`", "scipy.signal.correlate", "line 6")
+
+
+def test_01_a_student_cell_that_rebinds_the_graded_name_after_a_clean_answer():
+    """The tests grade whatever ``conv2d`` is when they run: a cell after the answer counts."""
+    sub, release = submission("01")
+    at = _answers(sub)["conv2d"]
+    sub.cells.insert(at + 1, nbformat.v4.new_code_cell("conv2d = lambda *a, **k: conv.conv2d(*a, **k)"))
+    found = references.find_reference_copies(sub, release)
+    only(found, "conv2d", "imgrec_lib.conv.conv2d")
+
+
+def test_01_obfuscation_is_reported_for_the_exercise_that_contains_it():
+    found = flagged("01", {"conv2d": CONV2D + "    name = ''.join(['conv', '2d'])\n"
+                                              "    return getattr(__import__('imgrec_lib.conv', fromlist=['x']), name)(x, w)"})
+    only(found, "conv2d", "getattr with a computed name: review by hand", "__import__")
+    found = flagged("01", {"conv2d_naive": "def conv2d_naive(x, w, b=None, stride=1, padding=0):\n"
+                                           "    return eval('conv' + '.conv2d_naive')(x, w, b, stride, padding)"})
+    only(found, "conv2d_naive", "uses eval", "imgrec_lib.conv.conv2d_naive")
+
+
+def test_01_literal_getattr_importlib_and_sys_modules_are_resolved():
+    only(flagged("01", {"conv2d": CONV2D + "    return getattr(F, 'conv' + '2d')(torch.tensor(x), torch.tensor(w)).numpy()"}),
+         "conv2d", "torch.nn.functional.conv2d")
+    only(flagged("01", {"conv2d": "import importlib\n" + CONV2D +
+                                  "    return importlib.import_module('imgrec_lib.conv').conv2d(x, w, b, stride, padding)"}),
+         "conv2d", "imgrec_lib.conv.conv2d", "importlib.import_module")
+    only(flagged("01", {"conv2d": "import sys\n" + CONV2D +
+                                  "    return sys.modules['imgrec_lib.conv'].conv2d(x, w, b, stride, padding)"}),
+         "conv2d", "imgrec_lib.conv.conv2d", "sys.modules")
+    only(flagged("01", {"conv2d": CONV2D + "    return globals()['conv'].conv2d(x, w, b, stride, padding)"}),
+         "conv2d", "imgrec_lib.conv.conv2d", "globals()")
+
+
+def test_01_conv_output_size_through_a_re_export():
+    found = flagged("01", {"conv_output_size": "from imgrec_lib import pooling\nconv_output_size = pooling.conv_output_size"})
+    only(found, "conv_output_size", "imgrec_lib.conv.conv_output_size")
+
+
+def test_02_max_pool2d_with_an_alias_of_torch():
+    found = flagged("02", {"max_pool2d": "import torch as T\n"
+                                         "def max_pool2d(x, kernel_size=2, stride=None):\n"
+                                         "    return T.nn.MaxPool2d(kernel_size, stride)(T.from_numpy(x)).numpy()"})
+    only(found, "max_pool2d", "torch.nn.MaxPool2d")
+
+
+def test_03_softmax_as_a_tensor_method_and_relu_from_the_library():
+    found = flagged("03", {"softmax": "def softmax(z):\n    return torch.from_numpy(z).softmax(-1).numpy()"})
+    only(found, "softmax", ".softmax() (torch.Tensor.softmax)")
+    only(flagged("03", {"relu": "relu = activations.relu"}), "relu", "imgrec_lib.activations.relu")
+
+
+def test_04_log_softmax_via_scipy_logsumexp_and_a_clean_cross_entropy_is_not_flagged():
+    found = flagged("04", {"log_softmax": "from scipy.special import logsumexp\n"
+                                          "def log_softmax(z):\n"
+                                          "    return z - logsumexp(z, axis=-1, keepdims=True)"})
+    # cross_entropy calls this log_softmax, but logsumexp is not a reference of cross_entropy.
+    only(found, "log_softmax", "scipy.special.logsumexp")
+
+
+def test_04_cross_entropy_may_use_the_librarys_log_softmax_but_not_its_cross_entropy():
+    allowed = ("def cross_entropy(logits, y):\n"
+               "    log_p = activations.log_softmax(np.asarray(logits, dtype=float), axis=1)\n"
+               "    return float(-np.mean(log_p[np.arange(len(y)), y]))")
+    assert flagged("04", {"cross_entropy": allowed}) == {}
+    only(flagged("04", {"cross_entropy": "cross_entropy = losses.cross_entropy"}), "cross_entropy",
+         "imgrec_lib.losses.cross_entropy")
+
+
+def test_05_conv2d_backward_by_autograd():
+    found = flagged("05", {"conv2d_backward": (
+        "def conv2d_backward(dout, x, w, stride=1, padding=0):\n"
+        "    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)\n"
+        "    F.conv2d(xt, wt, stride=stride, padding=padding).backward(torch.tensor(dout))\n"
+        "    return xt.grad.numpy(), wt.grad.numpy(), dout.sum(axis=(0, 2, 3))")})
+    only(found, "conv2d_backward", ".backward() (torch.Tensor.backward)", "line 3")
+
+
+def test_06_adam_step_with_torch_optim_behind_a_magic():
+    found = flagged("06", {"adam_step": "%time _ = 1\n"
+                                        "def adam_step(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):\n"
+                                        "    opt = torch.optim.Adam([torch.from_numpy(p) for p in params], lr=lr)\n"
+                                        "    opt.step()"})
+    only(found, "adam_step", "adam_step calls torch.optim.Adam (answer cell, line 3)")
+
+
+def test_07_my_cnn_as_the_course_cnn_and_trained_model_with_exec():
+    only(flagged("07", {"my_cnn": "class MyCNN(models.CourseCNN):\n    pass"}), "my_cnn", "imgrec_lib.models.CourseCNN")
+    # trained_model has no references (the library's training code is expected there), but hiding
+    # code is still reported.
+    found = flagged("07", {"trained_model": "exec('trained_model = models.CourseCNN()')"})
+    only(found, "trained_model", "uses exec", "review by hand")
+
+
+def test_07_train_step_with_the_librarys_fit():
+    found = flagged("07", {"train_step": (
+        "def train_step(model, X, y, optimizer, loss_fn):\n"
+        "    from torch.utils.data import TensorDataset\n"
+        "    return training.fit(model, TensorDataset(X, y), epochs=1).train_loss[-1]")})
+    only(found, "train_step", "imgrec_lib.training.fit")
+
+
+def test_08_predict_with_the_library_and_confusion_matrix_with_sklearn_names():
+    found = flagged("08", {"predict": "def predict(model, paths, classes, top_k=3):\n"
+                                      "    return [(p.path, p.top) for p in inference.predict_files(model, paths, classes, top_k)]"})
+    only(found, "predict", "imgrec_lib.inference.predict_files")
+    found = flagged("08", {"confusion_matrix": "from sklearn.metrics import confusion_matrix as cm\n"
+                                               "def confusion_matrix(y_true, y_pred, num_classes):\n"
+                                               "    return cm(y_true, y_pred, labels=list(range(num_classes)))"})
+    only(found, "confusion_matrix", "sklearn.metrics.confusion_matrix (written `cm`) (answer cell, line 3)")
+
+
+def test_08_predict_may_use_softmax_and_load_image():
+    """The instructor's predict uses torch.softmax and inference.load_image on purpose."""
+    answer = ("def predict(model, paths, classes, top_k=3):\n"
+              "    X = torch.stack([inference.load_image(p) for p in paths])\n"
+              "    model.eval()\n"
+              "    with torch.no_grad():\n"
+              "        probs = F.softmax(model(X), dim=1)\n"
+              "    v, i = probs.topk(min(top_k, probs.shape[1]), dim=1)\n"
+              "    return [(p, [(classes[k], q) for q, k in zip(a, b)]) for p, a, b in zip(paths, v.tolist(), i.tolist())]")
+    assert flagged("08", {"predict": answer}) == {}
+
+
+def test_a_delegating_helper_flags_only_the_exercise_that_uses_it():
+    """A student cell may hold anything; only answers that reach it are flagged."""
+    found = flagged("03", None, {"relu": ["def torch_relu(x):\n    return torch.relu(torch.from_numpy(x)).numpy()"]})
+    assert found == {}
+    found = flagged("03", {"relu": "def relu(x):\n    return torch_relu(x)"},
+                    {"relu": ["def torch_relu(x):\n    return torch.relu(torch.from_numpy(x)).numpy()"]})
+    only(found, "relu", "relu calls the function `torch_relu`", "torch.relu")
+
+
+def test_local_names_and_parameters_shadow_the_notebooks():
+    """A parameter or local variable named like a delegating global is the student's own value."""
+    answer = CONV2D + "    ref = np.zeros(1)\n    return np.asarray(x) * 0 + ref.sum()"
+    assert flagged("01", {"conv2d": answer}, {"conv2d": ["ref = F.conv2d"]}) == {}
+
+
+def test_code_of_the_release_is_context_and_the_students_own_copy_is_not():
+    """Obfuscation in a cell identical to the release (the lesson's own code) is not the student's;
+    the same code in a cell the student wrote is reported for the exercise that reaches it."""
+    helper = "def pick(name):\n    return getattr(np, name)"
+    answer = {"relu": "def relu(x):\n    return pick('maximum')(x, 0.0)"}
+    sub, release = submission("03", answer)
+    at = _answers(release)["relu"]
+    release.cells.insert(at, nbformat.v4.new_code_cell(helper))
+    sub.cells.insert(at, nbformat.v4.new_code_cell(helper))
+    assert references.find_reference_copies(sub, release) == {}
+    sub.cells[at].source = helper + "  # mine"
+    only(references.find_reference_copies(sub, release), "relu", "getattr with a computed name", f"cell {at + 1}, line 2")
+
+
+def test_flag_report_lines():
+    lines = references.flag_report({"conv2d": ["a reason", "another"]})
+    assert lines[0].startswith("conv2d: 2 findings")
+    assert lines[1:] == ["    - a reason", "    - another"]
+    assert references.flag_report({}) == []
