@@ -53,8 +53,9 @@ def grade_cells(nb: dict) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory) -> Path:
-    """A copy of the course with lessons generated afresh and two students' submissions autograded:
-    `solver` submits the instructor's notebooks, `blank` the untouched release."""
+    """A copy of the course with lessons generated afresh and two students' submissions graded by
+    `make autograde` (grading/: a sandbox each, the judge decides): `solver` submits the
+    instructor's notebooks, `blank` the untouched release."""
     root = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions", root / "solutions",
@@ -65,7 +66,14 @@ def course(tmp_path_factory) -> Path:
             target = root / "submitted" / student / lesson
             target.mkdir(parents=True)
             shutil.copy(root / origin / lesson / f"{lesson}.ipynb", target)
-    nbgrader("autograde", "*", "--force", cwd=root)
+    from imgrec_lib import checkpoint, models  # lesson 08 is graded with the instructor's model
+
+    checkpoint.save_checkpoint(root / "checkpoints" / "course_cnn.pt", models.CourseCNN(),
+                               classes=[str(k) for k in range(10)], input_shape=(1, 28, 28), epoch=0)
+    result = subprocess.run([sys.executable, "-m", "grading", "autograde", "--workers", "2", "--timeout", "600"],
+                            cwd=root, capture_output=True, text=True, timeout=3600,
+                            env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, f"make autograde failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return root
 
 
