@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,14 +65,15 @@ def submissions(submitted: Path) -> dict[tuple[str, str], list[Path]]:
     return found
 
 
-def register(lessons: list[str]) -> None:
+def register(lessons: list[str], quiet: bool = False) -> None:
     """Put lessons that the gradebook does not know yet into it, without touching lessons/."""
     from nbgrader.api import Gradebook
 
     with Gradebook(DB_URL) as gradebook:
         known = {assignment.name for assignment in gradebook.assignments}
     for lesson in sorted(set(lessons) - known):
-        print(f"registering {lesson} in the gradebook (nbgrader generate_assignment, into a scratch folder)")
+        if not quiet:
+            print(f"registering {lesson} in the gradebook (nbgrader generate_assignment, into a scratch folder)")
         with tempfile.TemporaryDirectory(prefix="imgrec-release-") as scratch:
             result = nbgrader("generate_assignment", lesson, "--force",
                               f"--CourseDirectory.release_directory={scratch}", "--log-level=WARN")

@@ -37,7 +37,10 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
         for test in tests:
             errors = [o for o in outputs.get(test, []) if o.get("output_type") == "error"]
             if test not in passed and errors:
-                line += f"   {test}: {errors[0].get('ename')}: {str(errors[0].get('evalue', '')).splitlines()[0][:100] if errors[0].get('evalue') else ''}"
+                ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", "")).strip()
+                why = "not answered yet" if ename == "NotImplementedError" and not evalue else \
+                    f"{ename}: {evalue.splitlines()[0][:100] if evalue else ''}"
+                line += f"   {test}: {why}"
                 break
         lines.append(line)
     flags = graded.report.get("reference_copies", {})
@@ -57,7 +60,7 @@ def feedback_page(course: Path, lesson: str, graded, out: Path) -> None:
         here = Path.cwd()
         os.chdir(root)
         try:
-            autograde.register([lesson])
+            autograde.register([lesson], quiet=True)
             for result in (autograde.merge(lesson, root / "staged"),
                            autograde.nbgrader("generate_feedback", lesson, "--force")):
                 if result.returncode != 0:

@@ -28,21 +28,7 @@ import numpy as np
 import torch
 
 from grading.notebooks import NotGradable, split_test_cell
-from grading.values import EXCEPTIONS, Decoder, ValueTooLarge
-
-
-def _strings(x: Any, out: list[str], depth: int = 0) -> list[str]:
-    if depth > 6:
-        return out
-    if isinstance(x, (str, PurePosixPath)):
-        out.append(str(x))
-    elif isinstance(x, (list, tuple)):
-        for item in x:
-            _strings(item, out, depth + 1)
-    elif isinstance(x, dict):
-        for item in x.values():
-            _strings(item, out, depth + 1)
-    return out
+from grading.values import EXCEPTIONS, Decoder, ValueTooLarge, strings_in
 
 
 def _rename(x: Any, names: dict[str, str], depth: int = 0) -> Any:
@@ -115,7 +101,7 @@ class Replay:
         if "raised" in call:
             raise _exception(*[str(s) for s in call["raised"][:2]])
         result = self.decode(call["result"])
-        theirs, ours = [str(s) for s in call.get("strings", [])], _strings([args, kwargs], [])
+        theirs, ours = [str(s) for s in call.get("strings", [])], strings_in([args, kwargs])
         if theirs and len(theirs) == len(ours):
             result = _rename(result, dict(zip(theirs, ours)))
         return result

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import sys
 from pathlib import Path
 
 import nbformat

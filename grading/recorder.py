@@ -25,25 +25,10 @@ import traceback
 
 import numpy as np
 
-from grading.values import decode, encode, exception_name
+from grading.values import decode, encode, exception_name, strings_in
 
 MAX_CALLS = 10_000      # calls recorded per function and test
 MAX_PRINTED = 10_000    # characters of printed output kept per call
-
-
-def _strings(x, out: list[str], depth: int = 0) -> list[str]:
-    """The strings (and paths) in an argument, in a fixed order: the judge maps them to its own."""
-    if depth > 6:
-        return out
-    if isinstance(x, str) or type(x).__name__ in ("PosixPath", "PurePosixPath"):
-        out.append(str(x))
-    elif isinstance(x, (list, tuple)):
-        for item in x:
-            _strings(item, out, depth + 1)
-    elif isinstance(x, dict):
-        for item in x.values():
-            _strings(item, out, depth + 1)
-    return out
 
 
 def _state(x, depth: int = 0):
@@ -81,7 +66,7 @@ def _wrap(name: str, function, calls: list):
     def recorded(*args, **kwargs):
         if len(calls) >= MAX_CALLS:
             raise RuntimeError(f"{name} was called more than {MAX_CALLS} times")
-        call = {"strings": _strings([args, kwargs], [])}
+        call = {"strings": strings_in([args, kwargs])}
         printed = io.StringIO()
         try:
             with _own_rng(), contextlib.redirect_stdout(printed):
