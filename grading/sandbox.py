@@ -153,8 +153,9 @@ def bwrap_args(binds: dict[str, str], env: dict[str, str], limits: Limits, as_ro
              "--size", str(limits.tmp_bytes // 4), "--perms", "1777", "--tmpfs", "/dev/shm"]
     made = {"/"}
     for host, inside in [*((str(f), str(f)) for f in python_binds()), *binds.items()]:
-        for parent in reversed(Path(inside).parents):
-            if str(parent) not in made and not str(parent).startswith(("/usr", "/etc", "/tmp", "/proc", "/dev")):
+        for parent in reversed(Path(inside).parents):  # readable by the sandbox's user (a venv under /tmp too)
+            if str(parent) not in made and str(parent) not in ("/tmp", "/proc", "/dev") \
+                    and not str(parent).startswith(("/usr", "/etc")):
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(str(parent))
         args += ["--ro-bind", host, inside]

@@ -111,3 +111,17 @@ except OSError as error:
 """, tmp_bytes=16 * 2**20)
     assert result.stdout.strip() == b"OSError" or b"Error" in result.stdout, result.stdout
     assert not Path("/tmp", marker).exists()
+
+
+def test_a_course_under_tmp_is_reachable_inside(tmp_path):
+    """CI clones the course anywhere, /tmp too: a folder bound under the sandbox's own /tmp must be
+    reachable by the sandbox's user (bubblewrap makes missing parents 0700 unless told)."""
+    folder = tmp_path / "course" / "tools"
+    folder.mkdir(parents=True)
+    script = folder / "hello.py"
+    script.write_text("print('reached')\n")
+    os.chmod(tmp_path, 0o755)
+    limits = sandbox.Limits(wall_seconds=60)
+    result = sandbox.run([sys.executable, str(script)], b"", {str(folder): str(folder)}, sandbox.sandbox_env(limits),
+                         limits)
+    assert result.stdout.strip() == b"reached", result.stderr_tail[-500:]
