@@ -297,6 +297,16 @@ def _class_course(folder: Path, lessons: dict[str, int]) -> None:
             nbformat.write(nb, path)
 
 
+def _scores(course: Path, lessons: dict[str, int]) -> dict[tuple[str, str], float]:
+    """{(lesson, student): score} from a course's gradebook."""
+    import grading
+    from nbgrader.api import Gradebook
+
+    grading.open_gradebook_quickly()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        return {(lesson, s.student_id): s.score for lesson in lessons for s in gradebook.assignment_submissions(lesson)}
+
+
 def bench_grading(lessons: dict[str, int], workers: int) -> dict:
     """Grade the same synthetic class four ways, side by side in this run (see _class_course)."""
     import shutil
@@ -312,7 +322,7 @@ def bench_grading(lessons: dict[str, int], workers: int) -> dict:
         f"sandboxed_{workers}_workers": ["--workers", str(workers)],
         "unsandboxed_1_worker": ["--workers", "1", "--unsafe-no-sandbox"],
     }
-    seconds = {}
+    seconds, scores = {}, {}
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-grading-") as scratch:
         template = Path(scratch) / "template"
         template.mkdir()
@@ -335,6 +345,10 @@ def bench_grading(lessons: dict[str, int], workers: int) -> dict:
                     raise RuntimeError(f"grading {name} failed: {result.stderr[-1500:]}")
             seconds[name] = time.perf_counter() - start
             log(f"grading {total} submissions, {name}: {seconds[name]:.1f} s")
+            scores[name] = _scores(course, lessons)
+            if scores[name] != scores["nbgrader_serial"]:  # a fast run that graded wrongly is no figure
+                raise RuntimeError(f"{name} gave other scores than plain nbgrader: "
+                                   f"{sorted(set(scores[name].items()) ^ set(scores['nbgrader_serial'].items()))[:6]}")
     per_minute = {name: 60 * total / s for name, s in seconds.items()}
     return {"lessons": lessons, "submissions": total, "workers": workers, "seconds": seconds,
             "submissions_per_minute": per_minute,
@@ -519,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one seed, few repeats, no notebooks (a smoke test)")
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
     parser.add_argument("--no-write", action="store_true", help="print the JSON only; leave RESULTS.md alone")
+    parser.add_argument("--grading-submissions", type=int, default=40, metavar="N",
+                        help="grading: N submissions each of lessons 01 and 05, N/4 of lesson 07 (default 40)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="folder for results.json and RESULTS.md (default: benchmarks/)")
     args = parser.parse_args(argv)
@@ -540,8 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     if "notebooks" not in skip:
         results["notebooks"] = bench_notebooks()
     if "grading" not in skip:
+        n = args.grading_submissions
         results["grading"] = bench_grading({"04_loss_functions": 2} if args.quick else
-                                           {"01_convolution": 40, "05_backpropagation": 40, "07_training_a_cnn": 10},
+                                           {"01_convolution": n, "05_backpropagation": n, "07_training_a_cnn": max(1, n // 4)},
                                            workers=os.cpu_count() or 1)
     if "mnist" not in skip:
         results["mnist"] = bench_mnist()
