@@ -142,11 +142,15 @@ def why_stopped(result: sandbox.Result, done: str, options: Options) -> str:
     return why
 
 
-def finish(submission, staged, source, release, events: bytes, why: str, judge: Judge, options: Options,
-           report: dict) -> object:
-    """Step 3, where no student code runs: the judge's verdicts, reference copies, the graded notebook."""
+def finish(submission, staged, source, release, events: bytes, result: sandbox.Result | None, judge: Judge,
+           options: Options, report: dict) -> object:
+    """Step 3, where no student code runs: the judge's verdicts, reference copies, the graded notebook.
+    `result`: the sandbox's run, when it ran here (its limits say why a notebook stopped)."""
     outputs, records, done = _events(events)
-    why = why or (done if done and done != "ok" else "" if done else "the notebook did not finish")
+    if result is not None:
+        why = why_stopped(result, done, options)
+    else:
+        why = done if done and done != "ok" else "" if done else "the notebook did not finish"
     if why:
         report["notes"].append(why)
     tests = notebooks.test_sources(source)
@@ -187,10 +191,8 @@ def grade(submission_path: Path, source, release, judge: Judge, options: Options
     staged = notebooks.stage(submission, source)
     run_nb = notebooks.to_run(staged)
     result = run_in_sandbox(run_nb, options)
-    _, _, done = _events(result.stdout)
     report: dict = {"notes": []}
-    graded = finish(submission, staged, source, release, result.stdout, why_stopped(result, done, options),
-                    judge, options, report)
+    graded = finish(submission, staged, source, release, result.stdout, result, judge, options, report)
     report.update(seconds=round(time.monotonic() - started, 2), sandbox_seconds=round(result.seconds, 2))
     return Graded(graded, report)
 
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         staged = notebooks.stage(submission, source)  # made again here: nothing of the run's is trusted
         judge, report = Judge(options), {"notes": []}
         try:
-            graded = Graded(finish(submission, staged, source, release, events, "", judge, options, report), report)
+            graded = Graded(finish(submission, staged, source, release, events, None, judge, options, report), report)
         finally:
             judge.close()
     else:
