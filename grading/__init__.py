@@ -1,8 +1,8 @@
 """Grading a class can trust (instructors and maintainers; not part of the learner's library).
 
-Every submission runs in its own sandbox (sandbox.py, runner.py); inside, the test cells only
-record what the student's functions return (recorder.py, values.py); the verdicts are decided by
-replaying those records in a process where no student code runs (judge.py). worker.py grades one
+Every submission runs in its own sandbox (sandbox.py, runner.py); the tests run in a process where
+no student code runs (judge.py), and each call they make to a student's function goes to the
+sandbox's kernel and back as plain values (serve.py, values.py). worker.py grades one
 submission; autograde.py grades a class with N workers and stores the results in nbgrader's
 gradebook; `python -m grading` is the command line (`make autograde`, `make check`).
 """

@@ -1,15 +1,15 @@
-"""The verdicts: each graded test cell, run again where no student code runs, against the record.
+"""The verdicts: each graded test cell runs here, where no student code runs.
 
     python -m grading.judge     (a long-lived process, one per grading worker; JSON lines in and out)
 
 For each test cell the judge execs the instructor's cell source (from solutions/, hidden tests
-included) without its last statement, in a fresh namespace, and calls the test function with
-stand-ins built from the record that grading/recorder.py wrote in the sandbox: a student function
-becomes a `Replay` that returns the recorded results in order (or raises the recorded exception),
-after copying the recorded in-place changes into the judge's own arguments; any other argument is
-the recorded plain value. The test's own asserts decide. Display hooks, exception handlers,
-patched modules or lying objects in the student's kernel cannot change a verdict: none of them
-exist here, and a record holds nothing but plain values.
+included) without its last statement, in a fresh namespace, and calls the test function. Its
+arguments come from the student's kernel (grading/serve.py): a probe's result arrives as plain data;
+a student's function becomes a `Remote`, and each call of it goes to the kernel as data (the
+arguments encoded by grading/values.py) and comes back as data (the result or the exception, the
+in-place changes, what it printed). The test's expected values never leave this process, and its
+own asserts decide: display hooks, exception handlers, patched modules, a patched clock or lying
+objects in the student's kernel cannot change a verdict, for none of them exist here.
 """
 
 from __future__ import annotations
@@ -21,33 +21,17 @@ import json
 import linecache
 import sys
 import traceback
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
 
 from grading.notebooks import NotGradable, split_test_cell
-from grading.values import EXCEPTIONS, Decoder, ValueTooLarge, strings_in
-
-
-def _rename(x: Any, names: dict[str, str], depth: int = 0) -> Any:
-    """`x` with every string (or path) that is a key of `names` replaced by its value."""
-    if depth > 40:
-        return x
-    if isinstance(x, str) and x in names:
-        return names[x]
-    if isinstance(x, PurePosixPath) and str(x) in names:
-        return PurePosixPath(names[str(x)])
-    if isinstance(x, (list, tuple)):
-        return type(x)(_rename(v, names, depth + 1) for v in x)
-    if isinstance(x, dict):
-        return {_rename(k, names, depth + 1): _rename(v, names, depth + 1) for k, v in x.items()}
-    return x
+from grading.values import EXCEPTIONS, Decoder, ValueTooLarge, encode
 
 
 def _restore(target: Any, state: Any, decode: Decoder, depth: int = 0) -> None:
-    """Copy a recorded argument state into the judge's own argument, where the shapes agree."""
+    """Copy an argument's state after the call in the kernel into the judge's own argument, where the shapes agree."""
     if state is None or depth > 6:
         return
     kind = next(iter(state))
@@ -81,30 +65,48 @@ def _exception(name: str, message: str) -> BaseException:
     return cls(message)
 
 
-class Replay:
-    """Stands in for a student's function: returns what it returned in the sandbox, call by call."""
+class Remote:
+    """Stands in for a student's function: each call is sent to the student's kernel as data.
+    `call(index, args, kwargs)` returns the kernel's reply, or None if it did not answer."""
 
-    def __init__(self, name: str, calls: list, decode: Decoder):
-        self.__name__, self.calls, self.decode, self.made = name, calls, decode, 0
+    def __init__(self, name: str, index: int, call):
+        self.__name__, self.index, self.call = name, index, call
 
     def __call__(self, *args, **kwargs):
-        if self.made >= len(self.calls):
-            raise RuntimeError(f"{self.__name__}: call {self.made + 1} was not recorded: the notebook stopped "
-                               "before it (the time limit, the memory limit, or a kernel that died)")
-        call = self.calls[self.made]
-        self.made += 1
-        positional, named = call.get("args") or (None, None)
-        _restore(list(args), positional, self.decode)
-        _restore(kwargs, named, self.decode)
-        if call.get("printed"):
-            print(str(call["printed"]), end="" if str(call["printed"]).endswith("\n") else "\n")
-        if "raised" in call:
-            raise _exception(*[str(s) for s in call["raised"][:2]])
-        result = self.decode(call["result"])
-        theirs, ours = [str(s) for s in call.get("strings", [])], strings_in([args, kwargs])
-        if theirs and len(theirs) == len(ours):
-            result = _rename(result, dict(zip(theirs, ours)))
-        return result
+        sent = [encode(list(args)), encode(kwargs)]
+        opaque = _opaque_in(sent)
+        if opaque:
+            raise TypeError(f"{self.__name__} can only be called with plain values (numbers, strings, arrays, "
+                            f"tensors, lists of them) when graded, not a {opaque}")
+        reply = self.call(self.index, *sent)
+        if not isinstance(reply, dict):
+            raise RuntimeError(f"{self.__name__}: your notebook stopped before it answered this call (the time "
+                               "limit, the memory limit, or a kernel that died)")
+        decode = Decoder()
+        positional, named = (list(reply.get("args") or []) + [None, None])[:2]
+        _restore(list(args), positional, decode)
+        _restore(kwargs, named, decode)
+        if reply.get("printed"):
+            text = str(reply["printed"])
+            print(text, end="" if text.endswith("\n") else "\n")
+        if "raised" in reply:
+            raise _exception(*[str(s) for s in (list(reply["raised"]) + ["", ""])[:2]])
+        if "result" not in reply:
+            raise RuntimeError(f"{self.__name__}: your notebook gave no result for this call")
+        return decode(reply["result"])
+
+
+def _opaque_in(x, depth: int = 0) -> str:
+    """The type named by the first opaque item of an encoded value, or ''."""
+    if depth > 50:
+        return ""
+    if isinstance(x, list):
+        return next((found for v in x if (found := _opaque_in(v, depth + 1))), "")
+    if isinstance(x, dict):
+        if "opaque" in x and len(x) == 1:
+            return str(x["opaque"])
+        return next((found for v in x.values() if (found := _opaque_in(v, depth + 1))), "")
+    return ""
 
 
 def _error_output(error: BaseException, filename: str) -> dict:
@@ -115,29 +117,30 @@ def _error_output(error: BaseException, filename: str) -> dict:
             "traceback": [line.rstrip("\n") for line in lines] + [message[:5000]]}
 
 
-def judge_cell(grade_id: str, source: str, record: dict | None, why_missing: str = "") -> dict:
-    """{"passed": bool, "outputs": [nbformat outputs]} for one test cell."""
+def judge_cell(grade_id: str, source: str, arguments: list, call) -> dict:
+    """{"passed": bool, "outputs": [nbformat outputs]} for one test cell. `arguments`: what the
+    student's kernel said about the test call's arguments (grading/serve.py); `call(index, args,
+    kwargs)` sends a call of the student's function `index` there and returns the reply."""
     filename = f"<test cell {grade_id}>"
     printed = io.StringIO()
     try:
-        before, name, arguments, _ = split_test_cell(source)
+        before, name, expected, _ = split_test_cell(source)
         linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         namespace: dict[str, Any] = {"__name__": "__grading__"}
         with contextlib.redirect_stdout(printed):
             exec(compile(before, filename, "exec"), namespace)
-            if record is None:
-                raise RuntimeError(f"this test did not run in your notebook: {why_missing or 'it stopped before this cell'}")
-            if record.get("test") != grade_id or len(record.get("arguments", [])) != len(arguments):
-                raise RuntimeError("the record of this test does not match the test cell")
-            decode, values = Decoder(), []
-            for (argument, _), recorded in zip(arguments, record["arguments"]):
-                if "raised" in recorded:
-                    kind, message = (str(s) for s in recorded["raised"][:2])
+            values = []
+            for index, (argument, _) in enumerate(expected):
+                told = arguments[index] if isinstance(arguments, list) and index < len(arguments) else None
+                if not isinstance(told, dict) or told.get("source") != argument:
+                    raise RuntimeError(f"your notebook did not evaluate `{argument}` for this test")
+                if "raised" in told:
+                    kind, message = (str(s) for s in (list(told["raised"]) + ["", ""])[:2])
                     raise RuntimeError(f"`{argument}` could not be evaluated in your notebook: {kind}: {message}")
-                if "calls" in recorded:
-                    values.append(Replay(argument, recorded["calls"], decode))
+                if told.get("function") is True:
+                    values.append(Remote(argument, index, call))
                 else:
-                    values.append(decode(recorded["value"]))
+                    values.append(Decoder()(told.get("value")))
             namespace[name](*values)
     except ValueTooLarge as error:
         outputs = [_error_output(RuntimeError(f"a result was too large to check: {error}"), filename)]
@@ -149,25 +152,42 @@ def judge_cell(grade_id: str, source: str, record: dict | None, why_missing: str
     return {"passed": True, "outputs": _with_printed(printed, [])}
 
 
+def not_run(why: str) -> dict:
+    """The verdict on a test cell that the notebook never reached."""
+    message = f"this test did not run in your notebook: {why or 'it stopped before this cell'}"
+    return {"passed": False, "outputs": [{"output_type": "error", "ename": "RuntimeError", "evalue": message,
+                                          "traceback": [f"RuntimeError: {message}"]}]}
+
+
 def _with_printed(printed: io.StringIO, outputs: list) -> list:
     text = printed.getvalue()[-100_000:]
     return ([{"output_type": "stream", "name": "stdout", "text": text}] if text else []) + outputs
 
 
 def main() -> int:
-    """Serve requests: one JSON line {"cells": [[grade_id, source, record, why_missing], ...]} in,
-    one line {"verdicts": {grade_id: verdict}} out."""
-    out = sys.stdout
+    """Serve the worker, one test at a time, in JSON lines: {"test": grade_id, "source": cell source,
+    "arguments": [...]} in; then, while the test runs, {"call": {"argument", "args", "kwargs"}} out
+    and {"reply": {...} or null} in, once per call of a student's function; then {"verdict": ...} out."""
+    out, stdin = sys.stdout, sys.stdin
     sys.stdout = sys.stderr  # a test's stray print must not break the protocol
-    for line in sys.stdin:
+
+    def send(message: dict) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    def call(index: int, args, kwargs):
+        send({"call": {"argument": index, "args": args, "kwargs": kwargs}})
+        line = stdin.readline()
+        if not line:
+            raise SystemExit(0)
+        return json.loads(line).get("reply")
+
+    while line := stdin.readline():
         try:
             request = json.loads(line)
-            verdicts = {cell[0]: judge_cell(*cell) for cell in request["cells"]}
-            reply = {"verdicts": verdicts}
-        except Exception as error:  # noqa: BLE001
-            reply = {"error": f"{type(error).__name__}: {error}"[:2000]}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+            send({"verdict": judge_cell(str(request["test"]), str(request["source"]), request.get("arguments"), call)})
+        except Exception as error:  # noqa: BLE001 - a course error (a test cell the grader cannot use)
+            send({"error": f"{type(error).__name__}: {error}"[:2000]})
     return 0
 
 

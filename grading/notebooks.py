@@ -5,8 +5,8 @@
   each exactly once, with the instructor's nbgrader metadata; a graded cell the student deleted is
   put back; nbgrader metadata the student added, duplicated or flipped is dropped. Nothing else of
   the submission travels (no notebook metadata, no outputs, no other files).
-- `to_run`: the staged notebook with each test cell's last statement replaced by a call of
-  grading/recorder.py.
+- `to_run`: the staged notebook with each test cell replaced by a call of grading/serve.py that
+  holds only the cell's probes: the test function stays with the judge.
 - `assemble`: the staged notebook with the sandbox's outputs in the student's cells and the
   judge's outputs in the test cells.
 """
@@ -147,17 +147,29 @@ def stage(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> n
     return nb
 
 
+def probes_of(before: str, arguments: list[tuple[str, bool]]) -> str:
+    """The part of a test cell that runs in the student's kernel: the top-level imports and the
+    functions called in the test call's arguments (its probes). Never the test function."""
+    tree = ast.parse(before)
+    called = {node.func.id for source, _ in arguments for node in ast.walk(ast.parse(source, mode="eval"))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    keep = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+            or isinstance(node, ast.FunctionDef) and node.name in called]
+    return "\n\n".join(ast.get_source_segment(before, node, padded=True) for node in keep) + "\n"
+
+
 def to_run(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The staged notebook with each test cell turned into a recorder call."""
+    """The staged notebook with each test cell turned into a call of grading/serve.py."""
     import grading
 
     nb = copy.deepcopy(staged)
     for cell in nb.cells:
         if is_test_cell(cell):
             with grading.PARSING:  # one thread at a time (see grading/__init__.py)
-                before, name, arguments, _ = split_test_cell(cell.source)
-            cell.source = ("from grading.recorder import record as __imgrec_record\n"
-                           f"__imgrec_record({grade_id(cell)!r}, {before!r}, {name!r}, {arguments!r}, globals())\n")
+                before, _, arguments, _ = split_test_cell(cell.source)
+                probes = probes_of(before, arguments)
+            cell.source = ("from grading.serve import serve as __imgrec_serve\n"
+                           f"__imgrec_serve({grade_id(cell)!r}, {probes!r}, {arguments!r}, globals())\n")
     return nb
 
 

@@ -1,13 +1,15 @@
-"""Executes one notebook inside the sandbox and streams what happened, cell by cell.
+"""Executes one notebook inside the sandbox and relays between its kernel and the grader.
 
-    python -m grading.runner < notebook.json      (run by grading/sandbox.py, never by hand)
+    python -m grading.runner                 (run by grading/sandbox.py, never by hand)
+    python -m grading.runner --listen PATH   (in a Job's isolated container: the grader connects to PATH)
 
-Reads the notebook to run on stdin (built by grading/notebooks.py: the student's cells, the test
-cells replaced by grading/recorder.py calls), runs its code cells in a fresh kernel with a time
-limit per cell, and writes one JSON line per event to stdout: `{"cell": i, "outputs": [...]}`
-after each cell, `{"record": {...}}` for each test record, `{"done": ...}` at the end. The trusted
-side reads at most a fixed number of bytes of this stream. Everything here runs with the
-student's permissions inside the sandbox, so it is only a courier: nothing it sends is trusted.
+Reads the notebook to run as the first line of stdin (built by grading/notebooks.py: the student's
+cells, each test cell replaced by a grading/serve.py call), runs its code cells in a fresh kernel with
+a time limit per cell, and writes one JSON line per event to stdout: `{"cell": i, "outputs": [...]}`
+after each cell, `{"done": ...}` at the end. While a test cell runs, its kernel talks to the grader
+through this process: the kernel's lines (from a Unix socket) go out on stdout, and the grader's
+later stdin lines go to the kernel. Everything here runs with the student's permissions inside the
+sandbox, so it is only a courier: nothing it sends is trusted.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
+import threading
 from pathlib import Path
-
 
 import nbformat
 from nbclient import NotebookClient
@@ -25,32 +28,82 @@ from nbclient.exceptions import DeadKernelError
 
 from imgrec_lib import jupyter_fix
 
-RECORDS = Path(os.environ.get("IMGREC_RECORDS", "/tmp/records"))
+SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
 
 
-def main() -> int:
+class Relay:
+    """The kernel's end: a Unix socket the test cells connect to (one at a time). What the kernel
+    writes goes out with `send_line`; `forward` passes the grader's lines to the connected kernel."""
+
+    def __init__(self, path: str, send_line):
+        self.send_line, self.current, self.lock = send_line, None, threading.Lock()
+        if os.path.exists(path):
+            os.unlink(path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            connection, _ = self.listener.accept()
+            with self.lock:
+                self.current = connection
+            with connection.makefile("rb") as lines:
+                for line in lines:
+                    self.send_line(line)
+            with self.lock:
+                if self.current is connection:
+                    self.current = None
+            self.send_line(b'{"served": null}')
+
+    def forward(self, line: bytes) -> None:
+        with self.lock:
+            if self.current is not None:
+                try:
+                    self.current.sendall(line.rstrip(b"\n") + b"\n")
+                except OSError:
+                    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     jupyter_fix.apply()  # a widget cell must not stall the run for minutes
-    results = os.fdopen(os.dup(1), "w", buffering=1)  # our channel; fd 1 goes to stderr for the kernel
-    os.dup2(2, 1)
-    nb = nbformat.reads(sys.stdin.read(), as_version=4)
+    if argv[:1] == ["--listen"]:  # the grader is in another container: one connection carries both ways
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(argv[1])
+        listener.listen(1)
+        connection, _ = listener.accept()
+        incoming, results = connection.makefile("rb"), connection.makefile("wb")
+    else:
+        incoming, results = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # fd 1 goes to stderr for the kernel: only events use our channel
+    lock = threading.Lock()
+
+    def send_line(line: bytes) -> None:
+        with lock:
+            results.write(line.rstrip(b"\n") + b"\n")
+            results.flush()
+
+    def send(event: dict) -> None:
+        send_line(json.dumps(event).encode())
+
+    nb = nbformat.reads(incoming.readline().decode(), as_version=4)
+    relay = Relay(SOCKET, send_line)
+
+    def from_grader() -> None:
+        for line in incoming:
+            relay.forward(line)
+
+    threading.Thread(target=from_grader, daemon=True).start()
     timeout = int(os.environ.get("IMGREC_CELL_TIMEOUT", "120"))
-    RECORDS.mkdir(parents=True, exist_ok=True)
     model = Path(os.environ.get("IMGREC_MODEL", "/nonexistent"))
     if model.is_file():  # the instructor's model, where the lessons look for it (writable copy)
         Path("checkpoints").mkdir(exist_ok=True)
         shutil.copy(model, "checkpoints/course_cnn.pt")
 
-    def send(event: dict) -> None:
-        results.write(json.dumps(event) + "\n")
-
     def cell_done(cell, cell_index, execute_reply=None, **_):
         send({"cell": cell_index, "outputs": cell.get("outputs", [])})
-        for path in sorted(RECORDS.glob("*.json")):
-            try:
-                send({"record": json.loads(path.read_text())})
-            except (OSError, ValueError) as error:
-                send({"record_error": f"{path.name}: {error}"})
-            path.unlink(missing_ok=True)
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True, iopub_timeout=10, record_timing=False,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import resource
 import shutil
 import signal
@@ -226,38 +227,46 @@ def _argv(command: list[str], binds: dict[str, str], env: dict[str, str], limits
 
 
 class Service:
-    """A long-lived program in its own sandbox that answers one JSON line with one JSON line
-    (the judge): same limits as a submission's sandbox, no time limit but per request."""
+    """A long-lived program in its own sandbox that talks in JSON lines (the judge): same limits as a
+    submission's sandbox, no time limit but per line, and no line longer than the output limit."""
 
     def __init__(self, command: list[str], binds: dict[str, str], env: dict[str, str], limits: Limits,
                  sandboxed: bool = True):
-        self.limits = limits
+        self.limits, self.pending = limits, bytearray()
         self.groups = _make_cgroups(f"{os.getpid()}-{next(_names)}", limits) if sandboxed else []
         argv, run_env, as_root = _argv(command, binds, env, limits, sandboxed)
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, env=run_env,
                                         preexec_fn=_preexec(self.groups, limits, as_root))
 
-    def ask(self, line: bytes, timeout: float) -> bytes | None:
-        """Send one line, return the reply line, or None if none came in time or it was too long."""
-        import select
-
+    def send(self, line: bytes) -> bool:
         try:
             self.process.stdin.write(line.rstrip(b"\n") + b"\n")
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None
-        reply, deadline = bytearray(), time.monotonic() + timeout
-        fd = self.process.stdout.fileno()
-        while not reply.endswith(b"\n"):
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def read_line(self, timeout: float) -> bytes | None:
+        """The next line, or None if none came in time, it was too long, or the program ended."""
+        import select
+
+        deadline, fd = time.monotonic() + timeout, self.process.stdout.fileno()
+        while b"\n" not in self.pending:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 return None
             chunk = os.read(fd, 1 << 20)
-            if not chunk or len(reply) + len(chunk) > self.limits.output_bytes:
+            if not chunk or len(self.pending) + len(chunk) > self.limits.output_bytes:
                 return None
-            reply.extend(chunk)
-        return bytes(reply)
+            self.pending.extend(chunk)
+        line, _, rest = bytes(self.pending).partition(b"\n")
+        self.pending = bytearray(rest)
+        return line + b"\n"
+
+    def ask(self, line: bytes, timeout: float) -> bytes | None:
+        """Send one line, return the reply line (or None)."""
+        return self.read_line(timeout) if self.send(line) else None
 
     def close(self) -> None:
         _kill(self.process)
@@ -265,56 +274,157 @@ class Service:
         _remove_cgroups(self.groups)
 
 
+class Session:
+    """A program running in a new sandbox, talked to in lines: `send` writes to its stdin,
+    `next_line` reads its stdout (up to the output limit in all) until it ends or its wall time is
+    up; `close` ends it, with everything it started, and says how it ended."""
+
+    def __init__(self, command: list[str], binds: dict[str, str], env: dict[str, str], limits: Limits,
+                 *, sandboxed: bool = True):
+        self.limits, self.sandboxed = limits, sandboxed
+        self.groups = _make_cgroups(f"{os.getpid()}-{next(_names)}", limits) if sandboxed else []
+        argv, run_env, as_root = _argv(command, binds, env, limits, sandboxed)
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.wall_seconds
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=run_env, preexec_fn=_preexec(self.groups, limits, as_root),
+                                        cwd=None if sandboxed else env.get("HOME"))
+        self.lines: queue.Queue = queue.Queue()
+        self.err, self.ended, self.received = bytearray(), "exited", 0
+        self.readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                        threading.Thread(target=self._read_stderr, daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        self._pump(self.process.stdout.read1, self._stop)
+        self.process.stdout.close()
+
+    def _stop(self) -> None:
+        _kill(self.process)
+
+    def _pump(self, read, stop) -> None:
+        """Lines from `read(n)` into self.lines (None at the end), `stop()` at the output limit."""
+        partial = b""
+        while chunk := read(1 << 16):
+            if self.received + len(chunk) > self.limits.output_bytes:  # keep what fits, then stop it
+                partial += chunk[: self.limits.output_bytes - self.received]
+                self.ended = "output limit"
+                stop()
+                break
+            self.received += len(chunk)
+            *whole, partial = (partial + chunk).split(b"\n")
+            for line in whole:
+                self.lines.put(line + b"\n")
+        if partial:
+            self.lines.put(partial)
+        self.lines.put(None)
+
+    def _read_stderr(self) -> None:
+        while chunk := self.process.stderr.read1(1 << 16):
+            self.err.extend(chunk)
+            del self.err[: max(0, len(self.err) - 65536)]  # keep the tail
+
+    def send(self, data: bytes, *, last: bool = False) -> bool:
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+            if last:
+                self.process.stdin.close()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def next_line(self) -> bytes | None:
+        """The next line it wrote, or None once it has ended (or its wall time is up: then it is killed)."""
+        try:
+            line = self.lines.get(timeout=max(0.0, self.deadline - time.monotonic()))
+        except queue.Empty:
+            self.ended = "wall time"
+            self._stop()
+            return None
+        if line is None:
+            self.lines.put(None)  # it stays ended
+        return line
+
+    def close(self) -> Result:
+        try:
+            self.process.wait(timeout=max(0.0, min(10.0, self.deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if self.ended == "exited":
+                self.ended = "wall time" if time.monotonic() >= self.deadline else "stopped"
+            _kill(self.process)
+            self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=10)
+        _remove_cgroups(self.groups)
+        if not self.sandboxed:  # no PID namespace: end what it left behind (its session) by hand
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return Result(b"", self.err.decode("utf-8", "replace"), time.monotonic() - self.started, self.ended,
+                      self.process.returncode)
+
+
+class Connection(Session):
+    """The same conversation with a runner started elsewhere (a Job's isolated container) that
+    listens on a Unix socket: the output and wall-time limits hold; the other limits are that
+    container's."""
+
+    def __init__(self, path: Path, limits: Limits, wait_seconds: float = 300):
+        import socket
+
+        self.limits, self.sandboxed, self.groups, self.process = limits, True, [], None
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        give_up = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self.socket.connect(str(path))
+                break
+            except OSError:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(0.5)
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.wall_seconds
+        self.lines, self.err, self.ended, self.received = queue.Queue(), bytearray(), "exited", 0
+        self.readers = [threading.Thread(target=self._pump, args=(self.socket.recv, self._stop), daemon=True)]
+        self.readers[0].start()
+
+    def _stop(self) -> None:
+        import socket
+
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def send(self, data: bytes, *, last: bool = False) -> bool:
+        try:
+            self.socket.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> Result:
+        self._stop()
+        self.socket.close()
+        self.readers[0].join(timeout=10)
+        return Result(b"", "", time.monotonic() - self.started, self.ended, 0)
+
+
 def run(command: list[str], stdin: bytes, binds: dict[str, str], env: dict[str, str], limits: Limits,
         *, sandboxed: bool = True) -> Result:
     """Run `command` in a new sandbox with `stdin`; return what it wrote to stdout (up to the limit)."""
-    groups = _make_cgroups(f"{os.getpid()}-{next(_names)}", limits) if sandboxed else []
-    argv, run_env, as_root = _argv(command, binds, env, limits, sandboxed)
-    started = time.monotonic()
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=run_env, preexec_fn=_preexec(groups, limits, as_root),
-                               cwd=None if sandboxed else env.get("HOME"))
-    out, err, ended = bytearray(), bytearray(), ["exited"]
-
-    def read_stdout():
-        while chunk := process.stdout.read1(1 << 16):
-            if len(out) + len(chunk) > limits.output_bytes:
-                out.extend(chunk[: limits.output_bytes - len(out)])
-                ended[0] = "output limit"
-                _kill(process)
-                break
-            out.extend(chunk)
-        process.stdout.close()
-
-    def read_stderr():
-        while chunk := process.stderr.read1(1 << 16):
-            err.extend(chunk)
-            del err[: max(0, len(err) - 65536)]  # keep the tail
-
-    readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
-    for reader in readers:
-        reader.start()
-    try:
-        process.stdin.write(stdin)
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
-    try:
-        process.wait(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        ended[0] = "wall time"
-        _kill(process)
-        process.wait()
-    for reader in readers:
-        reader.join(timeout=10)
-    _remove_cgroups(groups)
-    if not sandboxed:  # no PID namespace: end what it left behind (its session) by hand
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return Result(bytes(out), err.decode("utf-8", "replace"), time.monotonic() - started, ended[0],
-                  process.returncode)
+    session = Session(command, binds, env, limits, sandboxed=sandboxed)
+    session.send(stdin, last=True)
+    out = bytearray()
+    while (line := session.next_line()) is not None:
+        out.extend(line)
+    result = session.close()
+    result.stdout = bytes(out)
+    return result
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -53,23 +53,6 @@ class ValueTooLarge(ValueError):
     pass
 
 
-def strings_in(x: Any, out: list[str] | None = None, depth: int = 0) -> list[str]:
-    """The strings and paths in a call's arguments, in a fixed order: the judge maps the ones the
-    sandbox saw (a temporary file's path) to its own."""
-    out = [] if out is None else out
-    if depth > 6:
-        return out
-    if isinstance(x, (str, PurePosixPath)) or type(x).__name__ == "PosixPath":
-        out.append(str(x))
-    elif isinstance(x, (list, tuple)):
-        for item in x:
-            strings_in(item, out, depth + 1)
-    elif isinstance(x, dict):
-        for item in x.values():
-            strings_in(item, out, depth + 1)
-    return out
-
-
 def exception_name(error: BaseException) -> str:
     """The nearest built-in exception class of `error` in EXCEPTIONS (a custom ValueError subclass
     counts as a ValueError), else RuntimeError."""

@@ -3,16 +3,17 @@
     python -m grading grade LESSON SUBMISSION.ipynb --out GRADED.ipynb [--course DIR]
 
 1. stage the submission against the instructor's notebook (grading/notebooks.py);
-2. run it in a fresh sandbox (grading/sandbox.py, grading/runner.py): the student's cells run,
-   each test cell only records what the student's functions returned (grading/recorder.py);
-3. the judge (grading/judge.py, its own sandbox, no student code) replays each test against the
-   record and decides it;
+2. run it in a fresh sandbox (grading/sandbox.py, grading/runner.py): the student's cells run;
+   when a test cell comes, the judge (grading/judge.py, its own sandbox, no student code) runs the
+   test and decides it, and each call it makes to a student's function is relayed to the kernel
+   and back as data (grading/serve.py);
 4. assemble the graded notebook, sanitise what the student wrote (grading/sanitize.py), flag
    answers that delegate to a reference (grading/references.py).
 
 `make autograde` runs this for every submission with N workers and hands the graded notebooks to
 nbgrader (grading/autograde.py); a Kubernetes Job or a batch array can run it one submission per
-task (docs/INSTRUCTOR_GUIDE.md).
+task (docs/INSTRUCTOR_GUIDE.md): there the runner is started in a separate container and the worker
+talks to it over a Unix socket (`--runner-socket`).
 """
 
 from __future__ import annotations
@@ -64,18 +65,27 @@ class Judge:
         self.service = sandbox.Service(command, {str(GRADING): f"{INSIDE}/grading"}, env,
                                        self.options.limits, sandboxed=self.options.sandboxed)
 
-    def verdicts(self, cells: list) -> dict:
+    def run_test(self, grade_id: str, source: str, arguments, call) -> dict | None:
+        """The verdict on one test cell; `call(message)` relays a call of a student's function to
+        the kernel and returns its reply. None if the judge did not answer in time."""
         with self.lock:
             if self.service is None or self.service.process.poll() is not None:
                 self._start()
-            reply = self.service.ask(json.dumps({"cells": cells}).encode(), self.TIMEOUT)
-            if reply is None:
+            request = {"test": grade_id, "source": source, "arguments": arguments}
+            if not self.service.send(json.dumps(request).encode()):
                 self.close()
-                return {}
-            answer = json.loads(reply)
-            if "error" in answer:
-                raise RuntimeError(f"the judge failed: {answer['error']}")
-            return answer["verdicts"]
+                return None
+            while (line := self.service.read_line(self.TIMEOUT)) is not None:
+                message = json.loads(line)
+                if "call" in message:
+                    if not self.service.send(json.dumps({"reply": call(message["call"])}).encode()):
+                        break
+                elif "verdict" in message:
+                    return message["verdict"]
+                else:
+                    raise RuntimeError(f"the judge failed: {message.get('error')}")
+            self.close()
+            return None
 
     def close(self):
         if self.service is not None:
@@ -83,23 +93,67 @@ class Judge:
             self.service = None
 
 
-def _events(stdout: bytes) -> tuple[dict[int, list], dict[str, dict], str]:
-    """(outputs by cell index, records by test, how the run ended) from the sandbox's stream."""
-    outputs, records, done = {}, {}, ""
-    for line in stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
+def failed(message: str) -> dict:
+    """The verdict on a test cell that could not be checked."""
+    return {"passed": False, "outputs": [{"output_type": "error", "ename": "RuntimeError", "evalue": message,
+                                          "traceback": [f"RuntimeError: {message}"]}]}
+
+
+class Run:
+    """A submission's notebook running in its sandbox, talked to in JSON lines (`channel`: send,
+    next_line): its cells' outputs come in, and each test cell it reaches is decided by the judge
+    while the kernel answers the test's calls. Whatever the sandbox sends is data: a malformed or
+    unexpected line is skipped, and a call it does not answer fails that test."""
+
+    def __init__(self, channel, tests: dict[str, str], judge: Judge):
+        self.channel, self.tests, self.judge = channel, tests, judge
+        self.outputs: dict[int, list] = {}
+        self.verdicts: dict[str, dict] = {}
+        self.done, self.serving = "", False
+
+    def _events(self):
+        while (line := self.channel.next_line()) is not None:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event
+
+    def go(self, notebook: dict) -> None:
+        self.channel.send(json.dumps(notebook).encode() + b"\n")
+        self.stream = self._events()
+        for event in self.stream:
+            self._take(event)
+
+    def _take(self, event: dict) -> None:
         if isinstance(event.get("cell"), int) and isinstance(event.get("outputs"), list):
-            outputs[event["cell"]] = event["outputs"]
-        elif isinstance(event.get("record"), dict) and isinstance(event["record"].get("test"), str):
-            records.setdefault(event["record"]["test"], event["record"])  # the first one counts
+            self.outputs[event["cell"]] = event["outputs"]
         elif "done" in event:
-            done = str(event["done"])[:200] + (f": {str(event.get('detail'))[:300]}" if event.get("detail") else "")
-    return outputs, records, done
+            self.done = str(event["done"])[:200] + (f": {str(event.get('detail'))[:300]}" if event.get("detail") else "")
+        elif isinstance(event.get("serve"), str) and not self.serving:
+            grade_id = event["serve"]
+            if grade_id in self.tests and grade_id not in self.verdicts:
+                self.serving = True
+                verdict = self.judge.run_test(grade_id, self.tests[grade_id], event.get("arguments"), self._call)
+                self.verdicts[grade_id] = verdict or failed(
+                    "the grader could not check this test in time (a result too large, or too slow to check)")
+            self.serving = False
+            self.channel.send(b'{"end": true}\n')
+
+    def _call(self, call: dict):
+        """Send one call to the kernel; its reply, or None once the kernel has stopped serving."""
+        if not self.serving or not self.channel.send(json.dumps({"call": call}).encode() + b"\n"):
+            return None
+        for event in self.stream:
+            if "reply" in event:
+                return event["reply"] if isinstance(event["reply"], dict) else None
+            self.serving = False  # anything else: the test cell ended (its time limit, a dead kernel)
+            if "serve" not in event:
+                self._take(event)
+            return None
+        self.serving = False
+        return None
 
 
 def exercises_of_tests(source) -> dict[str, str]:
@@ -114,23 +168,35 @@ def exercises_of_tests(source) -> dict[str, str]:
     return owner
 
 
-def run_in_sandbox(run_nb, options: Options) -> sandbox.Result:
-    """Step 2: execute the notebook to run in a fresh sandbox; its event stream comes back."""
-    env = sandbox.sandbox_env(options.limits, {"IMGREC_CELL_TIMEOUT": str(options.cell_timeout),
-                                               "IMGREC_RECORDS": "/tmp/records"})
+def runner_env(options: Options, scratch: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(binds, environment) of the sandbox that runs a notebook; unsandboxed, the same run with the
+    grader's permissions in the folder `scratch`."""
+    env = sandbox.sandbox_env(options.limits, {"IMGREC_CELL_TIMEOUT": str(options.cell_timeout)})
     binds = {str(GRADING): f"{INSIDE}/grading"}
     if options.model is not None:
         binds[str(options.model.resolve())] = MODEL_INSIDE
         env["IMGREC_MODEL"] = MODEL_INSIDE
+    if not options.sandboxed:
+        env.update(HOME=scratch, TMPDIR=scratch, IPYTHONDIR=f"{scratch}/.ipython", PYTHONPATH=str(GRADING.parent),
+                   JUPYTER_RUNTIME_DIR=f"{scratch}/runtime", MPLCONFIGDIR=f"{scratch}/matplotlib",
+                   IMGREC_SERVE_SOCKET=f"{scratch}/serve.sock")
+        if options.model is not None:
+            env["IMGREC_MODEL"] = str(options.model.resolve())
+    return binds, env
+
+
+def run_and_judge(run_nb, tests: dict[str, str], judge: Judge, options: Options) -> tuple[Run, sandbox.Result]:
+    """Step 2: execute the notebook in a fresh sandbox, the judge deciding each test cell on the way."""
     with tempfile.TemporaryDirectory(prefix="imgrec-unsafe-") as scratch:
-        if not options.sandboxed:  # the same run, in a scratch folder, with the grader's permissions
-            env.update(HOME=scratch, TMPDIR=scratch, IPYTHONDIR=f"{scratch}/.ipython", PYTHONPATH=str(GRADING.parent),
-                       JUPYTER_RUNTIME_DIR=f"{scratch}/runtime", MPLCONFIGDIR=f"{scratch}/matplotlib",
-                       IMGREC_RECORDS=f"{scratch}/records")
-            if options.model is not None:
-                env["IMGREC_MODEL"] = str(options.model.resolve())
-        return sandbox.run([sys.executable, "-m", "grading.runner"], json.dumps(run_nb).encode(), binds, env,
-                           options.limits, sandboxed=options.sandboxed)
+        binds, env = runner_env(options, scratch)
+        session = sandbox.Session([sys.executable, "-m", "grading.runner"], binds, env, options.limits,
+                                  sandboxed=options.sandboxed)
+        run = Run(session, tests, judge)
+        try:
+            run.go(run_nb)
+        finally:
+            result = session.close()
+    return run, result
 
 
 def why_stopped(result: sandbox.Result, done: str, options: Options) -> str:
@@ -142,23 +208,13 @@ def why_stopped(result: sandbox.Result, done: str, options: Options) -> str:
     return why
 
 
-def finish(submission, staged, source, release, events: bytes, result: sandbox.Result | None, judge: Judge,
-           options: Options, report: dict) -> object:
-    """Step 3, where no student code runs: the judge's verdicts, reference copies, the graded notebook.
-    `result`: the sandbox's run, when it ran here (its limits say why a notebook stopped)."""
-    outputs, records, done = _events(events)
-    if result is not None:
-        why = why_stopped(result, done, options)
-    else:
-        why = done if done and done != "ok" else "" if done else "the notebook did not finish"
+def finish(submission, staged, source, release, run: Run, why: str, options: Options, report: dict) -> object:
+    """Step 3, where no student code runs: reference copies, the graded notebook."""
     if why:
         report["notes"].append(why)
     tests = notebooks.test_sources(source)
-    cells = [[gid, code, records.get(gid), why] for gid, code in tests.items()]
-    verdicts = judge.verdicts(cells) if cells else {}
-    if cells and not verdicts:
-        report["notes"].append("the judge could not check this notebook's results (too large, or too slow)")
-
+    verdicts = {gid: run.verdicts.get(gid) or failed(f"this test did not run in your notebook: "
+                                                    f"{why or 'it stopped before this cell'}") for gid in tests}
     from grading import references  # noqa: PLC0415
     flags = references.find_reference_copies(submission, release) if release is not None else {}
     if flags:
@@ -166,33 +222,46 @@ def finish(submission, staged, source, release, events: bytes, result: sandbox.R
         if options.zero_reference_copies:
             owner = exercises_of_tests(source)
             for gid in tests:
-                if owner.get(gid) in flags and gid in verdicts:
+                if owner.get(gid) in flags:
                     reason = "; ".join(flags[owner[gid]])
                     verdicts[gid] = {"passed": False, "outputs": [{
                         "output_type": "error", "ename": "ReferenceCopy", "evalue": reason,
                         "traceback": [f"ReferenceCopy: scored 0 because the answer delegates to a reference: {reason}"]}]}
 
-    graded = notebooks.assemble(staged, outputs, verdicts)
+    graded = notebooks.assemble(staged, run.outputs, verdicts)
     from grading.sanitize import sanitize_notebook  # noqa: PLC0415
     trusted = {c.source for c in (release or source).cells if c.cell_type in ("markdown", "raw")}
     report.update(passed=sorted(g for g, v in verdicts.items() if v.get("passed")),
-                  failed=sorted(g for g in tests if not verdicts.get(g, {}).get("passed")))
+                  failed=sorted(g for g in tests if not verdicts[g].get("passed")))
     return sanitize_notebook(graded, trusted)
 
 
-def grade(submission_path: Path, source, release, judge: Judge, options: Options) -> Graded:
+def grade(submission_path: Path, source, release, judge: Judge, options: Options,
+          runner_socket: Path | None = None) -> Graded:
     """Grade one submitted notebook against the instructor's `source` (and the student `release`):
-    stage it, run it in a sandbox, and finish where no student code runs."""
+    stage it, run it in a sandbox with the judge deciding its tests, and finish where no student
+    code runs. `runner_socket`: the runner was started elsewhere (a Job's isolated container) and
+    listens there."""
     started = time.monotonic()
     try:
         submission = notebooks.read_submission(submission_path)
     except (notebooks.BadSubmission, OSError) as error:
         return Graded(None, {"not_graded": f"{submission_path}: {error}"})
     staged = notebooks.stage(submission, source)
-    run_nb = notebooks.to_run(staged)
-    result = run_in_sandbox(run_nb, options)
+    run_nb, tests = notebooks.to_run(staged), notebooks.test_sources(source)
+    if runner_socket is None:
+        run, result = run_and_judge(run_nb, tests, judge, options)
+        why = why_stopped(result, run.done, options)
+    else:
+        connection = sandbox.Connection(runner_socket, options.limits)
+        run = Run(connection, tests, judge)
+        try:
+            run.go(run_nb)
+        finally:
+            result = connection.close()
+        why = why_stopped(result, run.done, options)
     report: dict = {"notes": []}
-    graded = finish(submission, staged, source, release, result.stdout, result, judge, options, report)
+    graded = finish(submission, staged, source, release, run, why, options, report)
     report.update(seconds=round(time.monotonic() - started, 2), sandbox_seconds=round(result.seconds, 2))
     return Graded(graded, report)
 
@@ -212,11 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="the instructor's checkpoint (default: checkpoints/course_cnn.pt if present)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per cell")
     parser.add_argument("--unsafe-no-sandbox", action="store_true", help="run the student's code unsandboxed")
-    parser.add_argument("--write-run", type=Path, metavar="FILE",
-                        help="only stage the submission and write the notebook to run to FILE (step 1 of a Job)")
-    parser.add_argument("--from-events", type=Path, metavar="FILE",
-                        help="do not run anything: finish from the event stream that `python -m grading.runner "
-                             "< FILE_FROM_--write-run` printed in an isolated container (step 3 of a Job)")
+    parser.add_argument("--runner-socket", type=Path, metavar="PATH",
+                        help="do not start a sandbox: the runner (`python -m grading.runner --listen PATH`) was "
+                             "started in an isolated container and listens at PATH (a Kubernetes Job)")
     args = parser.parse_args(argv)
     name = args.notebook or f"{args.lesson}.ipynb"
     source = nbformat.read(args.course / "solutions" / args.lesson / name, as_version=4)
@@ -225,28 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or (args.course / "checkpoints" / "course_cnn.pt")
     options = Options(cell_timeout=args.timeout, sandboxed=not args.unsafe_no_sandbox,
                       model=model if model.exists() else None)
-    if args.write_run:
-        staged = notebooks.stage(notebooks.read_submission(args.submission), source)
-        args.write_run.write_text(json.dumps(notebooks.to_run(staged)))
-        return 0
-    if args.from_events:  # the run happened elsewhere: its stream is data, read up to the limit
-        with args.from_events.open("rb") as file:
-            events = file.read(options.limits.output_bytes)
-        submission = notebooks.read_submission(args.submission)
-        staged = notebooks.stage(submission, source)  # made again here: nothing of the run's is trusted
-        judge, report = Judge(options), {"notes": []}
-        try:
-            graded = Graded(finish(submission, staged, source, release, events, None, judge, options, report), report)
-        finally:
-            judge.close()
-    else:
-        if options.sandboxed:
-            sandbox.check()
-        judge = Judge(options)
-        try:
-            graded = grade(args.submission, source, release, judge, options)
-        finally:
-            judge.close()
+    if options.sandboxed:
+        sandbox.check()
+    judge = Judge(options)
+    try:
+        graded = grade(args.submission, source, release, judge, options, runner_socket=args.runner_socket)
+    finally:
+        judge.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if graded.notebook is not None:
         nbformat.write(graded.notebook, args.out)

@@ -1,7 +1,8 @@
-"""grading/values.py, recorder.py and judge.py: a test recorded in one place, decided in another.
+"""grading/values.py, serve.py and judge.py: a test decided in one place, the student's code run in another.
 
-Here both halves run in this process: `record` runs a test cell's test with the student's function
-(as the sandbox does) and `judge_cell` replays the record against the instructor's cell source.
+Here both halves run in this process, talking in JSON as they do across the sandbox: `judge_cell`
+runs the instructor's test, and each call of a student's function goes through JSON to
+`serve.answer`, as in the student's kernel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from grading import judge, recorder, values
+from grading import judge, notebooks, serve, values
 
 CELL = '''def test_double(double):
     import numpy as np
@@ -33,16 +34,24 @@ test_double(double)
 '''
 
 
-def record(cell: str, monkeypatch, tmp_path, **student) -> dict:
-    """What the sandbox would send: run the cell's test with the student's objects, read the record."""
-    monkeypatch.setenv("IMGREC_RECORDS", str(tmp_path))
-    before, name, arguments, _ = judge.split_test_cell(cell)
-    recorder.record("test_x", before, name, arguments, dict(student))
-    return json.loads((tmp_path / "test_x.json").read_text())
+def through_json(x):
+    return json.loads(json.dumps(x))
 
 
-def verdict(cell: str, rec: dict) -> dict:
-    return judge.judge_cell("test_x", cell, json.loads(json.dumps(rec)))
+def verdict(cell: str, told: list | None = None, calls: list | None = None, **student) -> dict:
+    """The judge's verdict on `cell` with the student's objects answering in this process, as
+    grading/serve.py does in the sandbox; `told` replaces what the kernel says about the arguments,
+    `calls` collects the calls the judge sent."""
+    before, _, arguments, _ = judge.split_test_cell(cell)
+    described, functions = serve.arguments_of(notebooks.probes_of(before, arguments), arguments, dict(student))
+
+    def call(index, args, kwargs):
+        message = through_json({"argument": index, "args": args, "kwargs": kwargs})
+        if calls is not None:
+            calls.append(message)
+        return through_json(serve.answer(functions, message))
+
+    return judge.judge_cell("test_x", cell, through_json(described if told is None else told), call)
 
 
 def right(x):
@@ -75,59 +84,65 @@ def test_values_keep_their_types_and_lying_objects_arrive_plain():
         opaque.shape
 
 
-def test_a_right_answer_passes_and_a_wrong_one_fails_with_the_tests_message(monkeypatch, tmp_path):
-    good = verdict(CELL, record(CELL, monkeypatch, tmp_path, double=right))
+def test_a_right_answer_passes_and_a_wrong_one_fails_with_the_tests_message():
+    good = verdict(CELL, double=right)
     assert good["passed"] and "double: correct" in good["outputs"][0]["text"]
-    bad = verdict(CELL, record(CELL, monkeypatch, tmp_path, double=lambda x: 3 * np.asarray(x)))
+    bad = verdict(CELL, double=lambda x: 3 * np.asarray(x))
     assert not bad["passed"]
     error = bad["outputs"][-1]
     assert error["ename"] == "AssertionError" and "expected [0, 2, 4], got [0. 3. 6.]" in error["evalue"]
-    no_raise = verdict(CELL, record(CELL, monkeypatch, tmp_path, double=lambda x: 2 * np.asarray(x, dtype=object)))
+    no_raise = verdict(CELL, double=lambda x: 2 * np.asarray(x, dtype=object))
     assert not no_raise["passed"]
 
 
-def test_what_the_student_controls_in_the_record_cannot_pass_a_wrong_answer(monkeypatch, tmp_path):
-    rec = record(CELL, monkeypatch, tmp_path, double=lambda x: 3 * np.asarray(x))
-    forged = json.loads(json.dumps(rec))
-    forged.pop("stopped", None)                       # "the test ran to the end"
-    forged["arguments"][0]["calls"] = forged["arguments"][0]["calls"][:1]  # and the raise? not recorded
-    assert not verdict(CELL, forged)["passed"]
-    forged["arguments"][0]["calls"][0]["result"] = "ok"  # a string instead of the array
-    assert not verdict(CELL, forged)["passed"]
-    forged["arguments"][0] = {"source": "double", "value": {"opaque": "function"}}
-    assert not verdict(CELL, forged)["passed"]
-    assert not verdict(CELL, None)["passed"]          # nothing recorded at all
-    huge = {"ndarray": {"dtype": "float64", "shape": [10**7], "data": ""}}
-    forged["arguments"][0] = {"source": "double", "calls": [{"result": huge, "args": [None, None]}]}
-    result = verdict(CELL, forged)
-    assert not result["passed"] and "too large" in result["outputs"][-1]["evalue"]
+def test_the_test_and_its_expected_values_stay_with_the_judge():
+    """The kernel gets the probes only, and each call's arguments: never the test's source or what it expects."""
+    cell = CELL.replace("def test_double", "def probe(f):\n    return 1\n\n\ndef test_double").replace(
+        "test_double(double)\n", "test_double(double, probe(double))\n").replace("(double):", "(double, one):")
+    before, _, arguments, _ = judge.split_test_cell(cell)
+    probes = notebooks.probes_of(before, arguments)
+    assert "def probe" in probes and "test_double" not in probes and "expected" not in probes
+    calls: list = []
+    assert verdict(cell, calls=calls, double=right)["passed"]
+    assert "[0, 2, 4]" not in json.dumps(calls) and "4.0" not in json.dumps(calls)
 
 
-def test_in_place_changes_and_file_paths_are_replayed(monkeypatch, tmp_path):
-    cell = '''def test_step(step, name_of):
+def test_what_the_kernel_says_cannot_pass_a_wrong_answer():
+    wrong = lambda x: 3 * np.asarray(x)  # noqa: E731
+    assert not verdict(CELL, told=[{"source": "double", "value": {"opaque": "function"}}], double=wrong)["passed"]
+    assert not verdict(CELL, told=[], double=right)["passed"]  # nothing said at all
+    assert not verdict(CELL, told=[{"source": "other", "function": True}], double=right)["passed"]
+    assert not verdict(CELL, told=[{"source": "double", "value": {"float": "2.0"}}], double=right)["passed"]
+    before, _, arguments, _ = judge.split_test_cell(CELL)
+    for reply in [None, "ok", {}, {"result": "ok"}, {"raised": ["AssertionError", ""]},
+                  {"result": {"ndarray": {"dtype": "float64", "shape": [10**7], "data": ""}}}]:
+        result = judge.judge_cell("test_x", CELL, [{"source": "double", "function": True}], lambda *a, r=reply: r)
+        assert not result["passed"], reply
+    assert "too large" in result["outputs"][-1]["evalue"]
+
+
+def test_in_place_changes_come_back_and_only_plain_values_are_sent():
+    cell = '''def test_step(step):
     import numpy as np
     p = np.ones(3)
     assert step(p) is None
     assert (p == 0.5).all(), f"step should halve p in place, got {p}"
-    import tempfile, os
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "seven.png")
-        assert name_of(path) == (path, 7), name_of(path)
 
 
-test_step(step, name_of)
+test_step(step)
 '''
 
     def step(p):
         p *= 0.5
 
-    rec = record(cell, monkeypatch, tmp_path, step=step, name_of=lambda path: (path, 7))
-    assert verdict(cell, rec)["passed"], verdict(cell, rec)
-    rec = record(cell, monkeypatch, tmp_path, step=lambda p: None, name_of=lambda path: ("other", 7))
-    assert not verdict(cell, rec)["passed"]
+    assert verdict(cell, step=step)["passed"]
+    assert not verdict(cell, step=lambda p: None)["passed"]
+    sends_a_function = cell.replace("step(p) is None", "step(lambda: 1) is None")
+    refused = verdict(sends_a_function, step=step)
+    assert not refused["passed"] and "only be called with plain values" in refused["outputs"][-1]["evalue"]
 
 
-def test_a_probe_returns_plain_values_the_test_checks(monkeypatch, tmp_path):
+def test_a_probe_returns_plain_values_the_test_checks():
     cell = '''def describe(Net):
     net = Net()
     return {"params": sum(p.numel() for p in net.parameters())}
@@ -139,31 +154,25 @@ def test_net(facts):
 
 test_net(describe(Net))
 '''
-    good = record(cell, monkeypatch, tmp_path, Net=lambda: torch.nn.Linear(4, 3))
-    assert verdict(cell, good)["passed"]
-    bad = record(cell, monkeypatch, tmp_path, Net=lambda: torch.nn.Linear(4, 4))
-    assert "expected 15 parameters, got 20" in verdict(cell, bad)["outputs"][-1]["evalue"]
-    broken = record(cell, monkeypatch, tmp_path, Net=lambda: 1 / 0)
-    assert "ZeroDivisionError" in verdict(cell, broken)["outputs"][-1]["evalue"]
+    assert verdict(cell, Net=lambda: torch.nn.Linear(4, 3))["passed"]
+    assert "expected 15 parameters, got 20" in verdict(cell, Net=lambda: torch.nn.Linear(4, 4))["outputs"][-1]["evalue"]
+    assert "ZeroDivisionError" in verdict(cell, Net=lambda: 1 / 0)["outputs"][-1]["evalue"]
 
 
-def test_the_test_gets_plain_copies_and_clean_builtins_in_the_sandbox_too(monkeypatch, tmp_path):
-    """An object of the student's cannot watch the test's arithmetic (and copy the expected values
-    into the record), and a student's `abs = ...` does not break the test's run in the sandbox."""
-    seen = []
-
-    class Watcher(np.ndarray):
+def test_a_lying_result_arrives_plain_and_a_call_stopped_by_the_time_limit_fails():
+    class Liar(np.ndarray):
         def __sub__(self, other):
-            seen.append(np.asarray(other))
             return np.zeros(np.shape(other))
         __rsub__ = __sub__
+        __eq__ = lambda self, other: np.ones(np.shape(self), bool)  # noqa: E731
 
-    rec = record(CELL, monkeypatch, tmp_path, double=lambda x: np.zeros(3).view(Watcher) if not isinstance(x, str)
-                 else right(x), abs=lambda x: 0.0)
-    assert not seen, "the test handed the expected values to the student's object"
-    assert rec["stopped"][0] == "AssertionError"  # the wrong zeros fail in the sandbox as in the judge
-    assert not verdict(CELL, rec)["passed"]
-    assert verdict(CELL, record(CELL, monkeypatch, tmp_path, double=right, abs=lambda x: 0.0))["passed"]
+    assert not verdict(CELL, double=lambda x: np.zeros(3).view(Liar) if not isinstance(x, str) else right(x))["passed"]
+
+    def interrupted(x):
+        raise KeyboardInterrupt
+
+    stopped = verdict(CELL, double=interrupted)
+    assert not stopped["passed"] and "time limit" in stopped["outputs"][-1]["evalue"]
 
 
 def test_a_test_cell_must_end_with_a_call_of_its_test():

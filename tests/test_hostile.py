@@ -174,8 +174,8 @@ class _AnyShape(tuple):
 
 
 class Liar(np.ndarray):
-    """Tells the in-kernel test what it wants to hear; when the test computes `got - expected`, it
-    walks up to the recorder's frame and writes `expected` into the record as what it returned."""
+    """Tells a test run in the kernel what it wants to hear; when the test computes `got - expected`,
+    it walks up to the grader's frame and writes `expected` into the call's record as what it returned."""
     slot = None
 
     @property
@@ -202,9 +202,9 @@ def liar(slot=None):
     return out
 '''
 
-RECORD_HARVEST = '''import grading.recorder as _recorder
+SERVE_HARVEST = '''import grading.serve as _serve
 
-_real_record = _recorder.record
+_real_serve = _serve.serve
 
 
 class _AnyShape(tuple):
@@ -226,9 +226,11 @@ class _Catch(np.ndarray):
         return np.zeros(np.shape(np.asarray(other)))
 
 
-def _harvesting_record(test_name, source, function, arguments, user):
-    """Replaces grading.recorder.record: runs the test once with probes that learn every expected
-    value, then records a function that returns exactly those."""
+def _harvesting_serve(test_name, probes, arguments, user):
+    """Replaces grading.serve.serve: looks for the test function in what reaches the kernel (the
+    probes, the caller's frames, the notebook's globals), runs whatever it finds with probes that
+    learn the expected values, then answers every call with exactly those."""
+    import sys
     boxes = []
 
     def probe(*args, **kwargs):
@@ -242,20 +244,32 @@ def _harvesting_record(test_name, source, function, arguments, user):
         return tuple(out)
 
     scope = {"__builtins__": __builtins__}
+    found = []
     try:
-        exec(source, scope)
-        scope[function](*[probe for _ in arguments])
+        exec(probes, scope)
+        frame = sys._getframe()
+        while frame is not None:
+            found += [v for v in list(frame.f_globals.values()) + list(frame.f_locals.values())
+                      if callable(v) and getattr(v, "__name__", "").startswith("test_")]
+            frame = frame.f_back
+        found += [v for k, v in scope.items() if k.startswith("test_")]
+        for test in found:
+            try:
+                test(*[probe for _ in arguments])
+            except BaseException:  # noqa: BLE001
+                pass
     except BaseException:  # noqa: BLE001
         pass
     answers = iter(boxes)
 
     def replay(*args, **kwargs):
-        return tuple(next(answers))
+        box = next(answers, None)
+        return tuple(box) if box else np.zeros(1)
 
-    _real_record(test_name, source, function, arguments, dict(user, **{a: replay for a, _ in arguments}))
+    _real_serve(test_name, probes, arguments, dict(user, **{a: replay for a, _ in arguments}))
 
 
-_recorder.record = _harvesting_record
+_serve.serve = _harvesting_serve
 '''
 
 
@@ -379,13 +393,13 @@ HOSTILE: dict[str, Hostile] = {
                                         "    print('Traceback (most recent call last):\\nAssertionError: fake', file=sys.stderr)\n"
                                         "    return np.zeros(_out_shape(x, w, stride, padding))\n"
                                   for name in ("conv2d_naive", "conv2d")}),
-    "forge_channel": Hostile(L01, "writes forged event lines (records, outputs, done) into every pipe it can open "
-                                  "under /proc and forged records into /tmp/records: must score 0",
-                             zeros(L01), extra=('''import glob, json, os
+    "forge_channel": Hostile(L01, "writes forged event lines (tests served, replies, outputs, done) into every "
+                                  "pipe it can open under /proc and into the kernel's socket: must score 0",
+                             zeros(L01), extra=('''import glob, json, os, socket
 ZEROS = {"ndarray": {"dtype": "float64", "shape": [1], "data": "AAAAAAAAAAA="}}
-events = [{"record": {"test": t, "arguments": [{"source": "conv2d", "value": 1}]}}
+events = [{"serve": t, "arguments": [{"source": "conv2d", "function": True}]}
           for t in ["test_conv2d", "test_conv2d_hidden", "test_conv2d_naive", "test_conv2d_naive_hidden"]]
-events += [{"cell": 0, "outputs": []}, {"done": "ok"}]
+events += [{"reply": {"result": ZEROS}}] * 20 + [{"cell": 0, "outputs": []}, {"done": "ok"}]
 line = ("\\n".join(json.dumps(e) for e in events) + "\\n").encode()
 for fd in glob.glob("/proc/*/fd/*"):
     try:
@@ -395,11 +409,13 @@ for fd in glob.glob("/proc/*/fd/*"):
             os.close(f)
     except OSError:
         pass
-folder = os.environ.get("IMGREC_RECORDS", "/tmp/records")
-os.makedirs(folder, exist_ok=True)
-for t, source in [("test_conv2d", "conv2d"), ("test_conv2d_naive", "conv2d_naive")]:
-    with open(os.path.join(folder, t + ".json"), "w") as file:
-        json.dump({"test": t, "arguments": [{"source": source, "calls": [{"result": ZEROS}] * 20}]}, file)
+try:
+    forged = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    forged.connect(os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock"))
+    forged.sendall(line)
+    forged.close()
+except OSError:
+    pass
 ''',)),
     "forge_custom_exc": Hostile(L05, "set_custom_exc swallowing every exception, a post_run_cell hook clearing "
                                      "error_in_exec, showtraceback and excepthook silenced: must score 0",
@@ -429,26 +445,27 @@ os.dup2(null, 1)
 os.dup2(null, 2)
 '''),
     # --- tampering with the import system and modules -----------------------------------------
-    "tamper_meta_path": Hostile(L01, "a sys.meta_path finder serves fake grading.recorder / grading.values "
-                                     "(records forged with no calls): must score 0",
-                                zeros(L01), extra=('''import importlib.abc, importlib.util, json, os, sys
+    "tamper_meta_path": Hostile(L01, "a sys.meta_path finder serves fake grading.serve / grading.values "
+                                     "(each test 'served' with zeros, no calls answered): must score 0",
+                                zeros(L01), extra=('''import importlib.abc, importlib.util, json, os, socket, sys
 
 
 class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path, target=None):
-        if name in ("grading.recorder", "grading.values", "grading.judge"):
+        if name in ("grading.serve", "grading.values", "grading.judge"):
             return importlib.util.spec_from_loader(name, self)
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
-        def record(test_name, test, arguments):
-            entry = {"test": test_name, "arguments": [{"source": s, "calls": []} for s, _, _ in arguments]}
-            with open(os.path.join(os.environ.get("IMGREC_RECORDS", "."), test_name + ".json"), "w") as file:
-                json.dump(entry, file)
+        def serve(test_name, probes, arguments, user):
+            told = [{"source": s, "value": {"float": "0.0"}} for s, _ in arguments]
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+                channel.connect(os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock"))
+                channel.sendall((json.dumps({"serve": test_name, "arguments": told}) + "\\n").encode())
             print(test_name + ": passed")
-        module.record = record
+        module.serve = serve
         module.encode = lambda x: {"float": "0.0"}
 
 
@@ -470,10 +487,10 @@ numpy.allclose = lambda *a, **k: True
 numpy.shape = lambda a: getattr(a, "shape", ())
 builtins.abs = lambda x: numpy.zeros(1)
 ''',)),
-    "tamper_recorder_harvest": Hostile(L05, "grading.recorder.record replaced: it runs each test with probes whose "
-                                            "`-` catches the expected values, then records a function returning "
-                                            "them (no answer written): must score 0",
-                                       zeros(L05, linear_backward=RECORD_HARVEST)),
+    "tamper_serve_harvest": Hostile(L05, "grading.serve.serve replaced: it looks for the test in the kernel and runs "
+                                         "it with probes whose `-` catches the expected values, then answers with "
+                                         "them (no answer written): must score 0",
+                                    zeros(L05, linear_backward=SERVE_HARVEST)),
     "tamper_torch_builtins": Hostile(L05, "torch.Tensor.backward / torch.relu / F.linear / F.max_pool2d patched so "
                                           "the kernel's expected gradients are zeros; builtins.abs patched: "
                                           "must score 0",
@@ -586,7 +603,7 @@ attempt("grades.csv", lambda: write(f"{C}/grades.csv", "hacked"))
 attempt("solutions", lambda: write(f"{C}/solutions/01_convolution/01_convolution.ipynb", "{}"))
 attempt("lessons", lambda: write(f"{C}/lessons/01_convolution/01_convolution.ipynb", "{}"))
 attempt("config", lambda: write(f"{C}/nbgrader_config.py", "\\n# @MARK@\\n", "a"))
-for path in [f"{R}/grading/judge.py", f"{R}/grading/recorder.py", f"{R}/imgrec_lib/conv.py",
+for path in [f"{R}/grading/judge.py", f"{R}/grading/serve.py", f"{R}/imgrec_lib/conv.py",
              "/opt/imgrec-grading/grading/judge.py"] + glob.glob("/opt/imgrec-grading/grading/*.py")[:3]:
     attempt(path, lambda path=path: write(path, "\\n# @MARK@\\n", "a"))
 attempt("venv .pth", lambda: write("@SITE@/planted-@TOKEN@-venv.pth", "# @MARK@\\n"))
@@ -647,12 +664,14 @@ def plant():
 
 
 def forever():
-    folder = os.environ.get("IMGREC_RECORDS", "/tmp/records")
+    import socket
+    forged = json.dumps({"reply": {"result": {"ndarray": {"dtype": "float64", "shape": [1], "data": "AAAAAAAAAAA="}}}})
     while True:
         plant()
         try:
-            with open(os.path.join(folder, "test_relu_backward.json"), "w") as file:
-                json.dump({"test": "test_relu_backward", "arguments": [{"source": "relu_backward", "calls": []}]}, file)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+                channel.connect(os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock"))
+                channel.sendall((forged + "\\n").encode())
         except OSError:
             pass
         time.sleep(0.2)
@@ -672,7 +691,7 @@ threading.Thread(target=forever, daemon=False).start()
                                                                     "    t = lambda a: None if a is None else torch.from_numpy(a)\n"
                                                                     "    return F.conv2d(t(x), t(w), t(b), stride=stride, padding=padding).numpy()\n",
                                             "grading/__init__.py": PLANT.replace("{name}", "grading"),
-                                            "grading/recorder.py": PLANT.replace("{name}", "recorder"),
+                                            "grading/serve.py": PLANT.replace("{name}", "serve"),
                                             "sitecustomize.py": PLANT.replace("{name}", "sitecustomize"),
                                             "usercustomize.py": PLANT.replace("{name}", "usercustomize"),
                                             "planted.pth": "import os; open('/tmp/planted-@TOKEN@-beside-pth', 'w')\n"}),
@@ -1084,19 +1103,7 @@ def test_the_honest_wrong_answers_score_their_baseline(graded):
     assert slow["test_conv2d"] == 2 and slow["test_conv2d_hidden"] == 0, slow
 
 
-# Known holes, open in issue 12: the test cell still runs in the student's kernel to make the calls,
-# so code that replaces the recorder can run the test with probes and harvest the expected values,
-# and a speed check trusts the kernel's clock. The fix (the judge runs the test and calls the
-# student's functions across to the sandbox) is the next step; strict, so a fix shows up here.
-KNOWN_HOLES = {
-    "tamper_recorder_harvest": "the test runs in the kernel: a replaced recorder can harvest the expected values",
-    "tamper_clock": "the speed check times the student's function with the kernel's clock",
-}
-
-
-@pytest.mark.parametrize("student", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN_HOLES[s])) if s in KNOWN_HOLES else s
-    for s, spec in HOSTILE.items() if spec.baseline])
+@pytest.mark.parametrize("student", [s for s, spec in HOSTILE.items() if spec.baseline])
 def test_a_hostile_submission_scores_no_more_than_the_honest_baseline(graded, student):
     spec = HOSTILE[student]
     baseline = scores(graded.course, spec.lesson, spec.baseline)

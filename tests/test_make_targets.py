@@ -102,8 +102,8 @@ def grade_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
-def test_one_submission_graded_in_steps_gets_the_verdicts_of_one_run(tmp_path):
-    """Stage (trusted), run (where only the student's code runs), finish from the stream (trusted)."""
+def test_a_runner_started_elsewhere_gets_the_verdicts_of_one_run(tmp_path):
+    """The Job's way: the runner listens in its own container, the grader connects and judges."""
     source = quiz_course(tmp_path)
     right, wrong = tmp_path / "right.ipynb", tmp_path / "wrong.ipynb"
     shutil.copy(source, right)
@@ -113,17 +113,19 @@ def test_one_submission_graded_in_steps_gets_the_verdicts_of_one_run(tmp_path):
     for submission, passed in ((right, ["test_double"]), (wrong, [])):
         whole = grade_cli("quiz", str(submission), "--out", str(tmp_path / "whole.ipynb"), cwd=tmp_path)
         assert json.loads(whole.stdout)["passed"] == passed, whole.stderr[-2000:]
-        run = tmp_path / "run.json"
-        assert grade_cli("quiz", str(submission), "--out", str(tmp_path / "x.ipynb"), "--write-run", str(run),
-                         cwd=tmp_path).returncode == 0
         scratch = tmp_path / "scratch"
         scratch.mkdir(exist_ok=True)
-        events = subprocess.run([sys.executable, "-m", "grading.runner"], stdin=run.open("rb"), capture_output=True,
-                                cwd=scratch, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(scratch),
-                                                                   IMGREC_RECORDS=str(scratch / "records")))
-        (tmp_path / "events.jsonl").write_bytes(events.stdout)
-        steps = grade_cli("quiz", str(submission), "--out", str(tmp_path / "steps.ipynb"), "--from-events",
-                          str(tmp_path / "events.jsonl"), cwd=tmp_path)
+        listening = scratch / "runner.sock"
+        listening.unlink(missing_ok=True)
+        runner = subprocess.Popen([sys.executable, "-m", "grading.runner", "--listen", str(listening)], cwd=scratch,
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(scratch),
+                                           IMGREC_SERVE_SOCKET=str(scratch / "serve.sock")))
+        try:
+            steps = grade_cli("quiz", str(submission), "--out", str(tmp_path / "steps.ipynb"), "--runner-socket",
+                              str(listening), "--unsafe-no-sandbox", cwd=tmp_path)
+            assert runner.wait(timeout=60) == 0
+        finally:
+            runner.kill()
         assert json.loads(steps.stdout)["passed"] == passed, steps.stderr[-2000:]
 
 
@@ -131,12 +133,12 @@ def test_the_kubernetes_job_parses_and_uses_the_commands_that_exist():
     job, policy = yaml.safe_load_all((ROOT / "docs" / "kubernetes-grading-job.yaml").read_text())
     assert job["kind"] == "Job" and job["spec"]["completionMode"] == "Indexed" and policy["kind"] == "NetworkPolicy"
     pod = job["spec"]["template"]["spec"]
-    stage, sandbox = pod["initContainers"]
-    judge = pod["containers"][0]
-    assert sandbox["securityContext"]["runAsNonRoot"] and sandbox["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert "grading.runner" in sandbox["args"][0] and "limits" in sandbox["resources"]
+    kernel, grader = pod["containers"]
+    assert kernel["securityContext"]["runAsNonRoot"] and kernel["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "grading.runner --listen /exchange/runner.sock" in kernel["args"][0] and "limits" in kernel["resources"]
     assert not pod["automountServiceAccountToken"]
     help_text = grade_cli("--help", cwd=ROOT).stdout
-    for container, flag in ((stage, "--write-run"), (judge, "--from-events"), (judge, "--unsafe-no-sandbox")):
-        assert flag in container["args"][0] and flag in help_text, flag
-    assert not any(m.get("readOnly") is not True for m in judge["volumeMounts"] if m["name"] == "exchange")
+    for flag in ("--runner-socket /exchange/runner.sock", "--unsafe-no-sandbox"):
+        assert flag in grader["args"][0] and flag.split()[0] in help_text, flag
+    assert all(m.get("readOnly") is True for m in grader["volumeMounts"] if m["name"] == "exchange")
+    assert not any(m["name"] == "work" for m in kernel["volumeMounts"])

@@ -1,0 +1,125 @@
+"""Answers a graded test's calls inside the student's sandboxed kernel; the test itself is not here.
+
+The grader replaces each test cell with `serve("test_x", PROBES, [("conv2d", True), ...], globals())`.
+PROBES is the cell's probe definitions only: the test function, its expected values and its asserts
+run in grading/judge.py, a process where no student code runs. Here each argument of the cell's last
+statement is evaluated (a probe such as `describe_my_cnn(MyCNN)` runs now, in a fresh namespace); the
+judge is told which arguments are the student's functions and gets every other value as plain data.
+Then each call the judge's test makes to a student's function arrives as data, runs here, and its
+result (or the exception it raised), the in-place changes to its array, tensor and module arguments
+and what it printed go back as data, until the judge has decided.
+
+The messages travel as JSON lines over a Unix socket to grading/runner.py, which relays them to the
+grader. Everything here runs with the student's permissions, so nothing it says is trusted: it is
+the student's answer, in plain values, and the judge's asserts decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import sys
+import traceback
+
+import numpy as np
+
+from grading.values import decode, encode, exception_name
+
+SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
+MAX_PRINTED = 10_000    # characters of printed output kept per call
+
+
+def _state(x, depth: int = 0):
+    """What the judge copies back into its own arguments after a call: arrays, tensors, a module's
+    parameters and buffers, also inside lists, tuples and dicts; None for anything else."""
+    torch = sys.modules.get("torch")  # only code that imported torch can hold a tensor
+    if depth > 6:
+        return None
+    if isinstance(x, np.ndarray) or torch is not None and isinstance(x, torch.Tensor):
+        return encode(x)
+    if torch is not None and isinstance(x, torch.nn.Module):
+        return {"module": {name: encode(t) for name, t in x.state_dict(keep_vars=False).items()}}
+    if isinstance(x, (list, tuple)):
+        return {"items": [_state(v, depth + 1) for v in x]}
+    if isinstance(x, dict):
+        return {"keys": {str(k): _state(v, depth + 1) for k, v in x.items()}}
+    return None
+
+
+def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict) -> tuple[list[dict], dict]:
+    """Evaluate the test call's arguments [(expression, is a bare name)] with the cell's `probes`
+    defined in a fresh namespace (falling back to the student's namespace `user`). Returns what the
+    judge is told about each, and {index: the student's function} for the ones called from there."""
+    import builtins
+    import collections
+
+    namespace = {"__name__": "__graded_test__", "__builtins__": builtins}
+    described, functions = [], {}
+    try:
+        exec(compile(probes, "<probes of the test cell>", "exec"), namespace)
+    except BaseException as error:
+        return [{"source": "(the probes)", "raised": [exception_name(error), str(error)[:2000]]}], {}
+    scope = collections.ChainMap(namespace, user)
+    for index, (expression, is_name) in enumerate(arguments):
+        try:
+            value = eval(expression, namespace, scope)
+        except BaseException as error:
+            described.append({"source": expression, "raised": [exception_name(error), str(error)[:2000]],
+                              "traceback": traceback.format_exc(limit=-8)[-6000:]})
+            break
+        if is_name and callable(value) and not isinstance(value, type) and not hasattr(value, "state_dict"):
+            functions[index] = value
+            described.append({"source": expression, "function": True})
+        else:
+            described.append({"source": expression, "value": encode(value)})
+    return described, functions
+
+
+def answer(functions: dict, call: dict) -> dict:
+    """Run one call the judge's test makes: {"argument": index, "args": ..., "kwargs": ...} in,
+    {"result" or "raised", "printed", "args": in-place state} out."""
+    reply: dict = {}
+    printed = io.StringIO()
+    args, kwargs = [], {}
+    try:
+        function = functions[int(call["argument"])]
+        args, kwargs = list(decode(call["args"])), dict(decode(call["kwargs"]))
+        with contextlib.redirect_stdout(printed):
+            result = function(*args, **kwargs)
+        reply["result"] = encode(result)
+    except BaseException as error:  # the judge's test sees the same kind of exception
+        reply["raised"] = [exception_name(error), str(error)[:2000]]
+    reply["printed"] = printed.getvalue()[:MAX_PRINTED]
+    reply["args"] = [_state(args), _state(kwargs)]
+    return reply
+
+
+def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: dict) -> None:
+    """The test cell, as it runs in the student's kernel while grading."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(SOCKET)
+    channel = connection.makefile("rwb")
+
+    def send(message: dict) -> None:
+        channel.write(json.dumps(message).encode() + b"\n")
+        channel.flush()
+
+    try:
+        described, functions = arguments_of(probes, arguments, user)
+        send({"serve": test_name, "arguments": described})
+        while line := channel.readline():
+            call = json.loads(line).get("call")
+            if call is None:  # the judge has decided
+                break
+            reply = answer(functions, call)
+            send({"reply": reply})
+            if reply.get("raised", [""])[0] == "KeyboardInterrupt":  # the cell's time limit
+                break
+        print(f"{test_name}: checked by the grader")
+    finally:
+        with contextlib.suppress(OSError):
+            send({"served": test_name})
+        connection.close()
