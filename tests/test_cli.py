@@ -1,11 +1,20 @@
-"""The command line, as a script sees it: output, exit codes, one-line errors."""
+"""The command line, as a script sees it: output, exit codes, one-line errors.
 
+The tests call ``cli.main(argv)`` in this process (a new Python process imports torch again: seconds
+a test); ``test_python_dash_m_end_to_end`` is the one that runs ``python -m imgrec_lib`` itself.
+"""
+
+import contextlib
+import io
+import random
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from imgrec_lib import cli
@@ -13,18 +22,75 @@ from imgrec_lib.checkpoint import load_checkpoint
 from imgrec_lib.data import load_digits_arrays
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """Run ``python -m imgrec_lib`` as a separate process, the way a user or a script does."""
-    return subprocess.run([sys.executable, "-m", "imgrec_lib", *args], capture_output=True, text=True,
-                          timeout=300, env={"IMGREC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
+@contextlib.contextmanager
+def like_a_new_process(folder, threads: int | None = None):
+    """Run ``cli.main`` with what a new process had: IMGREC_DEVICE=cpu, no IMGREC_DEBUG, ``folder`` as
+    the working directory; afterwards put back what `train` changes (it reseeds the random generators)
+    and what it must not (threads, default dtype, deterministic kernels), so no other test sees it."""
+    random_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    num_threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMGREC_DEVICE", "cpu")
+        patch.delenv("IMGREC_DEBUG", raising=False)  # with it, errors would raise instead of printing
+        patch.chdir(folder)  # default paths (checkpoints/, data/) land there, not in the repository
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            random.setstate(random_state)
+            np.random.set_state(numpy_state)
+            torch.set_rng_state(torch_state)
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+            torch.set_num_threads(num_threads)
+            torch.set_default_dtype(dtype)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+@pytest.fixture(autouse=True)
+def in_process(tmp_path):
+    """Every test runs the command line in this process, in its own folder, on one thread."""
+    with like_a_new_process(tmp_path, threads=1):  # tiny models train faster on one thread
+        yield
+
+
+@dataclass
+class Result:
+    """What a script sees of one command: its exit code and what it printed."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(capture, *args: str) -> Result:
+    """``python -m imgrec_lib *args``, in this process; ``capture`` is pytest's capfd (or capsys)."""
+    capture.readouterr()  # only this command's output
+    returncode = cli.main(list(args))
+    out, err = capture.readouterr()
+    return Result(returncode, out, err)
+
+
+def exit_code(*args: str) -> int | str | None:
+    """The exit code of a command that argparse ends (a usage error, --help)."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(list(args))
+    return stop.value.code
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A checkpoint from one short epoch of `train` on the embedded digits, and its output."""
-    checkpoint = tmp_path_factory.mktemp("ckpt") / "net.pt"
-    result = run("train", "--data", "digits", "--epochs", "1", "--quiet", "--checkpoint", str(checkpoint))
-    return checkpoint, result
+    folder = tmp_path_factory.mktemp("ckpt")
+    checkpoint = folder / "net.pt"
+    out, err = io.StringIO(), io.StringIO()
+    args = ["train", "--data", "digits", "--epochs", "1", "--quiet", "--checkpoint", str(checkpoint)]
+    with like_a_new_process(folder, threads=1), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        returncode = cli.main(args)
+    return checkpoint, Result(returncode, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +106,23 @@ def digit_files(tmp_path_factory):
     return paths, labels[:3]
 
 
+def test_python_dash_m_end_to_end(tmp_path):
+    """The one test that starts ``python -m imgrec_lib``: output, and exit codes through ``sys.exit``."""
+    def python_m(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "imgrec_lib", *args], capture_output=True, text=True,
+                              timeout=300, env={"IMGREC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
+
+    result = python_m("--help")
+    assert result.returncode == cli.EXIT_OK, result.stderr
+    for word in ("train", "evaluate", "predict", "Exit codes"):
+        assert word in result.stdout
+    assert python_m("fly").returncode == cli.EXIT_USAGE
+    result = python_m("predict", str(tmp_path / "digit.png"), "--checkpoint", str(tmp_path / "nope.pt"))
+    assert result.returncode == cli.EXIT_BAD_INPUT and result.stdout == ""
+    assert result.stderr.startswith("error:") and "make train" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, f"one line, no traceback: {result.stderr}"
+
+
 def test_train_reports_accuracy_and_saves_a_checkpoint(trained):
     checkpoint, result = trained
     assert result.returncode == 0, result.stderr
@@ -48,17 +131,17 @@ def test_train_reports_accuracy_and_saves_a_checkpoint(trained):
     assert accuracy > 80, f"one epoch should already reach well over 80%, got {accuracy}%"
 
 
-def test_evaluate_prints_the_accuracy(trained):
+def test_evaluate_prints_the_accuracy(trained, capfd):
     checkpoint, _ = trained
-    result = run("evaluate", "--checkpoint", str(checkpoint))
+    result = run(capfd, "evaluate", "--checkpoint", str(checkpoint))
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "1,000 images" in result.stdout
 
 
-def test_predict_prints_top_k_classes_with_probabilities(trained, digit_files):
+def test_predict_prints_top_k_classes_with_probabilities(trained, digit_files, capfd):
     checkpoint, _ = trained
     paths, labels = digit_files
-    result = run("predict", *map(str, paths), "--top-k", "3", "--checkpoint", str(checkpoint))
+    result = run(capfd, "predict", *map(str, paths), "--top-k", "3", "--checkpoint", str(checkpoint))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3
@@ -72,7 +155,7 @@ def test_predict_prints_top_k_classes_with_probabilities(trained, digit_files):
     assert correct >= 2, f"the trained net should recognise most test digits: {result.stdout}"
 
 
-def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_files, tmp_path):
+def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_files, tmp_path, capfd):
     checkpoint, _ = trained
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(digit_files[0][0].read_bytes()[:60])  # a PNG cut off after its header
@@ -80,7 +163,7 @@ def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_fi
     text.write_text("not an image")
     lab = tmp_path / "lab.tif"
     Image.new("RGB", (40, 40)).convert("LAB").save(lab)  # PIL reads it but cannot make it grey
-    result = run("predict", str(corrupt), str(digit_files[0][0]), str(text), str(lab), str(digit_files[0][1]),
+    result = run(capfd, "predict", str(corrupt), str(digit_files[0][0]), str(text), str(lab), str(digit_files[0][1]),
                  "--checkpoint", str(checkpoint))
     assert result.returncode == cli.EXIT_BAD_INPUT
     assert "Traceback" not in result.stderr
@@ -89,8 +172,8 @@ def test_a_corrupt_image_gets_a_one_line_error_and_exit_code_1(trained, digit_fi
     assert len(result.stdout.strip().splitlines()) == 2, "the good images are still classified"
 
 
-def test_a_missing_checkpoint_says_what_to_do(tmp_path, digit_files):
-    result = run("predict", str(digit_files[0][0]), "--checkpoint", str(tmp_path / "nope.pt"))
+def test_a_missing_checkpoint_says_what_to_do(tmp_path, digit_files, capfd):
+    result = run(capfd, "predict", str(digit_files[0][0]), "--checkpoint", str(tmp_path / "nope.pt"))
     assert result.returncode == cli.EXIT_BAD_INPUT
     assert "Traceback" not in result.stderr and "make train" in result.stderr
 
@@ -105,9 +188,9 @@ def test_a_truncated_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
 
 
 def test_usage_errors_exit_with_2():
-    assert run().returncode == cli.EXIT_USAGE
-    assert run("train", "--epochs", "many").returncode == cli.EXIT_USAGE
-    assert run("fly").returncode == cli.EXIT_USAGE
+    assert exit_code() == cli.EXIT_USAGE
+    assert exit_code("train", "--epochs", "many") == cli.EXIT_USAGE
+    assert exit_code("fly") == cli.EXIT_USAGE
 
 
 def test_bad_values_and_unknown_data_exit_with_1(capsys):
@@ -117,27 +200,27 @@ def test_bad_values_and_unknown_data_exit_with_1(capsys):
     assert "digits" in capsys.readouterr().err
 
 
-def test_help_lists_the_commands_and_exit_codes():
-    result = run("--help")
-    assert result.returncode == 0
+def test_help_lists_the_commands_and_exit_codes(capsys):
+    assert exit_code("--help") == 0
+    out = capsys.readouterr().out
     for word in ("train", "evaluate", "predict", "Exit codes"):
-        assert word in result.stdout
+        assert word in out
 
 
-def test_predict_rejects_an_image_folder_with_a_clear_error(trained, tmp_path):
+def test_predict_rejects_an_image_folder_with_a_clear_error(trained, tmp_path, capfd):
     checkpoint, _ = trained
-    result = run("predict", str(tmp_path), "--checkpoint", str(checkpoint))
+    result = run(capfd, "predict", str(tmp_path), "--checkpoint", str(checkpoint))
     assert result.returncode == cli.EXIT_BAD_INPUT and "Traceback" not in result.stderr
 
 
-def test_digits_inverted_on_white_paper_are_still_recognised(trained, digit_files, tmp_path):
+def test_digits_inverted_on_white_paper_are_still_recognised(trained, digit_files, tmp_path, capfd):
     """A learner's own digit: dark ink on light paper, bigger than 28x28."""
     checkpoint, _ = trained
     paths, labels = digit_files
     path = tmp_path / "paper.png"
     ink = 255 - np.asarray(Image.open(paths[0]))
     Image.fromarray(ink).resize((140, 140)).save(path)
-    result = run("predict", str(path), "--top-k", "1", "--checkpoint", str(checkpoint))
+    result = run(capfd, "predict", str(path), "--top-k", "1", "--checkpoint", str(checkpoint))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(": ")[1].split()[0] == str(labels[0])
 
