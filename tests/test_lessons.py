@@ -11,11 +11,13 @@ The notebooks' own outputs are checked by nbval (`make test` runs `pytest --nbva
 """
 
 import ast
+import builtins
 import json
 import os
 import re
 import shutil
 import subprocess
+import symtable
 import sys
 from pathlib import Path
 
@@ -180,9 +182,59 @@ def call_problem(text: str) -> str | None:
     return None
 
 
+def outside_names(text: str) -> set[str]:
+    """The names that a graded cell's test function (the one its last statement calls) reads from outside
+    itself, builtins aside. The test runs only in the grader's judge: it must import or define inside
+    itself all it uses, and it gets the probes' results as arguments (docs/LESSON_GUIDE.md)."""
+    name = ast.parse(text).body[-1].value.func.id
+    (function,) = [t for t in symtable.symtable(text, "<test cell>", "exec").get_children() if t.get_name() == name]
+    found, scopes = set(), [function]
+    while scopes:
+        scope = scopes.pop()
+        found |= {s.get_name() for s in scope.get_symbols() if s.is_global() and s.is_referenced()}
+        scopes += scope.get_children()
+    return found - set(dir(builtins))
+
+
+# What a test must not pass to a student's function: a lambda or a function, a module, an optimizer or a
+# loss built by the test (`nn.Sequential(...)`, `models.CourseCNN(...)`, `torch.optim.SGD(...)`, a copy of
+# one), a functional loss (`F.cross_entropy`), an open file.
+NOT_DATA = re.compile(r"lambda\b|(torch\.)?nn\.[A-Z]|torch\.optim\.[A-Z]|models\.[A-Z]|copy\.deepcopy\(|open\(")
+FUNCTIONAL = re.compile(r"(F|nn\.functional|torch\.nn\.functional)\.\w+")
+
+
+def not_data_sent(text: str) -> list[str]:
+    """The calls in a graded cell's test function that pass the student's function something that is not
+    data (NOT_DATA): each call of the student's function goes to the student's kernel as data, so such a
+    call belongs in a probe (docs/LESSON_GUIDE.md). A static check: it sees what the test builds itself."""
+    tree = ast.parse(text)
+    last = tree.body[-1].value
+    test = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == last.func.id)
+    students = {param.arg for param, arg in zip(test.args.args, last.args) if isinstance(arg, ast.Name)}
+    objects = {node.name for node in ast.walk(test) if isinstance(node, ast.FunctionDef) and node is not test}
+    for node in ast.walk(test):
+        if isinstance(node, ast.Assign):
+            pairs = [(target, node.value) for target in node.targets]
+            pairs += [pair for target in node.targets  # a, b = x, y
+                      if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+                      for pair in zip(target.elts, node.value.elts)]
+            objects |= {target.id for target, value in pairs
+                        if isinstance(target, ast.Name) and NOT_DATA.match(ast.unparse(value))}
+    found = []
+    for node in ast.walk(test):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in students:
+            for value in [*node.args, *(keyword.value for keyword in node.keywords)]:
+                if (isinstance(value, ast.Name) and value.id in objects or NOT_DATA.match(ast.unparse(value))
+                        or isinstance(value, ast.Attribute) and FUNCTIONAL.fullmatch(ast.unparse(value))):
+                    found.append(ast.unparse(node))
+                    break
+    return found
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_graded_test_cells_end_with_a_plain_call_of_their_test(lesson):
-    """The grader replays each graded test cell's last call outside the student's kernel (grading/judge.py)."""
+    """The grader runs each graded test cell's test function outside the student's kernel, in its judge
+    (grading/judge.py), and sends its calls of the student's functions to the kernel as data."""
     nb = notebook(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
     cells = [c for c in grade_cells(nb) if c["cell_type"] == "code"]
     assert cells, f"{lesson}: no graded test cells"
@@ -190,6 +242,10 @@ def test_graded_test_cells_end_with_a_plain_call_of_their_test(lesson):
         grade_id, text = cell["metadata"]["nbgrader"]["grade_id"], source(cell)
         problem = call_problem(text)
         assert problem is None, f"{lesson}, {grade_id}: {problem}"
+        outside = outside_names(text)
+        assert not outside, f"{lesson}, {grade_id}: the test function uses {sorted(outside)} from outside itself"
+        sent = not_data_sent(text)
+        assert not sent, f"{lesson}, {grade_id}: the test passes the student's code what is not data: {sent}; use a probe"
         for word in ("run_checked", "fingerprint", "imgrec_lib.grading", "from builtins import"):
             assert word not in text, f"{lesson}, {grade_id}: the test cell still mentions {word!r}"
         if "### BEGIN HIDDEN TESTS" in text:
@@ -204,6 +260,22 @@ def test_the_test_call_check_rejects_other_shapes():
     assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f, check=len)") is not None
     assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(f[0])") is not None
     assert call_problem("def test_a(f):\n    assert f(1)\n\n\ntest_a(len(f))") is not None
+
+
+def test_the_judge_side_checks_find_outside_names_and_what_is_not_data():
+    cell = ("def helper():\n    return 1\n\n\ndef test_a(f, facts):\n    import numpy as np\n{body}\n\n\n"
+            "test_a(f, probe(f))\n")
+    assert outside_names(cell.format(body="    assert f(np.zeros(1)) and facts")) == set()
+    assert outside_names(cell.format(body="    assert [helper() for _ in range(2)] and F.relu")) == {"helper", "F"}
+    assert not_data_sent(cell.format(body="    y = F.relu(torch.ones(2))\n    assert f(np.zeros(1), y, key=[3])")) == []
+    assert not_data_sent(cell.format(body="    assert facts(lambda v: v)")) == []  # facts is a probe's result
+    for body in ["    assert f(lambda v: v, np.zeros(1))", "    g = lambda v: v\n    assert f(np.zeros(1), g)",
+                 "    def g(v):\n        return v\n    assert f(np.zeros(1), fn=g)",
+                 "    net = nn.Sequential(nn.Linear(2, 2))\n    assert f(net)",
+                 "    net = models.CourseCNN(hidden=16).eval()\n    assert f(net, [1])",
+                 "    opt, w = torch.optim.SGD([w], lr=0.1), 1\n    assert f(np.zeros(1), opt)",
+                 "    assert f(torch.ones(2), F.cross_entropy)", "    assert f(open('x'))"]:
+        assert not_data_sent(cell.format(body=body)) != [], body
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
