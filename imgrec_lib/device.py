@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -64,6 +65,31 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
             f"Pass one of these, or unset {DEVICE_ENV} to pick the best automatically."
         )
     return device
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's parameters are on (the CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode for a ``with`` block, then give every submodule back its own mode. Lesson 07.
+
+        with eval_mode(net), torch.no_grad():
+            y_hat = net(X)          # dropout off, BatchNorm uses its running statistics
+
+    The previous train/eval mode of each submodule is restored afterwards, also when the block
+    raises (a frozen BatchNorm in a training model stays in eval mode).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import check_writable, save_checkpoint
 from .data import as_tensors
-from .device import autocast, needs_grad_scaler, pick_device, seed_everything, to_channels_last
+from .device import autocast, eval_mode, needs_grad_scaler, pick_device, seed_everything, to_channels_last
 from .training import History, class_names, lr_at
 
 # Defaults measured on the embedded digits (4,000 train / 1,000 test) with CourseCNN on 2 CPU cores.
@@ -79,18 +79,14 @@ def _stack(data: Dataset | TensorPair, what: str) -> TensorPair:
 
 def _check_fits(model: nn.Module, X: torch.Tensor, y: torch.Tensor, what: str) -> int:
     """Run a trial batch; return the number of model outputs or raise a clear ValueError."""
-    was_training = model.training
-    model.eval()  # no BatchNorm statistics from the trial batch
     try:
-        with torch.no_grad(), autocast(X.device):
+        with eval_mode(model), torch.no_grad(), autocast(X.device):  # no BatchNorm statistics from the trial batch
             out = model(X[:2])
     except (RuntimeError, ValueError, TypeError) as err:
         raise ValueError(
             f"the model cannot take the {what} images: a batch of shape {tuple(X[:2].shape)} gave "
             f"'{str(err).splitlines()[0]}'. Build the model for this image shape, or resize the images"
         ) from err
-    finally:
-        model.train(was_training)
     if out.dim() != 2:
         raise ValueError(f"the model should return logits of shape (N, classes), got {tuple(out.shape)}")
     num_classes = out.shape[1]
@@ -160,17 +156,13 @@ def evaluate_tensors(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_s
 
     X and y should already be on the model's device. The model's train/eval mode is restored.
     """
-    was_training = model.training
-    model.eval()
     loss_sum, correct = torch.zeros((), device=X.device), torch.zeros((), device=X.device)
-    try:
+    with eval_mode(model):
         for i in range(0, len(X), batch_size):
             with autocast(X.device):
                 y_hat = model(X[i:i + batch_size]).float()
             loss_sum += F.cross_entropy(y_hat, y[i:i + batch_size], reduction="sum")
             correct += (y_hat.argmax(dim=1) == y[i:i + batch_size]).sum()
-    finally:
-        model.train(was_training)
     return {"loss": loss_sum.item() / len(X), "accuracy": correct.item() / len(X)}
 
 

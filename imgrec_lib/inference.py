@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .device import eval_mode, model_device
+
 __all__ = [
     "ImageError", "Prediction", "load_image", "image_from_bytes", "prepare_image", "predict_tensor",
     "predict_files", "saliency",
@@ -229,11 +231,6 @@ class Prediction:
         return f"{where}{self.label} ({self.probability:.1%})" + (f"; then {others}" if others else "")
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _model_input_shape(model: torch.nn.Module) -> tuple[int, int, int]:
     """(C, H, W) from a course model's ``config``; MNIST's (1, 28, 28) otherwise."""
     config = getattr(model, "config", None) or {}
@@ -266,13 +263,8 @@ def _predict_batch(model, x, classes, top_k, device, paths) -> list[Prediction]:
         model.to(device)
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(x.to(_model_device(model), dtype))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        logits = model(x.to(model_device(model), dtype))
     if logits.ndim != 2:
         raise ValueError(f"expected the model to return logits (N, num_classes), got {tuple(logits.shape)}")
     num_classes = logits.shape[1]
@@ -319,17 +311,12 @@ def saliency(model: torch.nn.Module, x: torch.Tensor, target: int | None = None)
         x = x[0]
     if x.ndim != 3:
         raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            x_in = x.detach().to(_model_device(model), torch.float32)[None].requires_grad_(True)
-            scores = model(x_in)[0]
-            if target is None:
-                target = int(scores.argmax())
-            if not 0 <= target < scores.numel():
-                raise ValueError(f"target must be a class index in [0, {scores.numel()}), got {target}")
-            (grad,) = torch.autograd.grad(scores[target], x_in)  # no .grad left on the parameters
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.enable_grad():
+        x_in = x.detach().to(model_device(model), torch.float32)[None].requires_grad_(True)
+        scores = model(x_in)[0]
+        if target is None:
+            target = int(scores.argmax())
+        if not 0 <= target < scores.numel():
+            raise ValueError(f"target must be a class index in [0, {scores.numel()}), got {target}")
+        (grad,) = torch.autograd.grad(scores[target], x_in)  # no .grad left on the parameters
     return grad[0].abs().amax(dim=0).detach().cpu()

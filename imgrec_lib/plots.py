@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .device import eval_mode, model_device
+
 __all__ = [
     "show_images", "show_filters", "show_feature_maps", "plot_history", "confusion_matrix",
     "plot_confusion_matrix", "show_mistakes", "plot_saliency",
@@ -169,15 +171,11 @@ def show_feature_maps(model: torch.nn.Module, x: torch.Tensor, layer: str | torc
         raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
     caught = {}
     handle = layer.register_forward_hook(lambda module, inputs, output: caught.setdefault("out", output))
-    was_training = model.training
-    model.eval()
     try:
-        param = next(model.parameters(), None)
-        with torch.inference_mode():
-            model(x.to(param.device if param is not None else "cpu"))
+        with eval_mode(model), torch.inference_mode():
+            model(x.to(model_device(model)))
     finally:
         handle.remove()
-        model.train(was_training)
     if "out" not in caught:
         raise ValueError("the layer was not used in the forward pass: is it part of this model?")
     out = caught["out"]

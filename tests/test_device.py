@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from imgrec_lib import device as dev
-from imgrec_lib.device import (autocast, available_devices, needs_grad_scaler, pick_device, seed_everything,
-                               to_channels_last)
+from imgrec_lib.device import (autocast, available_devices, eval_mode, model_device, needs_grad_scaler, pick_device,
+                               seed_everything, to_channels_last)
 
 
 @pytest.fixture
@@ -111,3 +111,53 @@ def test_to_channels_last_tensor_and_model():
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
     z = torch.randn(2, 3, 5, 5)
     assert to_channels_last(z, torch.device("mps")) is z  # left alone where it does not help
+
+
+# --- eval_mode, model_device -------------------------------------------------------------------
+
+
+def _net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
+
+
+def _modes(model: torch.nn.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_puts_every_module_in_eval_and_restores_the_mode(training):
+    net = _net().train(training)
+    with eval_mode(net) as inside:
+        assert inside is net and _modes(net) == [False] * 4
+    assert _modes(net) == [training] * 4
+
+
+def test_eval_mode_restores_the_mode_when_the_block_raises():
+    net = _net().train()
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(net):
+        raise RuntimeError("boom")
+    assert _modes(net) == [True] * 4
+
+
+def test_eval_mode_gives_each_submodule_its_own_mode_back():
+    net = _net().train()
+    net[1].eval()  # a frozen BatchNorm inside a training model
+    with eval_mode(net):
+        with eval_mode(net[0]):
+            assert _modes(net) == [False] * 4
+        assert _modes(net) == [False] * 4  # the inner block does not undo the outer one
+    assert _modes(net) == [True, True, False, True]
+
+
+def test_eval_mode_uses_running_statistics():
+    net = _net().train()
+    x = torch.randn(8, 4)
+    with eval_mode(net), torch.no_grad():
+        a, b = net(x), net(x)
+    assert torch.equal(a, b)  # no dropout, and BatchNorm's running statistics did not change
+    assert torch.equal(net[1].running_mean, torch.zeros(4))
+
+
+def test_model_device():
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no parameters: the CPU
