@@ -368,15 +368,22 @@ def get_dataset(name: str | Path, split: str = "train", root: str | Path = "data
                     f"path of a folder of images laid out as {FOLDER_LAYOUT}")
 
 
-def classes_of(dataset: Dataset) -> list[str]:
-    """The class names of a data set, looking through ``Subset`` wrappers. Lesson 07."""
-    while isinstance(dataset, Subset):
+def classes_of(dataset: Dataset, num_classes: int | None = None) -> list[str]:
+    """The class names of a data set, as strings: its ``.classes``, looking through ``Subset``
+    wrappers. Lesson 07.
+
+    A data set without ``.classes`` (e.g. a ``TensorDataset``) gets "0", "1", ... when
+    ``num_classes`` is given, else raises ``DataError``.
+    """
+    while isinstance(dataset, Subset) and getattr(dataset, "classes", None) is None:
         dataset = dataset.dataset
     classes = getattr(dataset, "classes", None)
-    if classes is None:
-        raise DataError(f"{type(dataset).__name__} has no .classes: use a data set from imgrec_lib.data "
-                        f"or set its .classes to the list of class names")
-    return list(classes)
+    if classes is not None:
+        return [str(c) for c in classes]
+    if num_classes is not None:
+        return [str(i) for i in range(num_classes)]
+    raise DataError(f"{type(dataset).__name__} has no .classes: use a data set from imgrec_lib.data "
+                    f"or set its .classes to the list of class names")
 
 
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:

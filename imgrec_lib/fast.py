@@ -31,9 +31,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .checkpoint import check_writable, save_checkpoint
-from .data import as_tensors
+from .data import as_tensors, classes_of
 from .device import autocast, eval_mode, needs_grad_scaler, pick_device, seed_everything, to_channels_last
-from .training import History, class_names, lr_at
+from .training import History, lr_at
 
 # Defaults measured on the embedded digits (4,000 train / 1,000 test) with CourseCNN on 2 CPU cores.
 # The recipe: 98.9% median over seeds 0-2 (99.0, 98.3, 98.9; seeds 3, 4: 98.7, 98.6) in about 0.9 s
@@ -216,7 +216,7 @@ def fit_fast(
     model.to(device)
     to_channels_last(model, device)
     num_classes = _check_fits(model, X, y, "training")
-    classes = class_names(train_data, num_classes)
+    classes = classes_of(train_data, num_classes)
     if test_data is not None:
         X_test, y_test = _stack(test_data, "test")
         X_test, y_test = to_channels_last(X_test.to(device), device), y_test.to(device)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import check_writable, load_checkpoint, load_weights, save_checkpoint
+from .data import classes_of
 from .device import (autocast, eval_mode, model_device, needs_grad_scaler, pick_device, seed_everything,
                      to_channels_last)
 
@@ -94,14 +95,6 @@ def _known_labels(data: Dataset) -> torch.Tensor | None:
         if labels is not None:
             return torch.as_tensor(labels)
     return None
-
-
-def class_names(data, num_classes: int) -> list[str]:
-    """The class names of a data set (``.classes``, also through a Subset), else "0", "1", ..."""
-    while isinstance(data, Subset) and not hasattr(data, "classes"):
-        data = data.dataset
-    classes = getattr(data, "classes", None)
-    return [str(c) for c in classes] if classes is not None else [str(i) for i in range(num_classes)]
 
 
 def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
@@ -189,7 +182,7 @@ def fit(
     num_classes, input_shape = _check_data(model, train_data, device, "training")
     if test_data is not None:
         _check_data(model, test_data, device, "test")
-    classes = class_names(train_data, num_classes)
+    classes = classes_of(train_data, num_classes)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device))

@@ -408,8 +408,15 @@ def test_classes_of():
     digits = data.digits("test")
     assert data.classes_of(digits) == [str(d) for d in range(10)]
     assert data.classes_of(Subset(Subset(digits, [0, 1, 2]), [1])) == data.DIGIT_CLASSES
+    named = Subset(digits, [0, 1])
+    named.classes = ["a", "b"]  # a Subset's own names win over those of the data set it wraps
+    assert data.classes_of(Subset(named, [0])) == ["a", "b"]
+    numbered = data.TensorImageDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2), classes=[3, 7])
+    assert data.classes_of(numbered) == ["3", "7"]  # names are strings, as a checkpoint keeps them
+    plain = TensorDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2))
+    assert data.classes_of(Subset(plain, [0]), num_classes=3) == ["0", "1", "2"]
     with pytest.raises(DataError, match="TensorDataset has no .classes"):
-        data.classes_of(TensorDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2)))
+        data.classes_of(plain)
 
 
 def test_as_tensors():
