@@ -22,11 +22,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
-from .inference import _grey_to_unit
+from .inference import ImageError, read_image
 
 EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "mnist_5k.npz"
 EMBEDDED_SHA256 = "e21ac568447f500075931cb906ae68fc2dd5da83bd281f58ab93d01bb5b65a8f"
@@ -268,31 +267,14 @@ def torchvision_dataset(name: str, split: str = "train", root: str | Path = "dat
 # ---------------------------------------------------------------------------------------------
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """Convert a 16-bit, 32-bit or float ('I;16', 'I', 'F') greyscale image to 8-bit 'L', scaled
-    as ``load_image`` scales it (``inference._grey_to_unit``: 65535 is white), so a model sees
-    the same picture when it predicts as when it was trained (PIL's own convert would clip)."""
-    return Image.fromarray(np.round(_grey_to_unit(img) * 255).astype(np.uint8))
-
-
-def _load_image(path: str, channels: int = 1) -> Image.Image:
-    """Read one image file as 8-bit 'L' (channels=1) or 'RGB' (channels=3). Lesson 08.
-
-    Transparent pixels are laid over white; 16-bit greyscale is scaled to 8 bits; a photo's
-    EXIF rotation is applied. A file that cannot be read raises ``DataError`` naming it.
-    """
+def _load_image(path: str, channels: int = 1) -> torch.Tensor:
+    """Read one image file as float32 (channels, h, w) in [0, 1], decoded as ``load_image`` decodes
+    it (``inference.read_image``). A file that cannot be read raises ``DataError`` naming it."""
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode.startswith("I") or img.mode == "F":
-                img = _to_8bit(img)
-            if "A" in img.mode or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-            return img.convert("L" if channels == 1 else "RGB")
-    except (OSError, SyntaxError, ValueError,  # PIL's errors for unreadable files, and for
-            Image.DecompressionBombError) as error:  # a header that claims a gigantic image
-        raise DataError(f"could not read the image {path}: {error}. Delete or replace this file.") from error
+        x = torch.from_numpy(read_image(path, channels)).float()
+    except ImageError as error:
+        raise DataError(f"could not read the image {error}. Delete or replace this file.") from None
+    return x[None] if x.ndim == 2 else x.permute(2, 0, 1)
 
 
 def _class_folders(path: Path) -> list[Path]:
@@ -326,8 +308,7 @@ def image_folder(path: str | Path, image_size: int = 28, channels: int = 1) -> D
         raise DataError(f"{path} is a file, not a folder. {layout}")
     if not _class_folders(path):
         raise DataError(f"no class sub-folders in {path}. {layout}")
-    transform = v2.Compose([v2.ToImage(), v2.Resize((image_size, image_size), antialias=True),
-                            v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()])
+    transform = v2.Compose([v2.Resize((image_size, image_size), antialias=True), v2.ToPureTensor()])
     try:
         return _ImageFolder(str(path), transform=transform, loader=partial(_load_image, channels=channels))
     except FileNotFoundError as error:  # a class folder without image files

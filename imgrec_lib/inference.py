@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .device import eval_mode, model_device
 
 __all__ = [
-    "ImageError", "Prediction", "load_image", "image_from_bytes", "prepare_image", "predict_tensor",
+    "ImageError", "Prediction", "read_image", "load_image", "image_from_bytes", "prepare_image", "predict_tensor",
     "predict_files", "saliency",
 ]
 
@@ -50,6 +50,25 @@ class ImageError(Exception):
 
 
 # --------------------------------------------------------------------------- loading images
+
+def read_image(source: str | Path | IO[bytes], channels: int = 1, name: str | None = None) -> np.ndarray:
+    """Decode an image file into pixels: float64 (h, w) for ``channels=1`` or (h, w, 3) for
+    ``channels=3``, in [0, 1], at the file's own size. Lesson 08.
+
+    The one decoder under ``load_image`` and ``data.image_folder``, so a model sees the same
+    picture when it predicts as when it was trained: a photo's EXIF rotation is applied,
+    transparent pixels are laid over white paper, 16-bit grey is scaled so that 65535 is white.
+    ``source`` is a path or a binary file object; ``name`` (default: the path) is what an
+    ``ImageError`` names when the file is not an image, is corrupt, or has colours PIL cannot
+    convert.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if name is None:
+        name = str(source) if isinstance(source, (str, Path)) else "the image"
+    with _decode(source, name) as img:
+        return _to_array(img, channels, name)
+
 
 def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
                invert: bool | str = "auto") -> torch.Tensor:
@@ -67,8 +86,7 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
         raise ImageError(f"{path}: is a directory, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
-    with _decode(path, name=str(path)) as img:
-        return prepare_image(img, input_shape, invert, name=str(path))
+    return _for_model(read_image(path, _check_shape(input_shape)[0]), input_shape, invert)
 
 
 def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
@@ -76,8 +94,7 @@ def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
     """``load_image`` for the bytes of a PNG or JPEG file (an upload widget's content). Lesson 08."""
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
-    with _decode(io.BytesIO(data), name) as img:
-        return prepare_image(img, input_shape, invert, name=name)
+    return _for_model(read_image(io.BytesIO(data), _check_shape(input_shape)[0], name), input_shape, invert)
 
 
 def _decode(source, name: str) -> Image.Image:
@@ -104,10 +121,15 @@ def prepare_image(img: Image.Image, input_shape: Sequence[int] = MNIST_SHAPE,
 
     ``name`` (the file) is what the ``ImageError`` names when PIL cannot convert the image's
     colours (e.g. a LAB TIFF) to grey or RGB."""
+    return _for_model(_to_array(img, _check_shape(input_shape)[0], name), input_shape, invert)
+
+
+def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str) -> torch.Tensor:
+    """Pixels (h, w) or (h, w, 3) in [0, 1] -> float32 (C, H, W) for the model: inverted if
+    asked, laid out like MNIST for a 28x28 grey model, else fitted into (H, W) and padded."""
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
-    x = _to_array(ImageOps.exif_transpose(img), channels, name)  # (h, w) or (h, w, 3) in [0, 1]
     digit_mode = invert == "auto" and (channels, height, width) == MNIST_SHAPE
     if invert is True or (digit_mode and _border(x).mean() > 0.5):
         x = 1.0 - x
@@ -124,23 +146,15 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return int(input_shape[0]), int(input_shape[1]), int(input_shape[2])
 
 
-def _grey_to_unit(img: Image.Image) -> np.ndarray:
-    """A 16-bit, 32-bit or float grey image ('I;16', 'I', 'F') -> float64 array (h, w) in [0, 1].
-
-    One rule for training (``data.image_folder``) and prediction (``load_image``), so a model sees
-    the same picture in both. Integer pixels are divided by 65535, the white of a 16-bit file,
-    whatever values one image happens to use: a dark 16-bit image stays dark, it is not stretched.
-    Float pixels are divided by 255, as PIL's own ``convert("L")`` reads them. Values outside
-    [0, 1] are clipped.
-    """
-    a = np.asarray(img, dtype=np.float64)
-    return np.clip(a / (255.0 if img.mode == "F" else 65535.0), 0.0, 1.0)
-
-
 def _to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
-    """PIL image of any mode -> float64 array in [0, 1]: (h, w) for grey, (h, w, 3) for RGB."""
+    """PIL image of any mode -> float64 array in [0, 1]: (h, w) for grey, (h, w, 3) for RGB,
+    turned upright by its EXIF orientation."""
+    img = ImageOps.exif_transpose(img)
     if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
-        a = _grey_to_unit(img)
+        # Integers / 65535, the white of a 16-bit file, whatever values one image happens to use:
+        # a dark 16-bit image stays dark, it is not stretched. Floats / 255, as PIL's convert("L").
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(a / (255.0 if img.mode == "F" else 65535.0), 0.0, 1.0)
         return a if channels == 1 else np.repeat(a[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")  # composite transparent pixels onto white paper

@@ -2,6 +2,7 @@
 the ImageError paths, top-k predictions, batching and saliency."""
 
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from imgrec_lib.inference import (
     ImageError, Prediction, image_from_bytes, load_image, predict_files, predict_tensor, prepare_image,
-    saliency,
+    read_image, saliency,
 )
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "imgrec_lib" / "embedded" / "mnist_5k.npz"
@@ -106,6 +107,32 @@ def test_16_bit_grey_is_always_out_of_65535_so_a_dark_image_stays_dark(tmp_path)
     Image.fromarray(a).save(tmp_path / "dark16.png")
     x = load_image(tmp_path / "dark16.png", (1, 16, 16), invert=False)
     assert float(x.max()) == pytest.approx(240 / 65535, abs=1e-6)  # not stretched to 240 / 255
+
+
+def test_read_image_gives_the_pixels_at_the_file_size(tmp_path):
+    img = Image.new("RGBA", (5, 3), (0, 0, 0, 0))  # transparent, with one red pixel
+    img.putpixel((1, 2), (255, 0, 0, 255))
+    path = tmp_path / "dot.png"
+    img.save(path)
+    grey = read_image(path)
+    assert grey.shape == (3, 5) and grey.dtype == np.float64
+    assert grey[0, 0] == 1.0 and grey[2, 1] == pytest.approx(0.299, abs=1 / 255)  # white paper, PIL's luma of red
+    rgb = read_image(path, channels=3)
+    assert rgb.shape == (3, 5, 3) and rgb[2, 1].tolist() == [1.0, 0.0, 0.0]
+    with open(path, "rb") as f:
+        np.testing.assert_array_equal(read_image(f), grey)
+    with pytest.raises(ValueError, match="channels must be 1 .* or 3"):
+        read_image(path, channels=2)
+    with pytest.raises(ImageError, match="upload.png: not an image"):
+        read_image(io.BytesIO(b"hello"), name="upload.png")
+
+
+def test_read_image_turns_a_photo_upright_by_its_exif_orientation(tmp_path):
+    img = Image.new("L", (6, 2), 0)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(tmp_path / "photo.jpg", exif=exif)
+    assert read_image(tmp_path / "photo.jpg").shape == (6, 2)
 
 
 def test_aspect_ratio_is_kept_by_padding(tmp_path):
