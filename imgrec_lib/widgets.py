@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from IPython.display import clear_output, display
 from PIL import Image, ImageFilter
 
-from . import inference
+from . import inference, optim
 from .plots import plot_history
 
 __all__ = [
@@ -296,24 +296,20 @@ SURFACES = {
 }
 
 
-def _descend(surface, start, optimizer: str, lr: float, steps: int,
-             momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> np.ndarray:
-    """The points (steps + 1, 2) that one optimizer visits; stops early once it blows up."""
-    p = np.array(start, dtype=np.float64)
-    v, m, s = np.zeros(2), np.zeros(2), np.zeros(2)
+def _descend(surface, start, optimizer: str, lr: float, steps: int) -> np.ndarray:
+    """The points (steps + 1, 2) that one optimizer of ``optim`` visits (lesson 06's steps, with
+    their default momentum and betas); stops early once it blows up."""
+    p = np.array(start, dtype=np.float64)  # updated in place by the optim steps
+    velocities, state = [], {}  # the memory of momentum and of Adam
     path = [p.copy()]
-    for t in range(1, steps + 1):
+    for _ in range(steps):
         _, g = surface(p)
         if optimizer == "gradient descent":
-            p = p - lr * g
-        elif optimizer == "momentum":  # torch.optim.SGD's form: v = mu v + g; p -= lr v
-            v = momentum * v + g
-            p = p - lr * v
-        else:  # Adam
-            m = betas[0] * m + (1 - betas[0]) * g
-            s = betas[1] * s + (1 - betas[1]) * g * g
-            m_hat, s_hat = m / (1 - betas[0] ** t), s / (1 - betas[1] ** t)
-            p = p - lr * m_hat / (np.sqrt(s_hat) + eps)
+            optim.sgd_step([p], [g], lr)
+        elif optimizer == "momentum":
+            optim.sgd_momentum_step([p], [g], velocities, lr)
+        else:
+            optim.adam_step([p], [g], state, lr)
         if not np.all(np.isfinite(p)) or np.abs(p).max() > 1e3:  # diverged: stop drawing
             break
         path.append(p.copy())
