@@ -246,16 +246,16 @@ def lab_page(browser, lab):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.route("**/*", local_only)
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(180_000)  # a cap for hangs only: every step waits on a condition
     yield page
     context.close()
 
 
 def open_notebook(page, base: str, token: str, path: str) -> None:
     page.goto(f"{base}/lab/tree/{path}?token={token}", wait_until="domcontentloaded")
-    page.wait_for_selector(f".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=180_000)
     # the kernel has started and waits: the status bar reads "Python 3 (imgrec) | Idle"
-    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(timeout=90_000)
+    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(timeout=180_000)
 
 
 def wait_until_ran(page, code_cells: int) -> None:
@@ -269,7 +269,7 @@ def wait_until_ran(page, code_cells: int) -> None:
             const failed = panel.querySelector('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]');
             return !busy && (numbered === n || failed !== null);
         }""",
-        arg=[code_cells], timeout=150_000, polling=500,
+        arg=[code_cells], timeout=300_000, polling=500,
     )
 
 
@@ -304,7 +304,7 @@ def test_jupyterlab_runs_a_solution_notebook_and_shows_a_widget(lab, lab_page):
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
         try:
-            started.first.wait_for(timeout=20_000)
+            started.first.wait_for(timeout=60_000)
             break
         except PlaywrightTimeout:
             assert attempt == 0, "Run > Run All Cells started nothing"
@@ -322,7 +322,7 @@ def test_jupyterlab_runs_a_solution_notebook_and_shows_a_widget(lab, lab_page):
     assert sum(bool(re.search(r"\[\d+\]", t)) for t in prompts) == code_cells, f"not every cell ran: {prompts}"
 
     widget = panel.locator(".jp-OutputArea-output .jupyter-widgets").first
-    widget.wait_for(state="visible", timeout=30_000)
+    widget.wait_for(state="visible", timeout=60_000)
     widget.scroll_into_view_if_needed()
     assert panel.locator(".jp-OutputArea-output .widget-slider, .jp-OutputArea-output .jupyter-widgets input").count()
     assert "Error displaying widget" not in panel.inner_text()
@@ -331,7 +331,7 @@ def test_jupyterlab_runs_a_solution_notebook_and_shows_a_widget(lab, lab_page):
     # What the kernel recorded: save from the UI and read the file back.
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^File$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Save Notebook$")).click()
-    page.wait_for_selector(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", timeout=30_000)
+    page.wait_for_selector(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", timeout=60_000)
     saved = nbformat.read(notebook_file, as_version=4)
     outputs = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"], "the saved notebook holds an error"
