@@ -5,8 +5,8 @@ Plain defaults, nanoGPT style: the fastest device that is there, unless you say 
     device = pick_device()            # 'cuda' if there is a GPU, else 'mps' (Apple), else 'cpu'
     device = pick_device("cpu")       # or 'cuda', 'cuda:1', 'mps'; the env IMGREC_DEVICE does the same
 
-Measured on a 2-core CPU without a GPU: channels_last cut the time of a training epoch of the course
-CNN on the embedded digits by 15-30% (see ``to_channels_last``), so it is used on CPU and CUDA.
+channels_last memory format is used on CPU and CUDA, where it makes a training epoch cheaper (see
+``to_channels_last``).
 """
 
 from __future__ import annotations
@@ -142,10 +142,9 @@ def to_channels_last(x_or_model: torch.Tensor | torch.nn.Module, device: str | t
     """Store a batch (N, C, H, W) or a model's weights in channels_last memory format where it helps.
 
     channels_last keeps the C values of one pixel next to each other in memory, which suits the
-    convolution kernels of oneDNN (CPU) and cuDNN (tensor cores). Measured on a 2-core CPU, an
-    epoch of the course CNN took 0.67-0.86x the time (interleaved runs, 1 and 2 threads). On MPS
-    it is left alone. Anything that
-    is not a 4-d tensor or a module (e.g. labels) comes back unchanged. Modules change in place.
+    convolution kernels of oneDNN (CPU) and cuDNN (tensor cores): an epoch of the course CNN takes
+    less time (benchmarks/HISTORY.md). On MPS it is left alone. Anything that is not a 4-d tensor
+    or a module (e.g. labels) comes back unchanged. Modules change in place.
     """
     device = _as_device(device)
     if device.type not in ("cuda", "cpu"):

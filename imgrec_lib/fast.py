@@ -35,14 +35,8 @@ from .data import as_tensors, classes_of
 from .device import autocast, eval_mode, needs_grad_scaler, pick_device, seed_everything, to_channels_last
 from .training import History, lr_at
 
-# Defaults measured on the embedded digits (4,000 train / 1,000 test) with CourseCNN on 2 CPU cores.
-# The recipe: 98.9% median over seeds 0-2 (99.0, 98.3, 98.9; seeds 3, 4: 98.7, 98.6) in about 0.9 s
-# of CPU time per epoch on one thread, 11 s for the 12 epochs. The half-width net with BatchNorm
-# after the pool costs a third of the default CourseCNN per epoch (2.9 s), and the rotations and
-# zooms make up for the smaller net. Measured alternatives (median of seeds 0-2): default CourseCNN,
-# 8 epochs, lr 3e-3, shifts only: 98.3%; the same with pool_first: 98.2-98.4% (2 seeds);
-# this net with shifts only, lr 3e-3, dropout 0.25: 98.4%; adding rotations and zooms: 98.7%;
-# 10 epochs of the recipe: 98.6%.
+# The recipe: a half-width net costs a third per epoch, and rotations and zooms make up for its size
+# (the measurements behind each default: benchmarks/HISTORY.md).
 FAST_MODEL: dict = dict(widths=(16, 32), dropout=0.1, pool_first=True)  # CourseCNN(**FAST_MODEL)
 FAST_EPOCHS = 12
 FAST_LR = 5e-3  # the peak of the one-cycle schedule (AdamW); 1e-2 was worse (default CourseCNN)

@@ -35,15 +35,14 @@ class CourseCNN(nn.Module):
 
     Each block is conv3x3 (padding 1) -> BatchNorm -> ReLU -> max-pool 2x2, so it keeps the size and
     then halves it: with the defaults 28x28 -> 14x14 -> 7x7. One conv per block (not two) trains as
-    well on the course data at a third of the cost: 97.3-97.9% on the embedded digits after the
-    default 4 epochs of ``fit`` (seeds 0-6), about 10 s on a 2-core CPU. BatchNorm lets the large
-    learning rates of the one-cycle schedule work.
+    well on the course data at a third of the cost. BatchNorm lets the large learning rates of the
+    one-cycle schedule work.
 
     ``pool_first=True`` reorders each block to conv -> max-pool -> BatchNorm -> ReLU: the same
     number of weights, but BatchNorm and ReLU run on the pooled maps, a quarter of the pixels. On a
     CPU, where these memory-bound layers take a large share of a training step, that is cheaper
-    (used by the ``fast.fit_fast`` recipe). It is kept in ``config`` only when set, so the configs
-    of the default architecture, and its checkpoints, stay as they were.
+    (used by the ``fast.fit_fast`` recipe). ``config`` names it only when set, so a default
+    model's config and checkpoint do not depend on it.
 
     Input (N, in_channels, image_size, image_size) in [0, 1]; output logits (N, num_classes).
     Works for 28x28 grey digits (the defaults) and 32x32 colour images (``in_channels=3, image_size=32``).

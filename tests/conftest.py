@@ -10,7 +10,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def one_thread(request):
-    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed (75 s -> 13 s here)."""
+    """Tiny tensors train faster on one thread, and a shared CPU is not oversubscribed."""
     if request.node.get_closest_marker("slow"):
         yield  # the real training run uses every core
         return

@@ -60,3 +60,5 @@ def test_results_md_reports_the_run(quick_run):
     assert "## Grading a synthetic class" in text and "| grading with N sandboxed workers" in text
     accuracy_row = next(line for line in text.splitlines() if line.startswith("| >= 98.5%"))
     assert accuracy_row.endswith("| not measured |"), accuracy_row  # time_to_accuracy was skipped
+    assert "## Design notes and history" in text and "[HISTORY.md](HISTORY.md)" in text
+    assert (ROOT / "benchmarks" / "HISTORY.md").is_file()
