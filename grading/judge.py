@@ -165,9 +165,10 @@ def _with_printed(printed: io.StringIO, outputs: list) -> list:
 
 
 def main() -> int:
-    """Serve the worker, one test at a time, in JSON lines: {"test": grade_id, "source": cell source,
-    "arguments": [...]} in; then, while the test runs, {"call": {"argument", "args", "kwargs"}} out
-    and {"reply": {...} or null} in, once per call of a student's function; then {"verdict": ...} out."""
+    """Serve the worker in JSON lines: {"ready": true} out once started; then, one test at a time,
+    {"test": grade_id, "source": cell source, "arguments": [...]} in; while the test runs,
+    {"call": {"argument", "args", "kwargs"}} out and {"reply": {...} or null} in, once per call of a
+    student's function; then {"verdict": ...} out."""
     out, stdin = sys.stdout, sys.stdin
     sys.stdout = sys.stderr  # a test's stray print must not break the protocol
 
@@ -182,10 +183,12 @@ def main() -> int:
             raise SystemExit(0)
         return json.loads(line).get("reply")
 
+    send({"ready": True})  # torch is imported: the worker may start the notebook
     while line := stdin.readline():
         try:
             request = json.loads(line)
-            send({"verdict": judge_cell(str(request["test"]), str(request["source"]), request.get("arguments"), call)})
+            grade_id = str(request["test"])
+            send({"test": grade_id, "verdict": judge_cell(grade_id, str(request["source"]), request.get("arguments"), call)})
         except Exception as error:  # noqa: BLE001 - a course error (a test cell the grader cannot use)
             send({"error": f"{type(error).__name__}: {error}"[:2000]})
     return 0

@@ -181,6 +181,7 @@ def test_sources(source: nbformat.NotebookNode) -> dict[str, str]:
 def assemble(staged: nbformat.NotebookNode, outputs: dict[int, list], verdicts: dict[str, dict]) -> nbformat.NotebookNode:
     """The graded notebook: sandbox outputs in the student's code cells, verdicts in the test cells."""
     nb = copy.deepcopy(staged)
+    budget = MAX_OUTPUTS
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -190,11 +191,15 @@ def assemble(staged: nbformat.NotebookNode, outputs: dict[int, list], verdicts: 
                 "traceback": ["NotGraded: this test was not checked"]}]}
             cell.outputs = [nbformat.from_dict(o) for o in verdict["outputs"]]
         else:
-            cell.outputs = [nbformat.from_dict(o) for o in _valid_outputs(outputs.get(i, []))]
+            reported = outputs.get(i, [])
+            reported = reported[: min(MAX_OUTPUTS_PER_CELL, budget)] if isinstance(reported, list) else []
+            budget -= len(reported)
+            cell.outputs = [nbformat.from_dict(o) for o in _valid_outputs(reported)]
     return nb
 
 
 _OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
+MAX_OUTPUTS_PER_CELL, MAX_OUTPUTS = 100, 1000  # outputs kept (Jupyter already merges a cell's printing into one)
 
 
 def _valid_outputs(outputs) -> list[dict]:

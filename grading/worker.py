@@ -55,7 +55,7 @@ class Judge:
 
     def __init__(self, options: Options):
         self.options, self.service, self.lock = options, None, threading.Lock()
-        self._start()  # now: it imports torch while the first sandbox runs
+        self._start()  # now: it imports torch while the caller gets the first submission ready
 
     def _start(self):
         env = sandbox.sandbox_env(self.options.limits)
@@ -64,28 +64,51 @@ class Judge:
             env["PYTHONPATH"] = str(GRADING.parent)
         self.service = sandbox.Service(command, {str(GRADING): f"{INSIDE}/grading"}, env,
                                        self.options.limits, sandboxed=self.options.sandboxed)
+        self.ready = False
+
+    def wait_until_ready(self) -> None:
+        """Block until the judge has started (it says so once its imports are done), so that a
+        notebook's first test cell does not spend its time limit waiting for it."""
+        with self.lock:
+            if self.service is None or self.service.process.poll() is not None:
+                self._start()
+            if not self.ready:
+                line = self.service.read_line(self.TIMEOUT)
+                if line is None or "ready" not in json.loads(line):
+                    self.close()
+                    raise RuntimeError("the judge did not start (see `python -m grading.judge`)")
+                self.ready = True
 
     def run_test(self, grade_id: str, source: str, arguments, call) -> dict | None:
         """The verdict on one test cell; `call(message)` relays a call of a student's function to
         the kernel and returns its reply. None if the judge did not answer in time."""
+        self.wait_until_ready()
         with self.lock:
-            if self.service is None or self.service.process.poll() is not None:
-                self._start()
-            request = {"test": grade_id, "source": source, "arguments": arguments}
-            if not self.service.send(json.dumps(request).encode()):
+            try:
+                verdict = self._converse(grade_id, source, arguments, call)
+            except BaseException:
+                self.close()  # never leave the judge in the middle of a test: the next one would be off by one
+                raise
+            if verdict is None:
                 self.close()
-                return None
-            while (line := self.service.read_line(self.TIMEOUT)) is not None:
-                message = json.loads(line)
-                if "call" in message:
-                    if not self.service.send(json.dumps({"reply": call(message["call"])}).encode()):
-                        break
-                elif "verdict" in message:
-                    return message["verdict"]
-                else:
-                    raise RuntimeError(f"the judge failed: {message.get('error')}")
-            self.close()
+            return verdict
+
+    def _converse(self, grade_id: str, source: str, arguments, call) -> dict | None:
+        request = {"test": grade_id, "source": source, "arguments": arguments}
+        if not self.service.send(json.dumps(request).encode()):
             return None
+        while (line := self.service.read_line(self.TIMEOUT)) is not None:
+            message = json.loads(line)
+            if "call" in message:
+                if not self.service.send(json.dumps({"reply": call(message["call"])}).encode()):
+                    return None
+            elif "verdict" in message and message.get("test") == grade_id:
+                return message["verdict"]
+            elif "error" in message:
+                raise RuntimeError(f"the judge failed: {message.get('error')}")
+            else:
+                return None
+        return None
 
     def close(self):
         if self.service is not None:
@@ -97,6 +120,10 @@ def failed(message: str) -> dict:
     """The verdict on a test cell that could not be checked."""
     return {"passed": False, "outputs": [{"output_type": "error", "ename": "RuntimeError", "evalue": message,
                                           "traceback": [f"RuntimeError: {message}"]}]}
+
+
+MAX_LINE = 16 * 2**20     # bytes of one event: a call's result holds at most a million numbers (~11 MB)
+MAX_BRACKETS = 100_000    # lists and dicts in one event: results and outputs are mostly base64 and text
 
 
 class Run:
@@ -113,9 +140,11 @@ class Run:
 
     def _events(self):
         while (line := self.channel.next_line()) is not None:
+            if len(line) > MAX_LINE or line.count(b"[") + line.count(b"{") > MAX_BRACKETS:
+                continue  # no event is that large or that nested: not parsed, so it costs no memory
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(event, dict):
                 yield event
@@ -187,6 +216,7 @@ def runner_env(options: Options, scratch: str) -> tuple[dict[str, str], dict[str
 
 def run_and_judge(run_nb, tests: dict[str, str], judge: Judge, options: Options) -> tuple[Run, sandbox.Result]:
     """Step 2: execute the notebook in a fresh sandbox, the judge deciding each test cell on the way."""
+    judge.wait_until_ready()
     with tempfile.TemporaryDirectory(prefix="imgrec-unsafe-") as scratch:
         binds, env = runner_env(options, scratch)
         session = sandbox.Session([sys.executable, "-m", "grading.runner"], binds, env, options.limits,
@@ -253,6 +283,7 @@ def grade(submission_path: Path, source, release, judge: Judge, options: Options
         run, result = run_and_judge(run_nb, tests, judge, options)
         why = why_stopped(result, run.done, options)
     else:
+        judge.wait_until_ready()
         connection = sandbox.Connection(runner_socket, options.limits)
         run = Run(connection, tests, judge)
         try:

@@ -180,3 +180,53 @@ def test_a_test_cell_must_end_with_a_call_of_its_test():
         judge.split_test_cell("def test_x(f):\n    pass\n\nprint('no call')\n")
     before, name, arguments, after = judge.split_test_cell(CELL + "### END HIDDEN TESTS\n")
     assert name == "test_double" and arguments == [("double", True)] and "END HIDDEN" in after
+
+
+class Lines:
+    """A sandbox's side of the conversation, scripted: the lines it sends, what it was sent."""
+
+    def __init__(self, lines: list[bytes]):
+        self.lines, self.sent = list(lines), []
+
+    def send(self, data: bytes, *, last: bool = False) -> bool:
+        self.sent.append(data)
+        return True
+
+    def next_line(self):
+        return self.lines.pop(0) if self.lines else None
+
+
+def test_a_sandbox_cannot_make_the_worker_parse_a_huge_or_deep_line_or_keep_a_thousand_outputs():
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from grading import worker
+
+    cell = {"output_type": "stream", "name": "stdout", "text": "x\n"}
+    lines = [b"[" * 5000 + b"\n", b"[" + b"[]," * 200_000 + b"[]]\n", b"{" + b" " * (17 * 2**20) + b"}\n",
+             json.dumps({"cell": 0, "outputs": [cell] * 5000}).encode() + b"\n", b'{"done": "ok"}\n']
+    run = worker.Run(Lines(lines), {}, judge=None)
+    run.go({"cells": []})
+    assert run.done == "ok" and len(run.outputs[0]) == 5000
+    graded = notebooks.assemble(new_notebook(cells=[new_code_cell("print('x')")]), run.outputs, {})
+    assert len(graded.cells[0].outputs) == notebooks.MAX_OUTPUTS_PER_CELL
+
+
+def test_a_judge_left_in_the_middle_of_a_test_is_restarted_not_reused():
+    """A call that fails in the worker (a reply it could not handle) must not leave the judge
+    waiting for that reply: the next test would read its request as the reply."""
+    from grading import worker
+
+    judge_ = worker.Judge(worker.Options(sandboxed=False))
+    try:
+        def broken(call):
+            raise RecursionError("a reply nested too deeply")
+
+        with pytest.raises(RecursionError):
+            judge_.run_test("test_x", CELL, [{"source": "double", "function": True}], broken)
+        before, _, arguments, _ = judge.split_test_cell(CELL)
+        _, functions = serve.arguments_of(notebooks.probes_of(before, arguments), arguments, {"double": right})
+        verdict = judge_.run_test("test_x", CELL, [{"source": "double", "function": True}],
+                                  lambda call: through_json(serve.answer(functions, through_json(call))))
+        assert verdict["passed"], verdict
+    finally:
+        judge_.close()
