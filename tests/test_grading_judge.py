@@ -196,13 +196,14 @@ class Lines:
         return self.lines.pop(0) if self.lines else None
 
 
-def test_a_sandbox_cannot_make_the_worker_parse_a_huge_or_deep_line_or_keep_a_thousand_outputs():
+def test_a_sandbox_cannot_make_the_worker_parse_a_deep_line_or_millions_of_items_or_keep_a_thousand_outputs():
     from nbformat.v4 import new_code_cell, new_notebook
 
     from grading import worker
 
     cell = {"output_type": "stream", "name": "stdout", "text": "x\n"}
-    lines = [b"[" * 5000 + b"\n", b"[" + b"[]," * 200_000 + b"[]]\n", b"{" + b" " * (17 * 2**20) + b"}\n",
+    lines = [b"[" * 5000 + b"\n", b"[" + b"[]," * 400_000 + b"[]]\n", b"[" + b"0," * 1_200_000 + b"0]\n",
+             b'{"text": "' + b"y" * (20 * 2**20) + b'"}\n',
              json.dumps({"cell": 0, "outputs": [cell] * 5000}).encode() + b"\n", b'{"done": "ok"}\n']
     run = worker.Run(Lines(lines), {}, judge=None)
     run.go({"cells": []})
