@@ -265,10 +265,6 @@ class Service:
         self.pending = bytearray(rest)
         return line + b"\n"
 
-    def ask(self, line: bytes, timeout: float) -> bytes | None:
-        """Send one line, return the reply line (or None)."""
-        return self.read_line(timeout) if self.send(line) else None
-
     def close(self) -> None:
         _kill(self.process)
         self.process.wait()

@@ -280,7 +280,6 @@ def grade(submission_path: Path, source, release, judge: Judge, options: Options
     run_nb, tests = notebooks.to_run(staged), notebooks.test_sources(source)
     if runner_socket is None:
         run, result = run_and_judge(run_nb, tests, judge, options)
-        why = why_stopped(result, run.done, options)
     else:
         judge.wait_until_ready()
         connection = sandbox.Connection(runner_socket, options.limits)
@@ -289,7 +288,7 @@ def grade(submission_path: Path, source, release, judge: Judge, options: Options
             run.go(run_nb)
         finally:
             result = connection.close()
-        why = why_stopped(result, run.done, options)
+    why = why_stopped(result, run.done, options)
     report: dict = {"notes": []}
     graded = finish(submission, staged, source, release, run, why, options, report)
     report.update(seconds=round(time.monotonic() - started, 2), sandbox_seconds=round(result.seconds, 2))
