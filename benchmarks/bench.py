@@ -7,15 +7,15 @@
 Every figure is a median of repeated runs or a ratio of two figures measured in this same run, and
 the JSON names the machine it ran on. Sections (``--skip`` takes their names):
 
-    time_to_accuracy  fit_fast on the embedded digits, 3 seeds: training seconds to >= 98.5% test accuracy
-    throughput        training images/s of CourseCNN: training.fit (DataLoader) vs fit_fast (tensors)
+    time_to_accuracy  the fast recipe on the embedded digits, 3 seeds: training seconds to >= 98.5% test accuracy
+    throughput        training images/s of CourseCNN: fit's two batch sources, DataLoader vs tensors on the device
     conv              imgrec_lib.conv (NumPy) vs torch.nn.functional.conv2d, forward and backward
     inference         single-image latency and batched throughput of CourseCNN
     notebooks         seconds to execute each solutions/*/*.ipynb with nbclient, and the total
     grading           a synthetic class graded by plain serial `nbgrader autograde` and by `make autograde`'s
                       sandboxed path with 1 and N workers (submissions per minute), and the sandbox's own
                       cost per submission (the same path with --unsafe-no-sandbox)
-    mnist             (CUDA only, if the full MNIST is on disk under data/) fit_fast to 99% test accuracy
+    mnist             (CUDA only, if the full MNIST is on disk under data/) fit, data on the device, to 99% test accuracy
 
 Progress goes to stderr, the JSON to stdout and to benchmarks/results.json.
 """
@@ -40,14 +40,14 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 
-from imgrec_lib import conv, fast, training  # noqa: E402
+from imgrec_lib import conv, training  # noqa: E402
 from imgrec_lib.data import as_tensors, digits  # noqa: E402
 from imgrec_lib.device import pick_device, seed_everything, to_channels_last  # noqa: E402
 from imgrec_lib.models import CourseCNN  # noqa: E402
 
 SECTIONS = ("time_to_accuracy", "throughput", "conv", "inference", "notebooks", "grading", "mnist")
 TARGETS = {  # what the course promises on a 2-core CPU (where each came from: HISTORY.md)
-    "accuracy": 0.985,  # median test accuracy of fit_fast over 3 seeds ...
+    "accuracy": 0.985,  # median test accuracy of the fast recipe over 3 seeds ...
     "train_seconds": 15.0,  # ... within this many seconds of training
     "conv_forward_ratio": 3.0,  # NumPy conv2d forward at most this many times slower than PyTorch
     "notebooks_seconds": 240.0,  # the whole course executes within 4 minutes
@@ -110,13 +110,14 @@ def machine() -> dict:
 
 
 def bench_time_to_accuracy(seeds: list[int], target: float = TARGETS["accuracy"]) -> dict:
-    """fit_fast with its defaults on the embedded digits, one run per seed."""
+    """``RECIPES["fast"]`` on the embedded digits, one run per seed."""
     train, test = digits("train"), digits("test")
+    recipe = training.RECIPES["fast"]
     runs = []
     for seed in seeds:
         seed_everything(seed)
-        net = CourseCNN(**fast.FAST_MODEL)
-        history = fast.fit_fast(net, train, test, seed=seed, progress=False)
+        net = CourseCNN(**recipe["model"])
+        history = training.fit(net, train, test, seed=seed, progress=False, **recipe["fit"])
         seconds = list(np.cumsum(history.epoch_seconds))
         reached = [s for s, acc in zip(seconds, history.test_accuracy) if acc >= target]
         runs.append({
@@ -129,10 +130,8 @@ def bench_time_to_accuracy(seeds: list[int], target: float = TARGETS["accuracy"]
         log(f"time to accuracy, seed {seed}: {runs[-1]['final_accuracy']:.2%} in {seconds[-1]:.1f} s")
     return {
         "target_accuracy": target,
-        "model": dict(fast.FAST_MODEL),
-        "recipe": {"epochs": fast.FAST_EPOCHS, "lr": fast.FAST_LR, "batch_size": fast.FAST_BATCH_SIZE,
-                   "shift": 2, "degrees": fast.FAST_DEGREES, "scale": fast.FAST_SCALE,
-                   "label_smoothing": 0.1, "schedule": "onecycle", "optimizer": "AdamW"},
+        "model": dict(recipe["model"]),
+        "recipe": {k: (repr(v) if k == "augment" else v) for k, v in recipe["fit"].items()},
         "median_final_accuracy": statistics.median(r["final_accuracy"] for r in runs),
         "median_train_seconds": statistics.median(r["train_seconds"] for r in runs),
         "seeds_reaching_target": sum(r["seconds_to_target"] is not None for r in runs),
@@ -141,39 +140,33 @@ def bench_time_to_accuracy(seeds: list[int], target: float = TARGETS["accuracy"]
 
 
 def bench_throughput(epochs: int) -> dict:
-    """Training images/s of the default CourseCNN, batch 128: the DataLoader loop vs fit_fast.
+    """Training images/s of the default CourseCNN, batch 128, through ``fit``'s two batch sources.
 
     Each is one run of ``epochs`` epochs without a test set; the figure is the median over the
-    epochs after the first (which pays for warming up). Same model, batch size and device.
-    fit_fast is timed twice: as the recipe uses it (random shifts, rotations and zooms every step)
-    and with augmentation off, which is the same work per step as ``training.fit``; the speed-up
-    compares the latter.
+    epochs after the first (which pays for warming up). Same model, batch size and device: a
+    DataLoader collating image by image, the whole set as tensors on the device (the same work per
+    step), and the latter with the fast recipe's augmentation (random shifts, rotations and zooms).
     """
     train = digits("train")
-    n = len(train) // 128 * 128  # both drop the last partial batch
+    n = len(train) // 128 * 128  # the last partial batch is dropped
 
-    def images_per_second(history: training.History) -> float:
+    def images_per_second(**options) -> float:
+        seed_everything(0)
+        history = training.fit(CourseCNN(), train, epochs=epochs, batch_size=128, progress=False, **options)
         return n / statistics.median(history.epoch_seconds[1:])
 
-    seed_everything(0)
-    eager = images_per_second(training.fit(CourseCNN(), train, epochs=epochs, batch_size=128, progress=False))
-    log(f"throughput, training.fit: {eager:,.0f} images/s")
-    seed_everything(0)
-    quick = images_per_second(fast.fit_fast(CourseCNN(), train, epochs=epochs, batch_size=128, progress=False))
-    log(f"throughput, fit_fast with augmentation: {quick:,.0f} images/s")
-    seed_everything(0)
-    plain = images_per_second(fast.fit_fast(CourseCNN(), train, epochs=epochs, batch_size=128, shift=0,
-                                            degrees=0, scale=0, progress=False))
-    log(f"throughput, fit_fast without augmentation: {plain:,.0f} images/s")
+    loader = images_per_second()
+    log(f"throughput, DataLoader: {loader:,.0f} images/s")
+    on_device = images_per_second(on_device=True)
+    log(f"throughput, tensors on the device: {on_device:,.0f} images/s")
+    augmented = images_per_second(on_device=True, augment=training.RECIPES["fast"]["fit"]["augment"])
+    log(f"throughput, tensors on the device with augmentation: {augmented:,.0f} images/s")
     result = {"device": str(pick_device()), "batch_size": 128, "epochs_timed": epochs - 1,
-              "fit_images_per_s": eager, "fit_fast_images_per_s": quick,
-              "fit_fast_no_augmentation_images_per_s": plain, "speedup": plain / eager}
+              "dataloader_images_per_s": loader, "on_device_images_per_s": on_device,
+              "on_device_augmented_images_per_s": augmented, "speedup": on_device / loader}
     if torch.cuda.is_available():  # torch.compile pays on a GPU; on a small CPU its compile time does not
-        seed_everything(0)
-        compiled = images_per_second(fast.fit_fast(CourseCNN(), train, epochs=epochs, batch_size=128,
-                                                   compile=True, progress=False))
-        result["fit_fast_compiled_images_per_s"] = compiled
-        log(f"throughput, fit_fast compiled: {compiled:,.0f} images/s")
+        result["on_device_compiled_images_per_s"] = compiled = images_per_second(on_device=True, compile=True)
+        log(f"throughput, tensors on the device, compiled: {compiled:,.0f} images/s")
     return result
 
 
@@ -357,7 +350,7 @@ def bench_grading(lessons: dict[str, int], workers: int) -> dict:
 
 
 def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
-    """On CUDA, with the full MNIST on disk: fit_fast to 99% test accuracy (the GPU record recipe)."""
+    """On CUDA, with the full MNIST on disk: fit with the data on the device to 99% test accuracy."""
     if not torch.cuda.is_available():
         return {"skipped": "needs a CUDA GPU"}
     from imgrec_lib.data import DataError, torchvision_dataset
@@ -372,8 +365,9 @@ def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
     runs = []
     for seed in (0, 1, 2):
         seed_everything(seed)
-        history = fast.fit_fast(CourseCNN(), (X, y), (X_test, y_test), epochs=3, batch_size=512, lr=1e-2,
-                                seed=seed, progress=False)
+        history = training.fit(CourseCNN(), (X, y), (X_test, y_test), epochs=3, batch_size=512, lr=1e-2,
+                               weight_decay=5e-4, label_smoothing=0.1, augment=training.RECIPES["fast"]["fit"]["augment"],
+                               seed=seed, progress=False)
         seconds = list(np.cumsum(history.epoch_seconds))
         reached = [s for s, acc in zip(seconds, history.test_accuracy) if acc >= target]
         runs.append({"seed": seed, "final_accuracy": history.test_accuracy[-1], "train_seconds": seconds[-1],
@@ -405,7 +399,7 @@ def check_targets(results: dict) -> dict:
 
 
 WHAT_WAS_TRIED = """\
-- The fast path (`imgrec_lib.fast.fit_fast`) holds the 4,000 digits as one tensor, draws batches by an
+- The fast recipe (`training.RECIPES["fast"]`) holds the 4,000 digits as one tensor on the device, draws batches by an
   index permutation, moves each image by up to 2 pixels with one gather and rotates/zooms it a little
   (up to 10 degrees, 0.9-1.1) with one `affine_grid`, uses channels_last, a one-cycle schedule, label
   smoothing 0.1 and AdamW with a little weight decay. The model is `CourseCNN(widths=(16, 32),
@@ -480,7 +474,7 @@ def write_results_md(results: dict, path: Path) -> None:
         lines += [f"| {name.replace('_', ' ')} | {sec:.1f} | {g['submissions_per_minute'][name]:.1f} |"
                   for name, sec in g["seconds"].items()]
     if tta:
-        lines += ["", "## Time to accuracy (fit_fast, embedded digits, 4,000 train / 1,000 test)", "",
+        lines += ["", "## Time to accuracy (the fast recipe, embedded digits, 4,000 train / 1,000 test)", "",
                   f"Model `CourseCNN(**{tta['model']})`, recipe {tta['recipe']}.", "",
                   "| seed | final test accuracy | training seconds | seconds to >= target |", "|---|---|---|---|"]
         lines += [f"| {r['seed']} | {r['final_accuracy']:.2%} | {r['train_seconds']:.1f} | {_fmt(r['seconds_to_target'])} |"
@@ -488,15 +482,14 @@ def write_results_md(results: dict, path: Path) -> None:
     t = results.get("throughput")
     if t:
         lines += ["", f"## Training throughput (CourseCNN, batch {t['batch_size']}, {t['device']})", "",
-                  "| loop | images/s |", "|---|---|",
-                  f"| `training.fit` (DataLoader) | {t['fit_images_per_s']:,.0f} |",
-                  f"| `fast.fit_fast`, augmentation off (tensors on the device, channels_last) | "
-                  f"{t['fit_fast_no_augmentation_images_per_s']:,.0f} |",
-                  f"| `fast.fit_fast` as the recipe runs it (+ random shifts, rotations, zooms) | "
-                  f"{t['fit_fast_images_per_s']:,.0f} |"]
-        if "fit_fast_compiled_images_per_s" in t:
-            lines.append(f"| `fast.fit_fast(compile=True)` | {t['fit_fast_compiled_images_per_s']:,.0f} |")
-        lines.append(f"| speed-up of fit_fast (same work per step) | {t['speedup']:.2f}x |")
+                  "| batches from | images/s |", "|---|---|",
+                  f"| a `DataLoader` (image by image) | {t['dataloader_images_per_s']:,.0f} |",
+                  f"| tensors on the device (`on_device=True`, channels_last) | {t['on_device_images_per_s']:,.0f} |",
+                  f"| tensors on the device + the fast recipe's shifts, rotations, zooms | "
+                  f"{t['on_device_augmented_images_per_s']:,.0f} |"]
+        if "on_device_compiled_images_per_s" in t:
+            lines.append(f"| tensors on the device, `compile=True` | {t['on_device_compiled_images_per_s']:,.0f} |")
+        lines.append(f"| speed-up of the tensors on the device (same work per step) | {t['speedup']:.2f}x |")
     if c:
         lines += ["", f"## Convolution: NumPy vs PyTorch (CPU, float32, {c['torch_threads']} torch threads)", "",
                   "| what | NumPy ms | PyTorch ms | ratio |", "|---|---|---|---|",
@@ -520,7 +513,7 @@ def write_results_md(results: dict, path: Path) -> None:
         lines.append(f"| **total** | **{nb['total_seconds']:.1f}** | |")
     mn = results.get("mnist")
     if mn:
-        lines += ["", "## Full MNIST on a GPU (fit_fast)", ""]
+        lines += ["", "## Full MNIST on a GPU (data on the device)", ""]
         lines.append(f"- skipped: {mn['skipped']}" if "skipped" in mn else
                      f"- median {mn['median_final_accuracy']:.2%} in {mn['median_train_seconds']:.1f} s of training")
     lines += ["", "## Design notes and history", "",

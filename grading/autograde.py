@@ -65,6 +65,17 @@ def submissions(submitted: Path) -> dict[tuple[str, str], list[Path]]:
     return found
 
 
+def interleaved(todo: list[tuple[str, str, Path]]) -> list[tuple[str, str, Path]]:
+    """One submission of each lesson in turn, so that a lesson of long notebooks is spread over the
+    run instead of left to the end, where one worker would grade it while the others wait."""
+    turn: dict[str, int] = {}
+    position = []
+    for lesson, _, _ in todo:
+        turn[lesson] = turn.get(lesson, -1) + 1
+        position.append(turn[lesson])
+    return [item for _, item in sorted(zip(position, todo), key=lambda pair: (pair[0], pair[1][0]))]
+
+
 def register(lessons: list[str], quiet: bool = False) -> None:
     """Put lessons that the gradebook does not know yet into it, without touching lessons/."""
     from nbgrader.api import Gradebook
@@ -172,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             gradebook.update_or_create_student(student)
     register(lessons)
 
-    todo = [(lesson, student, path) for (lesson, student), paths in sorted(found.items())
-            if (lesson, student) not in not_graded for path in paths
-            if args.force or not Path("autograded", student, lesson).exists()]
+    todo = interleaved([(lesson, student, path) for (lesson, student), paths in sorted(found.items())
+                        if (lesson, student) not in not_graded for path in paths
+                        if args.force or not Path("autograded", student, lesson).exists()])
     options = worker.Options(cell_timeout=cell_timeout(args.timeout), sandboxed=not args.unsafe_no_sandbox,
                              model=args.model if args.model.is_file() else None,
                              zero_reference_copies=args.zero_reference_copies,

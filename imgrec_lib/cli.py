@@ -43,14 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
     train.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the library's)")
     train.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the library's)")
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--batch-size", type=int, default=None, help="images per step (default: 128)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.add_argument("--force", action="store_true",
                        help="replace an existing --checkpoint (without it, train refuses to overwrite one)")
     train.add_argument("--fast", action="store_true",
-                       help="the fast path (imgrec_lib.fast): data as tensors on the device, random shifts, "
-                            "label smoothing")
+                       help="the fast recipe (imgrec_lib.training.RECIPES['fast']): a half-width CourseCNN, data "
+                            "as tensors on the device, random shifts, rotations and zooms, label smoothing")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     common(train)
 
@@ -73,10 +73,9 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from . import checkpoint, data, fast, models, training
+    from . import checkpoint, data, models, training
 
-    if args.fast and args.resume:
-        raise ValueError("--resume works with the standard loop only: drop --fast or --resume")
+    recipe = training.RECIPES["fast" if args.fast else "default"]
     _positive("epochs", args.epochs)
     _positive("lr", args.lr)
     _positive("batch-size", args.batch_size)
@@ -88,7 +87,9 @@ def train(args: argparse.Namespace) -> int:
               f"model: its test accuracy only says how well it learned them by heart. For an honest figure "
               f"put some images of each class into {folder / 'test'}/<class>/ and the rest into "
               f"{folder / 'train'}/<class>/.", file=sys.stderr)
-    epochs = args.epochs or (fast.FAST_EPOCHS if args.fast else training.DEFAULT_EPOCHS)
+    given = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    options = dict(recipe["fit"], **{name: value for name, value in given.items() if value is not None})
+    epochs = options["epochs"]
     if args.resume:
         done = checkpoint.load_checkpoint(args.checkpoint).get("epoch", 0)
         if done >= epochs:
@@ -99,25 +100,13 @@ def train(args: argparse.Namespace) -> int:
                          f"further, or another --checkpoint")
     image, _ = train_data[0]
     channels, height, _ = image.shape
-    recipe = fast.FAST_MODEL if args.fast and args.model == "course_cnn" else {}
     net = models.build_model(args.model, in_channels=channels, num_classes=len(data.classes_of(train_data)),
-                             image_size=height, **recipe)
+                             image_size=height, **(recipe["model"] if args.model == "course_cnn" else {}))
     print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}: "
           f"{len(train_data):,} train / {len(test_data):,} test images")
-    if args.fast:
-        history = fast.fit_fast(
-            net, train_data, test_data,
-            epochs=epochs, lr=args.lr or fast.FAST_LR,
-            batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
-            progress=not args.quiet, seed=args.seed,
-        )
-    else:
-        history = training.fit(
-            net, train_data, test_data,
-            epochs=epochs, lr=args.lr or training.DEFAULT_LR,
-            batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
-            resume=args.resume, progress=not args.quiet, seed=args.seed,
-        )
+    history = training.fit(net, train_data, test_data, device=args.device,
+                           checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet,
+                           seed=args.seed, **options)
     print(f"test accuracy {history.test_accuracy[-1]:.2%} after {len(history.train_loss)} epochs "
           f"({sum(history.epoch_seconds):.1f} s); checkpoint saved to {args.checkpoint}")
     return EXIT_OK

@@ -1,11 +1,15 @@
-"""The training loop: ``fit``, ``evaluate``, ``predict_batches``. Lesson 07.
+"""The training loop: ``fit``, ``evaluate``, ``predict_batches``, and the recipes. Lesson 07.
 
     history = fit(net, digits("train"), digits("test"))     # CourseCNN: >= 97% in about 10 s on a CPU
     evaluate(net, digits("test"))                            # {"loss": 0.06, "accuracy": 0.98}
 
-One loop, read top to bottom: Adam(W), cross-entropy, a learning-rate schedule that is a plain
-function of the step (like nanoGPT's ``get_lr``), mixed precision on a GPU, a checkpoint after
-each epoch, and ``resume=True`` to go on from it.
+    recipe = RECIPES["fast"]                                 # the fast recipe: 98.5-99% in 12 short epochs
+    history = fit(CourseCNN(**recipe["model"]), digits("train"), digits("test"), **recipe["fit"])
+
+One loop, read top to bottom: batches (from a ``DataLoader``, or from the whole data set held as
+tensors on the device), optional augmentation of each batch, Adam(W) on cross-entropy, a
+learning-rate schedule that is a plain function of the step (like nanoGPT's ``get_lr``), mixed
+precision on a GPU, a checkpoint after each epoch, and ``resume=True`` to go on from it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable
+from typing import Callable, Iterator, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +27,27 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import check_writable, load_checkpoint, load_weights, save_checkpoint
-from .data import classes_of
+from .augment import Augment
+from .data import as_tensors, classes_of
 from .device import (autocast, eval_mode, model_device, needs_grad_scaler, pick_device, seed_everything,
                      to_channels_last)
 
 DEFAULT_EPOCHS = 4  # CourseCNN on the embedded digits: 97.3-97.9% test accuracy (seeds 0-6), ~10 s on 2 CPU cores
 DEFAULT_LR = 3e-3  # the peak learning rate of the one-cycle schedule (1e-3 is the usual Adam default)
 SCHEDULES = ("onecycle", "cosine", "constant")
+
+# Recipes as data: the model's arguments (for ``CourseCNN``) and ``fit``'s. "fast": a half-width net
+# costs a third per epoch; shifts, rotations and zooms make up for its size; the data stay on the
+# device (the measurements behind each number: benchmarks/HISTORY.md).
+RECIPES: dict[str, dict[str, dict]] = {
+    "default": {"model": {}, "fit": dict(epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR)},
+    "fast": {"model": dict(widths=(16, 32), dropout=0.1, pool_first=True),
+             "fit": dict(epochs=12, lr=5e-3, weight_decay=5e-4, label_smoothing=0.1, on_device=True,
+                         augment=Augment(shift=2, degrees=10.0, scale=0.1))},
+}
+
+TensorPair = tuple[torch.Tensor, torch.Tensor]
+Data = Union[Dataset, TensorPair]  # a Dataset of (image (C, H, W), label), or (X (N, C, H, W), y (N,))
 
 
 @dataclass
@@ -83,8 +101,10 @@ def lr_at(step: int, total_steps: int, lr: float, schedule: str = "onecycle") ->
     return cos_between(lr, lr / 25e4, (step - peak) / max(last - peak, 1e-12))
 
 
-def _known_labels(data: Dataset) -> torch.Tensor | None:
+def _known_labels(data: Data) -> torch.Tensor | None:
     """All labels of a data set when it keeps them in a tensor or list, without loading images."""
+    if isinstance(data, (tuple, list)):
+        return data[1]
     if isinstance(data, Subset):
         labels = _known_labels(data.dataset)
         return None if labels is None else labels[torch.as_tensor(list(data.indices), dtype=torch.long)]
@@ -108,14 +128,14 @@ def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
         )
 
 
-def _check_data(model: nn.Module, data: Dataset, device: torch.device, what: str) -> tuple[int, tuple]:
+def _check_data(model: nn.Module, data: Data, device: torch.device, what: str) -> tuple[int, tuple]:
     """Fail early with a clear ValueError; return (number of model outputs, input shape (C, H, W))."""
-    if len(data) == 0:
+    if len(data) == 0 or (isinstance(data, (tuple, list)) and len(data[0]) == 0):
         raise ValueError(f"the {what} data set is empty: check the path or the split you loaded")
-    x, _ = next(iter(DataLoader(data, batch_size=min(len(data), 4))))
+    x, _ = next(batches(data, 4, device))
     try:
         with eval_mode(model), torch.no_grad(), autocast(device):  # no BatchNorm statistics from the trial batch
-            out = model(to_channels_last(x.to(device), device))
+            out = model(to_channels_last(x, device))
     except (RuntimeError, ValueError, TypeError) as err:
         raise ValueError(
             f"the model cannot take the {what} images: a batch of shape {tuple(x.shape)} ({x.dtype}) gave "
@@ -129,14 +149,60 @@ def _check_data(model: nn.Module, data: Dataset, device: torch.device, what: str
     return out.shape[1], tuple(x.shape[1:])
 
 
-def _loader(data: Dataset, batch_size: int, device: torch.device, **kwargs) -> DataLoader:
-    return DataLoader(data, batch_size=batch_size, num_workers=0, pin_memory=device.type == "cuda", **kwargs)
+def tensors_on(data: Data, device: torch.device, what: str = "training") -> TensorPair:
+    """The whole data set as one pair ``(X float32 (N, C, H, W), y int64 (N,))`` on ``device``.
+
+    Stacked and moved once, so that a batch is one indexing ``X[idx]`` with no Python work per image.
+    """
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(f"the {what} data should be a Dataset or a pair (X, y), got {len(data)} items")
+        X, y = (torch.as_tensor(t) for t in data)
+    else:
+        if len(data) == 0:
+            raise ValueError(f"the {what} data set is empty: check the path or the split you loaded")
+        X, y = as_tensors(data)
+    if X.dim() != 4:
+        raise ValueError(f"expected {what} images of shape (N, C, H, W), got {tuple(X.shape)}")
+    if y.dim() != 1 or len(y) != len(X):
+        raise ValueError(f"expected {what} labels of shape ({len(X)},) for {len(X)} images, got {tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(f"the {what} labels must be integer class indices, got dtype {y.dtype}")
+    if not X.dtype.is_floating_point:
+        raise ValueError(f"the {what} images hold integers ({X.dtype}, e.g. pixel values 0-255): "
+                         "pass floats in [0, 1], e.g. X.float() / 255")
+    return to_channels_last(X.float().to(device), device), y.long().to(device)
+
+
+def batches(data: Data, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
+            drop_last: bool = False) -> Iterator[TensorPair]:
+    """Batches ``(X, y)`` on ``device``, in order, or shuffled by ``generator`` when one is given.
+
+    From a pair of tensors a batch is ``X[idx]``; from a Dataset, a ``DataLoader`` collates it image
+    by image (general: any data set, any transform, but Python work for every image). Both take
+    the same order from the same generator.
+    """
+    pair = isinstance(data, (tuple, list))
+    n = len(data[0]) if pair else len(data)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if not pair:
+        loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist(), drop_last=drop_last,
+                            num_workers=0, pin_memory=device.type == "cuda")
+        for X, y in loader:
+            yield X.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True).long()
+        return
+    X, y = data
+    order = order.to(X.device)
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        idx = order[i:i + batch_size]
+        yield X[idx].to(device), y[idx].to(device).long()
 
 
 def fit(
     model: nn.Module,
-    train_data: Dataset,
-    test_data: Dataset | None = None,
+    train_data: Data,
+    test_data: Data | None = None,
     epochs: int = DEFAULT_EPOCHS,
     lr: float = DEFAULT_LR,
     batch_size: int = 128,
@@ -146,23 +212,30 @@ def fit(
     resume: bool = False,
     schedule: str = "onecycle",
     label_smoothing: float = 0.0,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    on_device: bool = False,
+    compile: bool = False,
     progress: bool = True,
     seed: int = 0,
     on_epoch_end: Callable[[int, History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for ``epochs`` epochs; return the ``History``. Lesson 07.
 
-    ``train_data`` / ``test_data`` yield ``(image (C, H, W), label)``. The model is moved to
-    ``device`` (default: ``pick_device()``) and trained in place with AdamW (Adam when
-    ``weight_decay=0``) and cross-entropy; ``lr`` is the peak of the ``schedule``. After each epoch
-    the model is evaluated on ``test_data``, ``on_epoch_end(epoch, history)`` is called (epoch
-    counts from 1), and with ``checkpoint`` a path, a checkpoint is saved there.
+    ``train_data`` / ``test_data``: a Dataset of ``(image (C, H, W), label)`` (e.g. ``digits("train")``)
+    or a pair of tensors ``(X (N, C, H, W), y (N,))``. With ``on_device=True`` (or a pair) the whole
+    set is stacked and moved to ``device`` once and a batch is an index into it; otherwise a
+    ``DataLoader`` brings each batch. The model is moved to ``device`` (default: ``pick_device()``)
+    and trained in place with AdamW (Adam when ``weight_decay=0``) and cross-entropy with
+    ``label_smoothing``; ``lr`` is the peak of the ``schedule`` (see ``lr_at``). ``augment(X,
+    generator)``, e.g. ``augment.Augment(shift=2)``, changes each training batch on the device.
+    ``compile=True`` runs the model through ``torch.compile``.
 
+    After each epoch the model is evaluated on ``test_data``, ``on_epoch_end(epoch, history)`` is
+    called (epoch counts from 1), and with ``checkpoint`` a path, a checkpoint is saved there.
     ``resume=True`` loads that checkpoint (weights, optimizer, history) and trains only the epochs
-    still missing up to ``epochs``. Each epoch is seeded from ``seed`` and its number, so a resumed
-    run on a CPU gives the same weights as one that never stopped (this reseeds the global random
-    generators). If ``epochs`` differs from the interrupted run's, the learning rate follows the
-    schedule of the new length from there on. ``epoch_seconds`` include the evaluation.
+    still missing up to ``epochs``. Each epoch is seeded from ``seed`` and its number (shuffling,
+    augmentation, dropout), so a resumed run on a CPU gives the same weights as one that never
+    stopped (this reseeds the global random generators). ``epoch_seconds`` count training only.
 
     Raises ``ValueError`` before training when a data set is empty, a label does not fit the
     model's outputs, or the model cannot take the images.
@@ -176,14 +249,20 @@ def fit(
     if checkpoint is not None:
         check_writable(checkpoint)  # a bad path fails now, not after the first epoch
     device = pick_device(device)
+    named = train_data  # a data set's class names, for the checkpoint
+    if on_device or isinstance(train_data, (tuple, list)):
+        train_data = tensors_on(train_data, device, "training")
+        if test_data is not None:
+            test_data = tensors_on(test_data, device, "test")
     model.to(device)
     to_channels_last(model, device)
 
     num_classes, input_shape = _check_data(model, train_data, device, "training")
     if test_data is not None:
         _check_data(model, test_data, device, "test")
-    classes = classes_of(train_data, num_classes)
+    classes = classes_of(named, num_classes)
 
+    net = torch.compile(model) if compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device))
     history, start_epoch = History(), 0
@@ -199,27 +278,28 @@ def fit(
         history = History.from_dict(saved.get("history", {}))
         start_epoch = int(saved.get("epoch", len(history)))
 
-    drop_last = len(train_data) > batch_size  # equal batches: a last batch of 1 would break BatchNorm
-    steps_per_epoch = len(train_data) // batch_size if drop_last else 1
+    n = len(train_data[0]) if isinstance(train_data, tuple) else len(train_data)
+    batch_size = min(batch_size, n)
+    steps_per_epoch = n // batch_size  # equal batches, the last partial one dropped: a batch of 1 breaks BatchNorm
     total_steps = epochs * steps_per_epoch
     bar = tqdm(total=total_steps, initial=min(start_epoch, epochs) * steps_per_epoch, disable=not progress,
                desc="training", unit="batch", dynamic_ncols=True)
     for epoch in range(start_epoch, epochs):
-        seed_everything(seed * 10_000 + epoch)  # shuffling and dropout of this epoch, also after a resume
-        loader = _loader(train_data, batch_size, device, shuffle=True, drop_last=drop_last,
-                         generator=torch.Generator().manual_seed(seed * 10_000 + epoch))
+        seed_everything(seed * 10_000 + epoch)  # dropout of this epoch, also after a resume
+        generator = torch.Generator().manual_seed(seed * 10_000 + epoch)  # shuffling and augmentation
         model.train()
         start = time.perf_counter()
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for i, (X, y) in enumerate(loader):
+        for i, (X, y) in enumerate(batches(train_data, batch_size, device, generator, drop_last=True)):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, lr, schedule)
             _check_labels(y, num_classes, "training")  # for data sets whose labels we could not see upfront
-            X = to_channels_last(X.to(device, non_blocking=True), device)
-            y = y.to(device, non_blocking=True).long()
+            if augment is not None:
+                X = augment(X, generator)
+            X = to_channels_last(X, device)
             with autocast(device):
-                y_hat = model(X)
+                y_hat = net(X)
             loss = F.cross_entropy(y_hat.float(), y, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -236,11 +316,11 @@ def fit(
         history.train_loss.append(loss_sum.item() / seen)
         history.train_accuracy.append(correct.item() / seen)
         history.lr.append(optimizer.param_groups[0]["lr"])
+        history.epoch_seconds.append(time.perf_counter() - start)
         if test_data is not None:
             metrics = evaluate(model, test_data, device=device)
             history.test_loss.append(metrics["loss"])
             history.test_accuracy.append(metrics["accuracy"])
-        history.epoch_seconds.append(time.perf_counter() - start)
         if progress:
             test = ""
             if test_data is not None:
@@ -265,45 +345,45 @@ def fit(
 
 @torch.no_grad()
 def predict_batches(
-    model: nn.Module, data: Dataset, device: str | torch.device | None = None, batch_size: int = 512
+    model: nn.Module, data: Data, device: str | torch.device | None = None, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (N, K) and true labels (N,) for a whole data set, on the CPU. Lesson 08.
 
-    ``device`` defaults to where the model already is. The model is put in eval mode for the
-    predictions and back in its previous mode afterwards.
+    ``data``: a Dataset or a pair ``(X, y)``. ``device`` defaults to where the model already is.
+    The model is put in eval mode for the predictions and back in its previous mode afterwards.
     """
-    if len(data) == 0:
+    if len(data) == 0 or (isinstance(data, (tuple, list)) and len(data[0]) == 0):
         raise ValueError("the data set is empty: nothing to predict")
     device = model_device(model) if device is None else pick_device(device)
     model.to(device)
     probs, labels = [], []
     with eval_mode(model):
-        for X, y in _loader(data, batch_size, device):
+        for X, y in batches(data, batch_size, device):
             with autocast(device):
-                y_hat = model(to_channels_last(X.to(device), device))
+                y_hat = model(to_channels_last(X, device))
             probs.append(y_hat.float().softmax(dim=1).cpu())
-            labels.append(torch.as_tensor(y).long())
+            labels.append(y.cpu())
     return torch.cat(probs), torch.cat(labels)
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: Dataset, device: str | torch.device | None = None, batch_size: int = 512
+    model: nn.Module, data: Data, device: str | torch.device | None = None, batch_size: int = 512
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy (a fraction in [0, 1]) of ``model`` on ``data``. Lesson 07.
 
-    ``device`` defaults to where the model already is; the model's train/eval mode is restored.
+    ``data``: a Dataset or a pair ``(X, y)``. ``device`` defaults to where the model already is;
+    the model's train/eval mode is restored.
     """
-    if len(data) == 0:
+    if len(data) == 0 or (isinstance(data, (tuple, list)) and len(data[0]) == 0):
         raise ValueError("the data set is empty: nothing to evaluate")
     device = model_device(model) if device is None else pick_device(device)
     model.to(device)
     loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     with eval_mode(model):
-        for X, y in _loader(data, batch_size, device):
-            X, y = to_channels_last(X.to(device), device), torch.as_tensor(y).to(device).long()
+        for X, y in batches(data, batch_size, device):
             with autocast(device):
-                y_hat = model(X)
+                y_hat = model(to_channels_last(X, device))
             loss_sum += F.cross_entropy(y_hat.float(), y, reduction="sum")
             correct += (y_hat.argmax(dim=1) == y).sum()
             seen += len(y)

@@ -10,7 +10,7 @@ with the CPU where that makes sense:
 - ``fit`` with the default recipe (bf16 autocast on Ampere and newer) reaches the CPU's bar, and a
   checkpoint saved from the GPU loads on the CPU with the same predictions;
 - the fp16 + ``GradScaler`` path (what older GPUs get), with a checkpoint and a resume;
-- ``fit_fast`` with its recipe, and with ``compile=True``;
+- ``fit`` with the fast recipe (data on the device, augmentation), and with ``compile=True``;
 - ``predict_files`` and ``saliency`` on the GPU agree with the CPU.
 
 Prints one line per check and a JSON summary (also written to ``--out`` when given).
@@ -32,7 +32,7 @@ from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imgrec_lib import checkpoint, data, fast, inference, training  # noqa: E402
+from imgrec_lib import checkpoint, data, inference, training  # noqa: E402
 from imgrec_lib.device import amp_dtype, pick_device  # noqa: E402
 from imgrec_lib.models import CourseCNN  # noqa: E402
 
@@ -68,11 +68,13 @@ def check_fp16(device, train, test, epochs, bar, folder):
                 "scale": scaler.get("scale")}
 
 
-def check_fit_fast(device, train, test, epochs, bar, compile_model):
+def check_fast_recipe(device, train, test, epochs, bar, compile_model):
     torch.manual_seed(0)
-    net = CourseCNN(**fast.FAST_MODEL)
+    recipe = training.RECIPES["fast"]
+    net = CourseCNN(**recipe["model"])
     start = time.perf_counter()
-    history = fast.fit_fast(net, train, test, epochs=epochs, device=device, progress=False, compile=compile_model)
+    history = training.fit(net, train, test, **dict(recipe["fit"], epochs=epochs), device=device, progress=False,
+                           compile=compile_model)
     return history.test_accuracy[-1] >= bar, {"accuracy": history.test_accuracy[-1], "bar": bar,
                                               "seconds_with_compile": time.perf_counter() - start,
                                               "train_seconds": sum(history.epoch_seconds)}
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         train, test = Subset(train, range(0, 4000, 4)), Subset(test, range(0, 1000, 5))
     epochs, fit_bar, fast_bar = (2, 0.3, 0.3) if args.quick else (training.DEFAULT_EPOCHS, 0.97, 0.985)
+    fast_epochs = training.RECIPES["fast"]["fit"]["epochs"]
 
     results, failed = {"device": name, "torch": torch.__version__}, []
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             "fit": lambda: check_fit(device, train, test, epochs, fit_bar, folder),
             "fit_fp16_gradscaler_resume": lambda: check_fp16(device, train, test, max(1, epochs // 2),
                                                              fit_bar if args.quick else 0.95, folder),
-            "fit_fast": lambda: check_fit_fast(device, train, test, epochs if args.quick else fast.FAST_EPOCHS,
-                                               fast_bar, False),
-            "fit_fast_compiled": lambda: check_fit_fast(device, train, test, 1 if args.quick else fast.FAST_EPOCHS,
-                                                        fast_bar, True),
+            "fit_fast_recipe": lambda: check_fast_recipe(device, train, test, epochs if args.quick else fast_epochs,
+                                                         fast_bar, False),
+            "fit_fast_recipe_compiled": lambda: check_fast_recipe(device, train, test, 1 if args.quick else fast_epochs,
+                                                                  fast_bar, True),
             "inference": lambda: check_inference(device, train, folder),
         }
         if args.quick:
-            del checks["fit_fast_compiled"]  # compiling takes 15-40 s on a CPU
+            del checks["fit_fast_recipe_compiled"]  # compiling takes 15-40 s on a CPU
         for check, run in checks.items():
             try:
                 ok, details = run()

@@ -457,7 +457,7 @@ def cheating_answer(solution: str, wrong: bool) -> str:
     functions = re.findall(r"^def (\w+)", code, flags=re.M)
     classes = re.findall(r"^class (\w+)", code, flags=re.M)
     if not functions and not classes:  # lesson 07's trained_model: a model that learned nothing
-        return "trained_model = models.CourseCNN(**fast.FAST_MODEL)" if wrong else solution
+        return "trained_model = models.CourseCNN(**training.RECIPES[\"fast\"][\"model\"])" if wrong else solution
     if not wrong and classes:
         return code
     code = re.sub(r"^(def|class) (\w+)", r"\1 _right_\2", code, flags=re.M)
@@ -647,3 +647,12 @@ def test_make_has_the_autograde_and_feedback_targets():
                             ("feedback", "nbgrader generate_feedback")):
         result = run("make", "-n", target, cwd=ROOT)
         assert result.returncode == 0 and command in result.stdout, result.stdout + result.stderr
+
+
+def test_the_lessons_take_turns_so_long_notebooks_are_not_left_to_the_end():
+    from grading.autograde import interleaved
+
+    todo = [("01", f"s{k}", Path("a")) for k in range(3)] + [("07", f"s{k}", Path("b")) for k in range(2)]
+    order = interleaved(todo)
+    assert [lesson for lesson, _, _ in order] == ["01", "07", "01", "07", "01"]
+    assert sorted(order) == sorted(todo)  # every submission once

@@ -19,7 +19,7 @@ def test_quick_run_passes_every_check_and_writes_json(tmp_path):
     result = run("--quick", "--allow-cpu", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    checks = ["fit", "fit_fp16_gradscaler_resume", "fit_fast", "inference"]
+    checks = ["fit", "fit_fp16_gradscaler_resume", "fit_fast_recipe", "inference"]
     assert report["failed"] == [] and all(report[c]["ok"] for c in checks)
     assert report["fit"]["digits_differing_from_cpu"] == 0  # the CPU compared with itself
     assert report["inference"]["same_top1_as_cpu"] == report["inference"]["files"] == 10

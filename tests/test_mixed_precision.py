@@ -1,4 +1,4 @@
-"""The mixed-precision code paths of fit, fit_fast, evaluate and predict_batches, run on the CPU.
+"""The mixed-precision code paths of fit (both batch sources), evaluate and predict_batches, run on the CPU.
 
 On a CUDA GPU ``autocast(device)`` computes the forward pass in bfloat16 (Ampere and newer) or
 float16 (older GPUs, whose small gradients need ``torch.amp.GradScaler``). A machine without a GPU
@@ -15,7 +15,6 @@ import torch
 
 from imgrec_lib import device as dev
 from imgrec_lib.checkpoint import load_checkpoint, load_model
-from imgrec_lib.fast import evaluate_tensors, fit_fast
 from imgrec_lib.training import evaluate, fit, predict_batches
 from test_training import bars, small_cnn  # the same toy problem and small CNN
 
@@ -78,11 +77,11 @@ def test_fp16_resume_restores_the_grad_scaler(half, tmp_path):
         assert torch.allclose(p, q, atol=1e-6)
 
 
-def test_fit_fast_learns_in_mixed_precision(half, tmp_path):
+def test_fit_on_device_learns_in_mixed_precision(half, tmp_path):
     train, test = bars(), bars(seed=1)
     net = small_cnn()
-    history = fit_fast(net, train, test, epochs=4, lr=1e-2, batch_size=16, shift=0, degrees=0, scale=0,
-                       device="cpu", progress=False, checkpoint=tmp_path / "fast.pt")
+    history = fit(net, train, test, epochs=4, lr=1e-2, batch_size=16, on_device=True,
+                  device="cpu", progress=False, checkpoint=tmp_path / "fast.pt")
     assert all(torch.isfinite(torch.tensor(history.train_loss)))
     assert history.test_accuracy[-1] > 0.9
     model, _ = load_model(tmp_path / "fast.pt")
@@ -99,4 +98,4 @@ def test_evaluation_and_predictions_come_back_in_float32(half):
     accuracy = (probs.argmax(dim=1) == labels).float().mean().item()
     assert metrics["accuracy"] == pytest.approx(accuracy)
     assert isinstance(metrics["loss"], float) and metrics["loss"] < 0.7  # ln 2 = 0.69 is a coin toss
-    assert evaluate_tensors(net, *test.tensors) == pytest.approx(metrics, abs=1e-6)
+    assert evaluate(net, test.tensors) == pytest.approx(metrics, abs=1e-6)  # the tensors-on-device source

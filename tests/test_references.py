@@ -95,7 +95,7 @@ def test_re_exports_are_followed():
     assert references.canonical("imgrec_lib.losses.softmax") == "imgrec_lib.activations.softmax"
     assert references.canonical("imgrec_lib.pooling.conv_output_size") == "imgrec_lib.conv.conv_output_size"
     assert references.canonical("imgrec_lib.widgets.inference.predict_files") == "imgrec_lib.inference.predict_files"
-    assert references.canonical("imgrec_lib.fast.F.conv2d") == "torch.nn.functional.conv2d"
+    assert references.canonical("imgrec_lib.augment.F.conv2d") == "torch.nn.functional.conv2d"
     assert references.canonical("torch.nn.functional.conv2d") == "torch.nn.functional.conv2d"
 
 

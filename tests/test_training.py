@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from imgrec_lib.augment import Augment
 from imgrec_lib.checkpoint import CheckpointError, load_checkpoint, load_model
+from imgrec_lib.data import as_tensors, classes_of, digits, shapes
 from imgrec_lib.models import CourseCNN, LeNet5
-from imgrec_lib.training import SCHEDULES, History, evaluate, fit, lr_at, predict_batches
+from imgrec_lib.training import RECIPES, SCHEDULES, History, evaluate, fit, lr_at, predict_batches
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -244,3 +246,161 @@ def test_default_recipe_reaches_97_percent_on_the_digits():
     net = CourseCNN()
     history = fit(net, digits("train"), digits("test"), progress=False)
     assert history.test_accuracy[-1] >= 0.97, history.test_accuracy
+
+
+# The whole data set as tensors on the device (on_device=True, or a pair (X, y)), and augmentation.
+
+def tiny_net(seed: int = 0) -> CourseCNN:
+    torch.manual_seed(seed)
+    return CourseCNN(widths=(8, 16), hidden=32)
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    """400 training and 200 test digits, all ten classes in each."""
+    train, test = digits("train"), digits("test")
+    return Subset(train, range(0, 4000, 10)), Subset(test, range(0, 1000, 5))
+
+
+def test_on_device_with_augmentation_learns_a_tiny_split(small_split):
+    train, test = small_split
+    history = fit(tiny_net(), train, test, epochs=4, batch_size=50, lr=5e-3, device="cpu", progress=False,
+                  on_device=True, augment=Augment(shift=2, degrees=10, scale=0.1), label_smoothing=0.1)
+    assert len(history) == 4 and len(history.test_accuracy) == 4
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]  # 32 steps on augmented digits: slow but steady
+    assert history.test_accuracy[-1] > 0.5  # chance is 0.1
+    assert all(s > 0 for s in history.epoch_seconds)
+
+
+def test_both_batch_sources_give_the_same_weights_without_shuffling_differences(small_split):
+    """A DataLoader and tensors on the device draw the same permutation from the same generator, so
+    without augmentation and dropout the two sources train to the same weights."""
+    train, _ = small_split
+    nets = []
+    for on_device in (False, True):
+        torch.manual_seed(0)
+        net = CourseCNN(widths=(8, 16), hidden=32, dropout=0.0)
+        fit(net, Subset(train, range(128)), epochs=2, batch_size=32, device="cpu", progress=False, on_device=on_device)
+        nets.append(net.state_dict())
+    assert all(torch.allclose(nets[0][k], nets[1][k], atol=1e-5) for k in nets[0])
+
+
+def test_on_device_is_deterministic_for_a_seed_on_cpu(small_split):
+    train, _ = small_split
+
+    def run(seed):
+        net = tiny_net()
+        fit(net, Subset(train, range(128)), epochs=1, batch_size=32, device="cpu", seed=seed, progress=False,
+            on_device=True, augment=Augment(shift=2))
+        return net.state_dict()
+
+    a, b, other = run(0), run(0), run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], other[k]) for k in a), "another seed should shuffle differently"
+
+
+def test_takes_a_pair_of_tensors_and_evaluate_agrees_on_both_kinds(small_split):
+    train, test = small_split
+    X, y = as_tensors(train)
+    net = tiny_net()
+    history = fit(net, (X[:64], y[:64]), as_tensors(test), epochs=1, batch_size=32, device="cpu", progress=False)
+    ours, theirs = evaluate(net, as_tensors(test), batch_size=128), evaluate(net, test, device="cpu")
+    assert ours["accuracy"] == pytest.approx(theirs["accuracy"]) == pytest.approx(history.test_accuracy[0])
+    assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
+    probs, labels = predict_batches(net, as_tensors(test))
+    assert torch.equal(labels, as_tensors(test)[1]) and probs.shape == (len(test), 10)
+
+
+def test_on_device_checkpoint_loads_with_load_model_and_keeps_class_names(small_split, tmp_path):
+    train, test = small_split
+    net = tiny_net()
+    path = tmp_path / "fast.pt"
+    history = fit(net, Subset(train, range(64)), test, epochs=1, batch_size=32, device="cpu", progress=False,
+                  checkpoint=path, on_device=True)
+    loaded, checkpoint = load_model(path, device="cpu")
+    assert checkpoint["classes"] == [str(d) for d in range(10)]
+    assert tuple(checkpoint["input_shape"]) == (1, 28, 28)
+    assert checkpoint["history"]["test_accuracy"] == history.test_accuracy
+    X, _ = as_tensors(test)
+    with torch.no_grad():
+        assert torch.allclose(loaded(X[:16]), net.eval()(X[:16]), atol=1e-5)
+
+    shapes_train = Subset(shapes("train", n=64), range(48))
+    net = CourseCNN(num_classes=4, in_channels=3, image_size=32, widths=(4,), hidden=8)
+    fit(net, shapes_train, epochs=1, batch_size=16, device="cpu", progress=False, checkpoint=tmp_path / "s.pt",
+        on_device=True)
+    assert load_model(tmp_path / "s.pt")[1]["classes"] == classes_of(shapes_train) == ["circle", "square", "triangle", "cross"]
+
+
+def test_on_device_resume_gives_the_same_weights_as_not_stopping(small_split, tmp_path):
+    train, _ = small_split
+    kwargs = dict(epochs=3, batch_size=32, device="cpu", progress=False, on_device=True, augment=Augment(shift=1))
+    straight = tiny_net()
+    fit(straight, Subset(train, range(96)), checkpoint=tmp_path / "a.pt", **kwargs)
+
+    def stop_after_one(epoch, history):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(tiny_net(), Subset(train, range(96)), checkpoint=tmp_path / "b.pt", on_epoch_end=stop_after_one, **kwargs)
+    fit(resumed := tiny_net(seed=5), Subset(train, range(96)), checkpoint=tmp_path / "b.pt", resume=True, **kwargs)
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_compile_trains_the_model_and_saves_its_plain_weights(small_split, tmp_path, monkeypatch):
+    """compile=True: the compiled module trains the model itself, and the checkpoint holds the
+    model's own parameter names (no ``_orig_mod.`` prefix). The CPU compiler would take ~40 s here,
+    so the graph is captured by TorchDynamo but run by the "aot_eager" backend."""
+    compiled = []
+    real_compile = torch.compile
+
+    def quick_compile(model, **kwargs):
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", quick_compile)
+    train, test = small_split
+    net = tiny_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    fit(net, Subset(train, range(64)), Subset(test, range(32)), epochs=1, batch_size=32, device="cpu",
+        progress=False, compile=True, checkpoint=tmp_path / "compiled.pt", on_device=True)
+    assert compiled == [net]
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    loaded, checkpoint = load_model(tmp_path / "compiled.pt", device="cpu")
+    assert list(checkpoint["state_dict"]) == list(net.state_dict())
+    X, _ = as_tensors(test)
+    with torch.no_grad():
+        assert torch.allclose(loaded(X[:16]), net.eval()(X[:16]), atol=1e-5)
+
+
+def test_tensor_input_gives_clear_errors(small_split):
+    train, _ = small_split
+    X, y = as_tensors(train)
+    with pytest.raises(ValueError, match="empty"):
+        fit(tiny_net(), Subset(train, []), progress=False, device="cpu", on_device=True)
+    with pytest.raises(ValueError, match="empty"):
+        fit(tiny_net(), (X[:0], y[:0]), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="labels run from 0 to 9"):
+        fit(CourseCNN(num_classes=5, widths=(8,)), train, progress=False, device="cpu", on_device=True)
+    with pytest.raises(ValueError, match="cannot take the training images"):
+        fit(tiny_net(), (torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="integer class indices"):
+        fit(tiny_net(), (X[:8], y[:8].float()), progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"labels of shape \(8,\)"):
+        fit(tiny_net(), (X[:8], y[:7]), progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"images hold integers.*X.float\(\) / 255"):
+        fit(tiny_net(), ((X[:8] * 255).byte(), y[:8]), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="a Dataset or a pair"):
+        fit(tiny_net(), (X[:8], y[:8], y[:8]), progress=False, device="cpu")
+
+
+def test_the_recipes_are_plain_data_fit_and_the_model_accept():
+    assert set(RECIPES) == {"default", "fast"}
+    for recipe in RECIPES.values():
+        net = CourseCNN(**recipe["model"])
+        history = fit(net, bars(n=32, size=28), epochs=1, progress=False, device="cpu",
+                      **{k: v for k, v in recipe["fit"].items() if k != "epochs"})
+        assert len(history) == 1
+    assert RECIPES["fast"]["fit"]["on_device"] and RECIPES["fast"]["fit"]["augment"] == Augment(2, 10.0, 0.1)
