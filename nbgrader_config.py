@@ -5,13 +5,17 @@ The repository is the course directory: instructor notebooks live in solutions/<
 autograded copies, feedback and the gradebook are run-time files that git ignores.
 """
 
+import sys
+from pathlib import Path
+
 from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from imgrec_lib import jupyter_fix
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the course's own tooling, grading/
+from grading import jupyter_fix  # noqa: E402
 
 # Headless runs can stall for minutes after a widget cell (a missed ZeroMQ wake-up); this makes
-# such a stall cost at most a second. See imgrec_lib/jupyter_fix.py.
+# such a stall cost at most a second. See grading/jupyter_fix.py.
 jupyter_fix.apply()
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config)

@@ -229,7 +229,7 @@ def bench_notebooks(timeout: int = 600) -> dict:
     import nbformat
     from nbclient import NotebookClient
 
-    from imgrec_lib import jupyter_fix
+    from grading import jupyter_fix
     jupyter_fix.apply()  # a missed ZeroMQ wake-up must not add minutes to a lesson's time
     notebooks = sorted((ROOT / "solutions").glob("*/*.ipynb"))
     results = {}

@@ -1,4 +1,4 @@
-"""imgrec_lib/jupyter_fix.py: a missed ZeroMQ wake-up costs at most a poll slice, not minutes."""
+"""grading/jupyter_fix.py: a missed ZeroMQ wake-up costs at most a poll slice, not minutes."""
 
 import asyncio
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from jupyter_client.channels import AsyncZMQSocketChannel
 from traitlets.config.loader import PyFileConfigLoader
 
-from imgrec_lib import jupyter_fix
+from grading import jupyter_fix
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -90,3 +90,11 @@ def test_binder_installs_the_course_after_the_repository_is_copied():
     post_build = ROOT / ".binder" / "postBuild"
     assert post_build.stat().st_mode & 0o111, "postBuild must be executable"
     assert 'pip install --no-cache-dir -c constraints.txt -e ".[lab]"' in post_build.read_text()
+
+
+def test_the_learners_library_holds_no_course_tooling():
+    """Grading and the headless-Jupyter workaround live in grading/, not in the package learners import."""
+    modules = {p.stem for p in (ROOT / "imgrec_lib").glob("*.py")}
+    assert not modules & {"grading", "jupyter_fix", "recorder", "sandbox"}, modules
+    for path in (ROOT / "imgrec_lib").glob("*.py"):
+        assert "nbgrader" not in path.read_text() and "jupyter_client" not in path.read_text(), path.name

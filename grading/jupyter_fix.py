@@ -10,8 +10,8 @@ with a timeout does not have the problem: when it times out pyzmq asks ZeroMQ di
 
 ``apply()`` makes ``AsyncZMQSocketChannel.get_msg`` poll in slices of at most one second, so a
 missed wake-up costs one second instead of minutes. The total timeout is unchanged. It is
-called from ``nbgrader_config.py`` and ``jupyter_nbconvert_config.py`` at the repository root,
-so ``make execute``, ``make autograde`` and the autograding tests get it. JupyterLab does not
+called from ``nbgrader_config.py`` at the repository root, ``scripts/nbconvert_config.py`` and the
+grading runner, so ``make execute``, ``make autograde``, ``make bench`` and the tests get it. JupyterLab does not
 need it: the server reads the kernel's sockets another way.
 """
 
