@@ -150,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (``python -m imgrec_lib`` exits with it)."""
     args = build_parser().parse_args(argv)  # exits with 2 on a usage error
     from .checkpoint import CheckpointError
-    from .data import DataError
     from .inference import ImageError
 
+    expected: tuple[type[Exception], ...] = (CheckpointError, ImageError, ValueError, RuntimeError)
+    if args.command != "predict":  # predict reads no data set: it starts without torchvision (~1.5 s of imports)
+        from .data import DataError
+        expected += (DataError,)
     try:
         return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
-    except (CheckpointError, DataError, ImageError, ValueError, RuntimeError) as err:
+    except expected as err:
         if os.environ.get("IMGREC_DEBUG"):  # IMGREC_DEBUG=1 shows the full traceback
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -12,29 +12,16 @@ import numpy as np
 from imgrec_lib.activations import log_softmax, softmax
 
 
-def _check_logits_and_labels(logits, y) -> tuple[np.ndarray, np.ndarray]:
-    """Validate logits (N, K) and integer labels y (N,) in [0, K); return them as arrays."""
+def _check_labels(logits, y) -> tuple[np.ndarray, np.ndarray]:
+    """logits (N, K) need one integer class index per row, y (N,) in [0, K): a readable error otherwise."""
     logits, y = np.asarray(logits), np.asarray(y)
-    if logits.ndim != 2:
-        raise ValueError(f"expected logits of shape (N, num_classes), got {logits.shape}")
-    if y.ndim != 1 or y.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"expected y of shape (N,) = ({logits.shape[0]},), one class index per row of logits, "
-            f"got {y.shape}"
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"expected integer class indices in y, got dtype {y.dtype}: "
-            "use y.astype(np.int64), not one-hot vectors or probabilities"
-        )
-    if y.size == 0:
-        raise ValueError("got an empty batch (N = 0): the mean loss of no examples is undefined")
-    num_classes = logits.shape[1]
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(
-            f"class indices in y must be in [0, {num_classes - 1}] for {num_classes} classes, "
-            f"got values from {y.min()} to {y.max()}"
-        )
+    if logits.ndim != 2 or y.shape != logits.shape[:1] or y.dtype.kind not in "iu":
+        raise ValueError(f"expected logits of shape (N, num_classes) and integer class indices y of shape (N,), "
+                         f"got logits {logits.shape} and y {y.shape} of dtype {y.dtype}: "
+                         "not one-hot vectors or probabilities (use y.astype(np.int64))")
+    if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):
+        raise ValueError(f"class indices in y must be in [0, {logits.shape[1] - 1}] for {logits.shape[1]} classes, "
+                         f"got values from {y.min()} to {y.max()}")
     return logits, y
 
 
@@ -45,7 +32,7 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     mean over n of -log softmax(logits[n])[y[n]], computed with ``log_softmax`` so logits
     like 1000 do not overflow. Equals ``torch.nn.functional.cross_entropy(logits, y)``.
     """
-    logits, y = _check_logits_and_labels(logits, y)
+    logits, y = _check_labels(logits, y)
     log_probs = log_softmax(logits, axis=1)
     return float(-np.mean(log_probs[np.arange(len(y)), y]))
 
@@ -56,7 +43,7 @@ def cross_entropy_backward(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     Returns (N, K): (softmax(logits) - one_hot(y)) / N. The predicted probabilities minus the
     target ones, divided by N because the loss is a mean.
     """
-    logits, y = _check_logits_and_labels(logits, y)
+    logits, y = _check_labels(logits, y)
     dlogits = softmax(logits, axis=1)
     dlogits[np.arange(len(y)), y] -= 1
     return dlogits / len(y)

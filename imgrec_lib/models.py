@@ -11,23 +11,22 @@ from torch import nn
 
 
 def _check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise a readable error when x is not a batch (N, C, H, W) of the model's shape and dtype."""
-    c, size = model.config["in_channels"], model.config["image_size"]
-    weights = next(model.parameters())
-    if x.dim() == 4 and tuple(x.shape[1:]) == (c, size, size):
-        if x.dtype == weights.dtype:
-            return
+    """A readable error for the usual mistakes: no batch axis, the wrong number of channels, or pixels
+    of another dtype than the weights (uint8 0-255, float64 from NumPy). Reads only x's shape and
+    dtype, so it costs nothing next to the forward pass; a wrong image size fails in the first Linear."""
+    c, dtype = model.config["in_channels"], model.features[0].weight.dtype
+    if x.dim() == 4 and x.shape[1] == c and x.dtype == dtype:
+        return
+    name, size = type(model).__name__, model.config["image_size"]
+    if x.dim() == 4 and x.shape[1] == c:
         scale = " / 255 (pixel values 0-255 become 0-1)" if not x.dtype.is_floating_point else ""
-        raise ValueError(f"{type(model).__name__} has {weights.dtype} weights but got {x.dtype} images: "
-                         f"convert them with x.to({weights.dtype}){scale}")
+        raise ValueError(f"{name} has {dtype} weights but got {x.dtype} images: convert them with x.to({dtype}){scale}")
+    fix = "pass a batch (N, C, H, W)"
     if x.dim() == 3:
         fix = "add the batch dimension with x.unsqueeze(0)"
     elif x.dim() == 4:
-        fix = f"build the model with in_channels={x.shape[1]}, image_size={x.shape[-1]} for these images"
-    else:
-        fix = "pass images as a batch (N, C, H, W)"
-    raise ValueError(f"{type(model).__name__} expects a batch of shape (N, {c}, {size}, {size}), "
-                     f"got {tuple(x.shape)}: {fix}")
+        fix = f"build the model with in_channels={x.shape[1]} for these images"
+    raise ValueError(f"{name} expects a batch of shape (N, {c}, {size}, {size}), got {tuple(x.shape)}: {fix}")
 
 
 class CourseCNN(nn.Module):
@@ -41,7 +40,7 @@ class CourseCNN(nn.Module):
     ``pool_first=True`` reorders each block to conv -> max-pool -> BatchNorm -> ReLU: the same
     number of weights, but BatchNorm and ReLU run on the pooled maps, a quarter of the pixels. On a
     CPU, where these memory-bound layers take a large share of a training step, that is cheaper
-    (used by the ``fast.fit_fast`` recipe). ``config`` names it only when set, so a default
+    (used by the fast recipe, ``training.RECIPES["fast"]``). ``config`` names it only when set, so a default
     model's config and checkpoint do not depend on it.
 
     Input (N, in_channels, image_size, image_size) in [0, 1]; output logits (N, num_classes).

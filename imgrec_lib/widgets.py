@@ -48,6 +48,19 @@ def _show(out: widgets.Output, fig) -> None:
     plt.close(fig)
 
 
+def _show_before_after(out: widgets.Output, image: np.ndarray, title: str, result: np.ndarray, result_title: str,
+                       vmax: float | None = None) -> None:
+    """Show a grey image in [0, 1] beside what a layer made of it, in grey from 0 to ``vmax`` (None: the
+    result's own range, as a filtered image can leave [0, 1])."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    for ax, a, text, top in ((axes[0], image, title, 1), (axes[1], result, result_title, vmax)):
+        ax.imshow(a, cmap="gray", vmin=None if top is None else 0, vmax=top)
+        ax.set_title(text)
+        ax.axis("off")
+    fig.tight_layout()
+    _show(out, fig)
+
+
 def _grey_image(image: Any) -> np.ndarray:
     """A photograph as a grey float (H, W) array in [0, 1]; None: scikit-image's camera man."""
     if image is None:
@@ -125,15 +138,7 @@ class KernelExplorer(widgets.VBox):
         x = torch.from_numpy(self.image)[None, None]
         k = torch.from_numpy(self.kernel)[None, None]
         self.filtered = F.conv2d(x, k, padding=1)[0, 0].numpy()
-        fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(9, 4.5))
-        ax_in.imshow(self.image, cmap="gray", vmin=0, vmax=1)
-        ax_in.set_title("input")
-        ax_out.imshow(self.filtered, cmap="gray")
-        ax_out.set_title(f"filtered: {self.preset.value}")
-        for ax in (ax_in, ax_out):
-            ax.axis("off")
-        fig.tight_layout()
-        _show(self.out, fig)
+        _show_before_after(self.out, self.image, "input", self.filtered, f"filtered: {self.preset.value}")
 
 
 def kernel_explorer(image: Any = None) -> KernelExplorer:
@@ -221,15 +226,9 @@ class PoolingExplorer(widgets.VBox):
         x = torch.from_numpy(self.image)[None, None]
         pool = F.max_pool2d if self.mode.value == "max" else F.avg_pool2d
         self.pooled = pool(x, self.kernel.value, self.stride.value)[0, 0].numpy()
-        fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(9, 4.5))
-        ax_in.imshow(self.image, cmap="gray", vmin=0, vmax=1)
-        ax_in.set_title(f"input {self.image.shape[0]}x{self.image.shape[1]}")
-        ax_out.imshow(self.pooled, cmap="gray", vmin=0, vmax=1)
-        ax_out.set_title(f"{self.mode.value} pool: {self.pooled.shape[0]}x{self.pooled.shape[1]}")
-        for ax in (ax_in, ax_out):
-            ax.axis("off")
-        fig.tight_layout()
-        _show(self.out, fig)
+        (h, w), (ph, pw) = self.image.shape, self.pooled.shape
+        _show_before_after(self.out, self.image, f"input {h}x{w}", self.pooled, f"{self.mode.value} pool: {ph}x{pw}",
+                           vmax=1)
 
 
 def pooling_explorer(image: Any = None) -> PoolingExplorer:
@@ -279,9 +278,9 @@ def softmax_temperature(logits: Any, classes: Sequence[str] | None = None) -> So
 
 # --------------------------------------------------------------------------- lesson 06: learning rate
 
-def _ravine(p):  # a long narrow valley: steep across, flat along
+def _ravine(p):  # lesson 06's ravine (section 2): a long narrow valley, 20 times steeper across than along
     x, y = p
-    return 0.5 * (x ** 2 + 10 * y ** 2), np.array([x, 10 * y])
+    return 0.5 * (x ** 2 + 20 * y ** 2), np.array([x, 20 * y])
 
 
 def _rosenbrock(p):  # a curved valley with its minimum at (1, 1)
@@ -291,7 +290,7 @@ def _rosenbrock(p):  # a curved valley with its minimum at (1, 1)
 
 # name: (loss and gradient, start, plot limits (xmin, xmax, ymin, ymax))
 SURFACES = {
-    "ravine": (_ravine, (-4.5, 1.5), (-5, 5, -2, 2)),
+    "ravine": (_ravine, (-4.5, 1.0), (-5, 5, -2, 2)),
     "rosenbrock": (_rosenbrock, (-1.5, 2.0), (-2, 2, -1, 3)),
 }
 

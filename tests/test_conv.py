@@ -14,21 +14,21 @@ TOL = dict(rtol=1e-6, atol=1e-6)
 
 @st.composite
 def conv_cases(draw):
-    """A random convolution: shapes, stride, padding (int or pair), bias or not, and a seed."""
+    """A random convolution: shapes (kernel and input need not be square), stride, padding, bias or
+    not, and a seed."""
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    padding, stride = draw(st.integers(0, 2)), draw(st.integers(1, 3))
     # The input must be at least as large as the kernel once padded.
-    h = draw(st.integers(max(1, kh - 2 * ph), 9))
-    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    h = draw(st.integers(max(1, kh - 2 * padding), 9))
+    w = draw(st.integers(max(1, kw - 2 * padding), 9))
     return dict(
         n=draw(st.integers(1, 3)),
         c=draw(st.integers(1, 3)),
         f=draw(st.integers(1, 4)),
         size=(h, w),
         kernel=(kh, kw),
-        stride=sh if sh == sw and draw(st.booleans()) else (sh, sw),
-        padding=ph if ph == pw and draw(st.booleans()) else (ph, pw),
+        stride=stride,
+        padding=padding,
         bias=draw(st.booleans()),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
@@ -51,23 +51,6 @@ def torch_conv(x, w, b, stride, padding, dout):
     out.backward(torch.tensor(dout))
     db = bt.grad.numpy() if bt is not None else None
     return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), db
-
-
-def test_integer_inputs_are_computed_in_float64_not_wrapped_around():
-    x, w = np.full((1, 1, 5, 5), 200, np.uint8), np.ones((1, 1, 3, 3), np.uint8)
-    for conv in (conv2d, conv2d_naive):
-        out = conv(x, w)
-        assert out.dtype == np.float64 and np.all(out == 1800)  # in uint8 200 * 9 would be 8
-        np.testing.assert_allclose(conv(x, w, np.array([0.5])), 1800.5)  # a float bias adds
-    dout = np.full((1, 1, 3, 3), 100, np.uint8)
-    dx, dw, db = conv2d_backward(dout, x, w)
-    expected = conv2d_backward(dout.astype(float), x.astype(float), w.astype(float))
-    for ours, theirs in zip((dx, dw, db), expected):
-        assert ours.dtype == np.float64
-        np.testing.assert_allclose(ours, theirs)
-    assert db[0] == 900 and dw.max() == 9 * 100 * 200
-    cols = np.full((1, 9, 9), 200, np.uint8)  # overlapping patches: the centre gets 9 * 200
-    assert col2im(cols, (1, 1, 5, 5), 3)[0, 0, 2, 2] == 1800
 
 
 def test_conv_output_size_examples():
@@ -121,8 +104,8 @@ def test_naive_matches_torch_on_a_fixed_example():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
-    expected = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=(2, 1), padding=1)
-    out = conv2d_naive(x, w, b, stride=(2, 1), padding=1)
+    expected = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2, padding=1)
+    out = conv2d_naive(x, w, b, stride=2, padding=1)
     np.testing.assert_allclose(out, expected.numpy(), **TOL)
 
 
@@ -163,24 +146,30 @@ def test_float32_in_float32_out():
 @pytest.mark.parametrize("fn", [conv2d, conv2d_naive])
 def test_bad_shapes_raise_helpful_errors(fn):
     x, w = np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3))
-    with pytest.raises(ValueError, match=r"expected x of shape \(N, C, H, W\), got \(3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"expected x of shape \(N, C, H, W\) .*got x \(3, 8, 8\)"):
         fn(x[0], w)
-    with pytest.raises(ValueError, match=r"expected w of shape \(F, C, KH, KW\)"):
+    with pytest.raises(ValueError, match=r"w of shape \(F, C, KH, KW\), got x \(2, 3, 8, 8\), w \(3, 3, 3\)"):
         fn(x, w[0])
-    with pytest.raises(ValueError, match="x has 3 channels but w expects 2"):
+    with pytest.raises(ValueError, match=r"x has 3 channels but w expects 2: got x \(2, 3, 8, 8\), w \(4, 2, 3, 3\)"):
         fn(x, np.zeros((4, 2, 3, 3)))
-    with pytest.raises(ValueError, match=r"expected b of shape \(F,\) = \(4,\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"expected b of shape \(F,\) = \(4,\), one bias per filter, got \(3,\)"):
         fn(x, w, np.zeros(3))
     with pytest.raises(ValueError, match="kernel of size 9 does not fit an input of size 8"):
         fn(x, np.zeros((4, 3, 9, 3)))
     fn(x, np.zeros((4, 3, 9, 3)), padding=1)  # fits once padded
-    with pytest.raises(ValueError, match="stride must be at least 1"):
+    with pytest.raises(ValueError, match="need kernel_size >= 1, stride >= 1, padding >= 0, .*stride=0"):
         fn(x, w, stride=0)
-    with pytest.raises(ValueError, match="padding must be an int or a pair"):
-        fn(x, w, padding=(1, 1, 1))
+    with pytest.raises(ValueError, match="padding >= 0, .*padding=-1"):
+        fn(x, w, padding=-1)
 
 
 def test_backward_rejects_dout_of_the_wrong_shape():
     x, w = np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3))
-    with pytest.raises(ValueError, match=r"expected dout of shape \(N, F, OH, OW\) = \(2, 4, 6, 6\)"):
+    with pytest.raises(ValueError, match=r"expected dout of shape \(N, F, OH, OW\) = \(2, 4, 6, 6\), the output's"):
         conv2d_backward(np.zeros((2, 4, 8, 8)), x, w)
+
+
+def test_im2col_takes_an_int_or_a_pair_as_kernel_size():
+    x = np.arange(32.0).reshape(1, 2, 4, 4)
+    np.testing.assert_array_equal(im2col(x, 2), im2col(x, (2, 2)))
+    assert im2col(x, (3, 1), stride=1, padding=1).shape == (1, 2 * 3 * 1, 4 * 6)

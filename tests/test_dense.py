@@ -72,13 +72,11 @@ def test_bad_shapes_raise_helpful_errors():
     x, w, b = np.zeros((2, 4)), np.zeros((3, 4)), np.zeros(3)
     with pytest.raises(ValueError, match=r"expected x of shape \(N, in_features\), got \(2, 1, 4\): flatten"):
         linear(x.reshape(2, 1, 4), w, b)
-    with pytest.raises(ValueError, match="x has 4 features but w expects 5"):
+    with pytest.raises(ValueError, match=r"x has 4 features, so w must be \(out_features, 4\), got \(3, 5\)"):
         linear(x, np.zeros((3, 5)), b)
-    with pytest.raises(ValueError, match=r"expected w of shape \(out_features, in_features\)"):
+    with pytest.raises(ValueError, match=r"w must be \(out_features, 4\), got \(4,\)"):
         linear(x, np.zeros(4), b)
-    with pytest.raises(ValueError, match=r"expected b of shape \(out_features,\) = \(3,\), got \(4,\)"):
-        linear(x, w, np.zeros(4))
     with pytest.raises(ValueError, match=r"expected dout of shape \(N, out_features\) = \(2, 3\)"):
         linear_backward(np.zeros((2, 4)), x, w)
-    with pytest.raises(ValueError, match="cannot be reshaped"):
+    with pytest.raises(ValueError, match="cannot reshape"):
         flatten_backward(np.zeros((2, 5)), x)

@@ -68,16 +68,14 @@ def test_cross_entropy_rejects_bad_labels_and_shapes():
         cross_entropy(logits, np.array([0, 4, 1]))
     with pytest.raises(ValueError, match=r"must be in \[0, 3\].*from -1"):
         cross_entropy_backward(logits, np.array([0, -1, 1]))
-    with pytest.raises(ValueError, match="expected integer class indices in y, got dtype float64"):
+    with pytest.raises(ValueError, match=r"integer class indices y .*got logits \(3, 4\) and y \(3,\) of dtype float64"):
         cross_entropy(logits, np.array([0.0, 1.0, 2.0]))
-    with pytest.raises(ValueError, match=r"expected y of shape \(N,\) = \(3,\)"):
+    with pytest.raises(ValueError, match=r"y of shape \(N,\), got logits \(3, 4\) and y \(2,\)"):
         cross_entropy(logits, np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"expected y of shape \(N,\) = \(3,\)"):
-        cross_entropy(logits, np.eye(4)[[0, 1, 2]].astype(int))
-    with pytest.raises(ValueError, match=r"expected logits of shape \(N, num_classes\), got \(4,\)"):
+    with pytest.raises(ValueError, match=r"and y \(3, 4\) of dtype int64: not one-hot vectors"):
+        cross_entropy(logits, np.eye(4)[[0, 1, 2]].astype(np.int64))
+    with pytest.raises(ValueError, match=r"expected logits of shape \(N, num_classes\) .*got logits \(4,\)"):
         cross_entropy(np.zeros(4), np.array([1]))
-    with pytest.raises(ValueError, match="empty batch"):
-        cross_entropy(np.zeros((0, 4)), np.zeros(0, dtype=int))
 
 
 def test_mse_rejects_mismatched_shapes():

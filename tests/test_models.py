@@ -105,8 +105,20 @@ def test_wrong_input_shape_is_a_clear_error(net):
     expected = r"expects a batch of shape \(N, 1, 28, 28\), got \(1, 28, 28\): add the batch"
     with pytest.raises(ValueError, match=expected):
         net(torch.rand(1, 28, 28))
-    with pytest.raises(ValueError, match=r"got \(2, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"got \(2, 3, 32, 32\): build the model with in_channels=3"):
         net(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"got \(784,\): pass a batch"):
+        net(torch.rand(784))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_input_check_needs_no_square_image_and_passes_autocast(name):
+    # The check reads only the batch axis, channels and dtype: a wrong size fails in the first Linear.
+    net = build_model(name, in_channels=1, image_size=28)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        net(torch.rand(2, 1, 28, 20))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("net", [CourseCNN(), LeNet5()])

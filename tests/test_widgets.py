@@ -136,13 +136,13 @@ def test_softmax_temperature():
 # --------------------------------------------------------------------------- learning rate
 
 def torch_path(optimizer_cls, start, lr, steps, **kwargs):
-    """The points a torch optimizer visits on the ravine 0.5 (x^2 + 10 y^2)."""
+    """The points a torch optimizer visits on the ravine 0.5 (x^2 + 20 y^2) of lesson 06."""
     p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = optimizer_cls([p], lr=lr, **kwargs)
     path = [p.detach().clone()]
     for _ in range(steps):
         opt.zero_grad()
-        (0.5 * (p[0] ** 2 + 10 * p[1] ** 2)).backward()
+        (0.5 * (p[0] ** 2 + 20 * p[1] ** 2)).backward()
         opt.step()
         path.append(p.detach().clone())
     return torch.stack(path).numpy()
@@ -162,7 +162,7 @@ def test_learning_rate_explorer_speed_and_divergence():
     explorer.lr.value, explorer.steps.value = 0.05, 50
     assert explorer.losses["momentum"] < explorer.losses["gradient descent"]  # momentum runs the ravine
     assert all(len(path) == 51 for path in explorer.paths.values())
-    explorer.lr.value = 0.3  # above 2 / 10, the steepest curvature: gradient descent blows up
+    explorer.lr.value = 0.3  # above 2 / 20 (20: the steepest curvature): gradient descent blows up
     assert len(explorer.paths["gradient descent"]) < 51
     assert len(explorer.paths["adam"]) == 51 and np.isfinite(explorer.losses["adam"])
     explorer.surface.value = "rosenbrock"
