@@ -147,9 +147,20 @@ def kernel_explorer(image: Any = None) -> KernelExplorer:
     return KernelExplorer(image)
 
 
+class _Explorer(widgets.VBox):
+    """Controls above a figure (``self.out``) that ``update`` draws again whenever one of them changes."""
+
+    def _start(self, header: widgets.Widget, controls: Sequence[widgets.Widget]) -> None:
+        self.out = widgets.Output()
+        for control in controls:
+            control.observe(lambda change: self.update(), names="value")
+        super().__init__([header, self.out])
+        self.update()
+
+
 # --------------------------------------------------------------------------- lesson 01: stride, padding
 
-class StridePaddingExplorer(widgets.VBox):
+class StridePaddingExplorer(_Explorer):
     """Sliders ``size``, ``kernel``, ``stride``, ``padding``; ``output_size`` is
     floor((size + 2 padding - kernel) / stride) + 1, shown in ``formula`` with the numbers filled
     in, and the drawing shows where the windows of the first output row fall. Lesson 01."""
@@ -160,12 +171,8 @@ class StridePaddingExplorer(widgets.VBox):
         self.stride = widgets.IntSlider(value=stride, min=1, max=4, description="stride")
         self.padding = widgets.IntSlider(value=padding, min=0, max=3, description="padding")
         self.formula = widgets.HTML()
-        self.out = widgets.Output()
-        for s in (self.size, self.kernel, self.stride, self.padding):
-            s.observe(lambda change: self.update(), names="value")
-        controls = widgets.VBox([self.size, self.kernel, self.stride, self.padding])
-        super().__init__([widgets.HBox([controls, self.formula]), self.out])
-        self.update()
+        controls = [self.size, self.kernel, self.stride, self.padding]
+        self._start(widgets.HBox([widgets.VBox(controls), self.formula]), controls)
 
     def update(self) -> None:
         n, k, s, p = self.size.value, self.kernel.value, self.stride.value, self.padding.value
@@ -206,7 +213,7 @@ def stride_padding_explorer() -> StridePaddingExplorer:
 
 # --------------------------------------------------------------------------- lesson 02: pooling
 
-class PoolingExplorer(widgets.VBox):
+class PoolingExplorer(_Explorer):
     """``mode`` (max or average), ``kernel`` and ``stride`` sliders; ``pooled`` is the result
     (H', W') of ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` on the image. Lesson 02."""
 
@@ -216,11 +223,7 @@ class PoolingExplorer(widgets.VBox):
         self.mode = widgets.ToggleButtons(options=["max", "average"], value="max")
         self.kernel = widgets.IntSlider(value=min(2, limit), min=1, max=limit, description="kernel")
         self.stride = widgets.IntSlider(value=min(2, limit), min=1, max=limit, description="stride")
-        self.out = widgets.Output()
-        for c in (self.mode, self.kernel, self.stride):
-            c.observe(lambda change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.mode, self.kernel, self.stride]), self.out])
-        self.update()
+        self._start(widgets.HBox([self.mode, self.kernel, self.stride]), [self.mode, self.kernel, self.stride])
 
     def update(self) -> None:
         x = torch.from_numpy(self.image)[None, None]
@@ -239,7 +242,7 @@ def pooling_explorer(image: Any = None) -> PoolingExplorer:
 
 # --------------------------------------------------------------------------- lesson 03: softmax
 
-class SoftmaxTemperature(widgets.VBox):
+class SoftmaxTemperature(_Explorer):
     """A ``temperature`` slider (log scale); ``probabilities`` = softmax(logits / T). Lesson 03."""
 
     def __init__(self, logits: Any, classes: Sequence[str] | None = None):
@@ -252,10 +255,7 @@ class SoftmaxTemperature(widgets.VBox):
             raise ValueError(f"got {self.logits.size} logits but {len(self.classes)} class names")
         self.temperature = widgets.FloatLogSlider(value=1.0, base=10, min=-1.5, max=1.5, step=0.05,
                                                   description="temperature")
-        self.out = widgets.Output()
-        self.temperature.observe(lambda change: self.update(), names="value")
-        super().__init__([self.temperature, self.out])
-        self.update()
+        self._start(self.temperature, [self.temperature])
 
     def update(self) -> None:
         z = self.logits / self.temperature.value
@@ -315,7 +315,7 @@ def _descend(surface, start, optimizer: str, lr: float, steps: int) -> np.ndarra
     return np.array(path)
 
 
-class LearningRateExplorer(widgets.VBox):
+class LearningRateExplorer(_Explorer):
     """``lr`` (log slider), ``steps`` and ``surface`` controls; ``paths`` maps each optimizer
     ("gradient descent", "momentum", "adam") to the (steps + 1, 2) points it visits (fewer if
     it diverged) and ``losses`` to the loss at its last point. Lesson 06."""
@@ -327,11 +327,7 @@ class LearningRateExplorer(widgets.VBox):
                                          readout_format=".4f")
         self.steps = widgets.IntSlider(value=steps, min=1, max=300, description="steps")
         self.surface = widgets.Dropdown(options=list(SURFACES), value="ravine", description="surface")
-        self.out = widgets.Output()
-        for c in (self.lr, self.steps, self.surface):
-            c.observe(lambda change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.lr, self.steps, self.surface]), self.out])
-        self.update()
+        self._start(widgets.HBox([self.lr, self.steps, self.surface]), [self.lr, self.steps, self.surface])
 
     def update(self) -> None:
         f, start, (x0, x1, y0, y1) = SURFACES[self.surface.value]
