@@ -3,6 +3,7 @@
     python -m imgrec_lib train --data digits --epochs 4 --checkpoint checkpoints/course_cnn.pt
     python -m imgrec_lib evaluate --checkpoint checkpoints/course_cnn.pt
     python -m imgrec_lib predict my_digit.png another.jpg --top-k 3
+    python -m imgrec_lib predict photo.jpg --show seen/     # and the 28x28 the model was given
 
 Exit codes scripts can rely on: 0 success, 1 bad input (a data set, checkpoint or image that cannot
 be used; the message says which and what to do), 2 a wrong command line (argparse's usage error),
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files (PNG, JPEG; any size)")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to print (default: 3)")
+    predict.add_argument("--show", type=Path, default=None, metavar="DIR",
+                         help="also write the picture the model actually saw for each image into DIR, as "
+                              "<image name>.seen.png, enlarged 8x: when a prediction is wrong, look there first")
     common(predict)
     return parser
 
@@ -74,6 +78,7 @@ def _positive(name: str, value: int | float | None) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from . import checkpoint, data, models, training
+    from .device import seed_everything
 
     recipe = training.RECIPES["fast" if args.fast else "default"]
     _positive("epochs", args.epochs)
@@ -100,6 +105,7 @@ def train(args: argparse.Namespace) -> int:
                          f"further, or another --checkpoint")
     image, _ = train_data[0]
     channels, height, _ = image.shape
+    seed_everything(args.seed, deterministic=True)  # the same seed, the same starting weights and checkpoint
     net = models.build_model(args.model, in_channels=channels, num_classes=len(data.classes_of(train_data)),
                              image_size=height, **(recipe["model"] if args.model == "course_cnn" else {}))
     print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}: "
@@ -132,17 +138,30 @@ def predict(args: argparse.Namespace) -> int:
 
     _positive("top-k", args.top_k)
     net, ckpt = checkpoint.load_model(args.checkpoint, device=args.device)
-    status = EXIT_OK
+    if args.show is not None:
+        if args.show.exists() and not args.show.is_dir():
+            raise ValueError(f"--show {args.show} is a file: give a folder to write the pictures into")
+        args.show.mkdir(parents=True, exist_ok=True)
+    status, written = EXIT_OK, set()
     for path in args.images:  # one at a time, so one bad file does not hide the others' answers
         try:
-            (prediction,) = inference.predict_files(net, [path], ckpt["classes"], top_k=args.top_k,
-                                                    device=args.device, input_shape=ckpt["input_shape"])
+            x = inference.load_image(path, ckpt["input_shape"])
         except inference.ImageError as err:
             print(f"error: {err}", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
+        prediction = inference.predict_tensor(net, x, ckpt["classes"], top_k=args.top_k, device=args.device)
         ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top_k)
-        print(f"{path}: {ranked}")
+        seen = ""
+        if args.show is not None:
+            seen_path, n = args.show / f"{path.name}.seen.png", 1
+            while seen_path in written:  # two images of the same name from different folders
+                n += 1
+                seen_path = args.show / f"{path.name}.{n}.seen.png"
+            written.add(seen_path)
+            inference.save_seen(x, seen_path)
+            seen = f" (saw {seen_path})"
+        print(f"{path}: {ranked}{seen}")
     return status
 
 

@@ -8,12 +8,17 @@ drawing classifies right:
 - any PNG or JPEG (grey, 16-bit grey, RGB, RGBA, palette, CMYK, ...) becomes a float32 tensor
   (C, H, W) in [0, 1] with the model's channels and size, keeping the aspect ratio (fit into the
   square, then pad with the colour of the image's border);
-- for a 1-channel 28x28 model, ``invert="auto"`` also does MNIST's preprocessing: an image whose
-  border is mostly light (dark ink on white paper) is inverted, the paper's grey level is removed,
-  the digit is cut out by its bounding box, scaled to fit a 20x20 box (keeping its aspect ratio)
-  and placed in the 28x28 frame with its centre of mass at pixel (14, 14), as MNIST's digits
-  were (LeCun et al., "The MNIST database"). A 28x28 image is taken to be laid out already and
-  is only inverted if needed.
+- for a 1-channel 28x28 model, ``invert="auto"`` turns any picture of one digit into what MNIST's
+  digits look like (``preprocess_digit``), in small steps that lesson 08 shows one by one
+  (``digit_steps``): the uneven light of a phone photo is flattened (``flatten_background``),
+  ruled lines and grids are taken away (``remove_lines``), ink is told from paper by a threshold
+  chosen for this picture (``ink_mask``, Otsu's method), the digit is its largest connected
+  component and the pieces near it (``keep_digit``), it is cut out (``crop_digit``), a pen too
+  thin or too bold is redrawn with MNIST's (``normalise_strokes``), and it is scaled into a 20x20
+  box with its centre of mass at pixel (14, 14) (``mnist_layout``, as in LeCun et al., "The MNIST
+  database"). Dark ink on light paper or light on dark, either works; a 28x28 digit already laid
+  out like MNIST passes unchanged. ``python -m imgrec_lib predict --show DIR`` saves what the
+  model saw.
 
 Example::
 
@@ -33,16 +38,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+from skimage import filters, morphology
 
 from .device import eval_mode, model_device
 
 __all__ = [
     "ImageError", "Prediction", "read_image", "load_image", "image_from_bytes", "prepare_image", "predict_tensor",
-    "predict_files", "saliency",
+    "predict_files", "saliency", "save_seen", "preprocess_digit", "digit_steps", "is_mnist_layout", "is_dark_on_light",
+    "flatten_background", "remove_lines", "ink_mask", "keep_digit", "crop_digit", "stroke_width",
+    "normalise_strokes", "mnist_layout",
 ]
 
 MNIST_SHAPE = (1, 28, 28)
 MNIST_BOX = 20  # MNIST digits are scaled to fit a 20x20 box inside the 28x28 frame
+MNIST_PEN = 2.8  # MNIST's median stroke width in pixels (ink area / centre-line length, at 28x28)
+WORK_SIDE = 512  # photos are shrunk to this longer side first: plenty for one digit, and fast
 
 
 class ImageError(Exception):
@@ -51,7 +62,8 @@ class ImageError(Exception):
 
 # --------------------------------------------------------------------------- loading images
 
-def read_image(source: str | Path | IO[bytes], channels: int = 1, name: str | None = None) -> np.ndarray:
+def read_image(source: str | Path | IO[bytes], channels: int = 1, name: str | None = None,
+               min_side: int | None = None) -> np.ndarray:
     """Decode an image file into pixels: float64 (h, w) for ``channels=1`` or (h, w, 3) for
     ``channels=3``, in [0, 1], at the file's own size. Lesson 08.
 
@@ -60,13 +72,15 @@ def read_image(source: str | Path | IO[bytes], channels: int = 1, name: str | No
     transparent pixels are laid over white paper, 16-bit grey is scaled so that 65535 is white.
     ``source`` is a path or a binary file object; ``name`` (default: the path) is what an
     ``ImageError`` names when the file is not an image, is corrupt, or has colours PIL cannot
-    convert.
+    convert. ``min_side`` lets a large JPEG be decoded at 1/2, 1/4 or 1/8 of its size (JPEG's own
+    scaling, several times faster than decoding it whole) as long as its longer side stays at least
+    ``min_side`` pixels: what the digit pipeline does with a phone photo.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     if name is None:
         name = str(source) if isinstance(source, (str, Path)) else "the image"
-    with _decode(source, name) as img:
+    with _decode(source, name, min_side) as img:
         return _to_array(img, channels, name)
 
 
@@ -86,7 +100,8 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
         raise ImageError(f"{path}: is a directory, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
-    return _for_model(read_image(path, _check_shape(input_shape)[0]), input_shape, invert)
+    x = read_image(path, _check_shape(input_shape)[0], min_side=_work_side(input_shape, invert))
+    return _for_model(x, input_shape, invert)
 
 
 def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
@@ -94,14 +109,19 @@ def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
     """``load_image`` for the bytes of a PNG or JPEG file (an upload widget's content). Lesson 08."""
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
-    return _for_model(read_image(io.BytesIO(data), _check_shape(input_shape)[0], name), input_shape, invert)
+    x = read_image(io.BytesIO(data), _check_shape(input_shape)[0], name, min_side=_work_side(input_shape, invert))
+    return _for_model(x, input_shape, invert)
 
 
-def _decode(source, name: str) -> Image.Image:
+def _decode(source, name: str, min_side: int | None = None) -> Image.Image:
     """Open and fully decode an image, turning PIL's many exceptions into one ``ImageError``."""
     try:
         img = Image.open(source)
         try:
+            if min_side is not None and img.format == "JPEG" and img.mode in ("L", "RGB"):
+                w, h = img.size
+                keep = min_side / max(w, h)  # draft keeps at least this fraction of each side
+                img.draft(img.mode, (max(1, int(np.ceil(w * keep))), max(1, int(np.ceil(h * keep)))))
             img.load()  # Image.open is lazy: decode now so a corrupt file fails here
         except BaseException:
             img.close()
@@ -130,14 +150,18 @@ def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str) ->
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
-    digit_mode = invert == "auto" and (channels, height, width) == MNIST_SHAPE
-    if invert is True or (digit_mode and _border(x).mean() > 0.5):
+    if invert == "auto" and (channels, height, width) == MNIST_SHAPE:
+        return torch.from_numpy(preprocess_digit(x)).unsqueeze(0)
+    if invert is True:
         x = 1.0 - x
-    if digit_mode and x.shape != (height, width):
-        return torch.from_numpy(_mnist_centre(x)).unsqueeze(0)
     t = torch.from_numpy(x).float()
     t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
     return _fit_and_pad(t, height, width, pad_value=_border(x).reshape(-1, channels).median(0).values)
+
+
+def _work_side(input_shape: Sequence[int], invert: bool | str) -> int | None:
+    """How large a picture the digit pipeline works on (None: the model needs the whole picture)."""
+    return WORK_SIDE if invert == "auto" and tuple(input_shape) == MNIST_SHAPE else None
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -197,27 +221,197 @@ def _fit_and_pad(t: torch.Tensor, height: int, width: int, pad_value: torch.Tens
     return out.clamp(0.0, 1.0).contiguous()
 
 
-def _mnist_centre(x: np.ndarray) -> np.ndarray:
-    """Light-on-dark grey (h, w) -> (28, 28) float32 laid out like MNIST: background removed, the
-    digit's bounding box scaled into 20x20 and its centre of mass put in the middle."""
-    background = float(_border(x).median())
+# --------------------------------------------------------------------------- a photo -> MNIST's layout
+# Each step is a small function that lesson 08 shows as a figure; ``digit_steps`` runs them all.
+
+def is_dark_on_light(x: np.ndarray) -> bool:
+    """True when the picture is dark ink on light paper, False for light on dark like MNIST: the
+    paper (the median pixel) sits nearer the light end of the picture's range. Lesson 08."""
+    step = max(1, min(x.shape) // 128)  # every pixel of a small picture, a sample of a large one
+    median = float(np.median(x[::step, ::step]))
+    return median - float(x.min()) >= float(x.max()) - median
+
+
+def flatten_background(x: np.ndarray) -> np.ndarray:
+    """Grey (h, w) in [0, 1] of either polarity -> an ink map: paper 0, ink up to 1. Lesson 08.
+
+    A phone photo is lit unevenly: one corner of the paper can be darker than the ink in another.
+    So the paper's brightness is estimated at every pixel (a maximum filter wider than any pen
+    stroke wipes the ink out, a heavy Gaussian blur smooths what is left) and each pixel is divided
+    by it: what remains is how much darker than its own paper the pixel is. Pictures under 100
+    pixels (a 28x28 digit) have one paper level, the median of their border.
+    """
+    dark_on_light = is_dark_on_light(x)
+    if not dark_on_light:
+        x = 1.0 - x  # the same arithmetic for both: paper light, ink dark
+    h, w = x.shape
+    if min(h, w) < 100:
+        paper = np.full_like(x, max(float(np.median(_border(x).numpy())), 1e-3))
+    else:  # on a copy 1/4 the size, each pixel the mean of 4x4 (noise averages out, and the
+        # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
+        small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+        k = max(3, max(small.shape) // 12)  # wider than any pen stroke
+        paper = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=k), sigma=k / 2)
+        paper = _resize(torch.from_numpy(paper)[None], h, w)[0].numpy()  # back to full size
+    return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Which pixels are ink: above a threshold chosen for this picture by Otsu's method (the level
+    that best splits the pixels into two groups), and above 0.1 so that plain paper's noise never
+    counts. Lesson 08."""
+    if ink.max() <= 0.1:
+        return np.zeros(ink.shape, dtype=bool)
+    return ink > max(float(filters.threshold_otsu(ink)), 0.1)
+
+
+def remove_lines(ink: np.ndarray) -> np.ndarray:
+    """The ink map without ruled lines or a grid. A row of the page that has ink along most of its
+    width is a printed line, not a digit, whose strokes cover a part of any row: so the ink that
+    three quarters of each row has (its 25th percentile) is taken away from the whole row, and the
+    same for each column. Where the pen crosses a line, the darker pen survives. Lesson 08."""
+    if min(ink.shape) < 100:  # a small picture is all digit
+        return ink
+    rows = np.percentile(ink[:, ::4], 25, axis=1, keepdims=True)  # every 4th pixel along a line is enough
+    cols = np.percentile(ink[::4, :], 25, axis=0, keepdims=True)
+    return np.clip(ink - rows - cols, 0.0, 1.0)
+
+
+def keep_digit(mask: np.ndarray) -> np.ndarray:
+    """The digit's pixels: the largest connected component of the mask and the pieces near it that
+    are at least 10% of its size (a 5's bar, a stroke cut by a ruled line). Components touching
+    the picture's edge (a shadow, the table) are left out unless nothing else is there. Lesson 08."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return mask
+    boxes = ndimage.find_objects(labels)
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    h, w = mask.shape
+    inside = np.array([b[0].start > 0 and b[1].start > 0 and b[0].stop < h and b[1].stop < w for b in boxes])
+    if inside.any() and min(h, w) >= 100:
+        sizes = np.where(inside, sizes, 0)
+    main = int(np.argmax(sizes))
+    (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
+    reach = 0.5 * max(bottom - top, right - left)
+    keep = [i for i, b in enumerate(boxes)
+            if sizes[i] >= 0.1 * sizes[main] and b[0].start < bottom + reach and b[0].stop > top - reach
+            and b[1].start < right + reach and b[1].stop > left - reach]
+    return np.isin(labels, np.array(keep) + 1)
+
+
+def crop_digit(ink: np.ndarray, digit: np.ndarray, size: int = 4 * MNIST_BOX) -> np.ndarray:
+    """The ink of the digit's pixels (``digit``: a mask), cut out by its bounding box and resized
+    so that its longer side is ``size`` pixels (80: four times MNIST's 20x20 box, enough detail for
+    the next step), brightest ink scaled to 1. Lesson 08."""
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    if len(rows) == 0:
+        return np.zeros((size, size), dtype=np.float32)
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    near = ndimage.binary_dilation(digit[box], iterations=1)  # the stroke's soft edge, not its neighbours
+    crop = torch.from_numpy((ink[box] * near).astype(np.float32))[None]
+    scale = size / max(crop.shape[1:])
+    crop = _resize(crop, max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[2] * scale)))[0].numpy()
+    return np.clip(crop / max(float(crop.max()), 1e-6), 0.0, 1.0)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """The mean width in pixels of the strokes in a mask: their area over the length of their
+    centre lines (the skeleton). Lesson 08."""
+    length = morphology.skeletonize(mask).sum()
+    return float(mask.sum() / length) if length else 0.0
+
+
+def normalise_strokes(crop: np.ndarray, pen: float = 4 * MNIST_PEN, tolerance: float = 1.5) -> np.ndarray:
+    """The digit with MNIST's pen: a crop whose strokes are within ``tolerance`` times of ``pen``
+    pixels wide (80 pixels high: 4 x 2.8) comes back as it is; a hair-thin pen, a felt tip or a
+    bold font is thinned to its centre lines (the skeleton) and drawn again ``pen`` pixels wide
+    with soft edges, the stroke the model learned. Lesson 08."""
+    if crop.max() <= 0:
+        return crop
+    mask = crop > max(float(filters.threshold_otsu(crop)), 0.2)
+    width = stroke_width(mask)
+    if pen / tolerance <= width <= pen * tolerance:
+        return crop
+    mask = np.pad(mask, int(np.ceil(pen)))  # room for the pen around strokes at the crop's edge
+    distance = ndimage.distance_transform_edt(~morphology.skeletonize(mask))
+    return np.clip(pen / 2 + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+
+
+def mnist_layout(crop: np.ndarray) -> np.ndarray:
+    """A digit (h, w) light on dark -> (28, 28) float32 laid out as MNIST's: scaled to fit a 20x20
+    box (keeping its aspect ratio), its centre of mass at pixel (14, 14) (LeCun et al., "The MNIST
+    database"). Lesson 08."""
     out = np.zeros((28, 28), dtype=np.float32)
-    if x.max() - background < 0.05:  # a blank picture: nothing to centre
+    if crop.max() <= 0:
         return out
-    x = np.clip((x - background) / (x.max() - background), 0.0, 1.0)  # paper 0, darkest ink 1
-    ink = x > 0.2
-    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    crop = torch.from_numpy(x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]).float()[None]
+    rows, cols = np.flatnonzero(crop.max(1) > 0), np.flatnonzero(crop.max(0) > 0)
+    crop = torch.from_numpy(np.ascontiguousarray(crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]))[None].float()
     scale = MNIST_BOX / max(crop.shape[1:])
     h, w = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[2] * scale))
     box = _resize(crop, h, w)[0].clamp(0.0, 1.0).numpy()
-    total = box.sum()
-    cy = (box.sum(1) * np.arange(h)).sum() / total
-    cx = (box.sum(0) * np.arange(w)).sum() / total
+    cy, cx = ndimage.center_of_mass(box)
     top = int(np.clip(round(14 - cy), 0, 28 - h))  # MNIST puts the centre of mass at pixel (14, 14)
     left = int(np.clip(round(14 - cx), 0, 28 - w))
     out[top:top + h, left:left + w] = box
     return out
+
+
+def digit_steps(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every step from a grey picture (h, w) in [0, 1] to the (28, 28) the model sees, by name, in
+    order: picture, ink, no_lines, mask, digit, crop, strokes, mnist. Lesson 08 shows each one."""
+    steps = {"picture": _shrink(x, WORK_SIDE)}
+    steps["ink"] = flatten_background(steps["picture"])
+    steps["no_lines"] = remove_lines(steps["ink"])
+    steps["mask"] = ink_mask(steps["no_lines"])
+    steps["digit"] = keep_digit(steps["mask"])
+    steps["crop"] = crop_digit(steps["no_lines"], steps["digit"])
+    steps["strokes"] = normalise_strokes(steps["crop"])
+    steps["mnist"] = mnist_layout(steps["strokes"])
+    return steps
+
+
+def preprocess_digit(x: np.ndarray) -> np.ndarray:
+    """A grey picture of one digit (h, w) in [0, 1], any size, either polarity -> (28, 28) float32
+    laid out like MNIST. What ``load_image``, the CLI and the widgets do for a 28x28 grey model;
+    ``digit_steps`` shows the steps. A 28x28 digit laid out like MNIST already comes back as it
+    is (inverted if it is dark on light). Lesson 08."""
+    light_on_dark = 1.0 - x if x.shape == (28, 28) and is_dark_on_light(x) else x
+    if is_mnist_layout(light_on_dark):
+        return light_on_dark.astype(np.float32)
+    return digit_steps(x)["mnist"]
+
+
+def is_mnist_layout(x: np.ndarray) -> bool:
+    """True for a (28, 28) light-on-dark digit as MNIST lays it out: the ink's box 19-21 pixels on
+    its longer side, its centre of mass within 1.5 pixels of (14, 14). Lesson 08."""
+    if x.shape != (28, 28) or x.max() < 0.5 or is_dark_on_light(x):
+        return False
+    rows, cols = np.flatnonzero(x.max(1) > 0.1), np.flatnonzero(x.max(0) > 0.1)
+    cy, cx = ndimage.center_of_mass(x)
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    return 19 <= side <= 21 and abs(cy - 14) <= 1.5 and abs(cx - 14) <= 1.5
+
+
+def _shrink(x: np.ndarray, side: int) -> np.ndarray:
+    """(h, w) shrunk (antialiased) so that its longer side is at most ``side``: a 12-megapixel photo
+    holds no more of a digit than this, and every later step is cheaper."""
+    x = x.astype(np.float32, copy=False)
+    h, w = x.shape
+    if max(h, w) <= side:
+        return x
+    scale = side / max(h, w)
+    return _resize(torch.from_numpy(x)[None], max(1, round(h * scale)), max(1, round(w * scale)))[0].numpy()
+
+
+def save_seen(x: torch.Tensor, path: str | Path, zoom: int = 8) -> None:
+    """Save a model input (C, H, W) in [0, 1] as a PNG, each pixel ``zoom`` x ``zoom`` (nearest, so
+    the pixels stay visible): the picture the model actually saw. ``predict --show`` writes them.
+    Lesson 08."""
+    if not torch.is_tensor(x) or x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image tensor (C, H, W) with C = 1 or 3, got {getattr(x, 'shape', x)}")
+    pixels = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST).save(path)
 
 
 # --------------------------------------------------------------------------- predictions

@@ -285,3 +285,39 @@ def test_evaluating_on_data_with_other_classes_is_refused(trained, capsys):
     checkpoint, _ = trained
     assert cli.main(["evaluate", "--data", "shapes", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 1
     assert "pass the matching --data" in capsys.readouterr().err
+
+
+def test_predict_show_writes_what_the_model_saw(trained, digit_files, tmp_path, capfd):
+    """--show DIR: beside each prediction, the 28x28 the model was given (8x), one file per image
+    even when two images have the same name."""
+    checkpoint, _ = trained
+    paths, _ = digit_files
+    photo = tmp_path / "other" / paths[0].name  # the same name in another folder, dark on light
+    photo.parent.mkdir()
+    Image.fromarray(255 - np.asarray(Image.open(paths[0]))).resize((200, 200)).save(photo)
+    seen = tmp_path / "seen"
+    result = run(capfd, "predict", str(paths[0]), str(photo), "--checkpoint", str(checkpoint), "--show", str(seen))
+    assert result.returncode == 0, result.stderr
+    written = sorted(seen.iterdir())
+    assert [p.name for p in written] == [f"{paths[0].name}.2.seen.png", f"{paths[0].name}.seen.png"]
+    for line, path in zip(result.stdout.splitlines(), [written[1], written[0]]):
+        assert line.endswith(f"(saw {path})")
+    with Image.open(written[1]) as img:
+        assert img.size == (224, 224)
+        original = np.asarray(Image.open(paths[0]), dtype=np.float64)
+        assert np.abs(np.asarray(img, dtype=np.float64)[::8, ::8] - original).max() <= 1  # an MNIST digit: as it is
+    (tmp_path / "afile").write_text("x")
+    result = run(capfd, "predict", str(paths[0]), "--checkpoint", str(checkpoint), "--show", str(tmp_path / "afile"))
+    assert result.returncode == cli.EXIT_BAD_INPUT and "--show" in result.stderr
+
+
+def test_train_twice_with_one_seed_gives_the_same_checkpoint(tmp_path, capfd):
+    weights = []
+    for name in ("a.pt", "b.pt"):
+        args = ["train", "--data", "digits", "--epochs", "1", "--quiet", "--seed", "3", "--device", "cpu",
+                "--checkpoint", str(tmp_path / name)]
+        assert run(capfd, *args).returncode == 0
+        torch.manual_seed(12345)  # whatever the random state in between, the seed decides
+        weights.append(load_checkpoint(tmp_path / name)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

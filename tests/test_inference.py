@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from imgrec_lib.inference import (
     ImageError, Prediction, image_from_bytes, load_image, predict_files, predict_tensor, prepare_image,
@@ -375,3 +376,141 @@ def test_predict_files_with_a_model_loaded_from_a_checkpoint(tmp_path):
         assert [n for n, _ in a.top_k] == [n for n, _ in b.top_k]
         np.testing.assert_allclose([v for _, v in a.top_k], [v for _, v in b.top_k], rtol=1e-5)
     assert [p.path for p in predict_files(loaded, paths, ckpt["classes"])] == [str(p) for p in paths]  # shape from config
+
+
+# --------------------------------------------------------------------------- the digit pipeline, step by step
+
+from imgrec_lib import inference  # noqa: E402
+
+
+def photo_of_a_seven(size=(480, 360), gradient=0.6, rules=0, shadow=False, pen=10, seed=0):
+    """A grey 'photo' (h, w) in [0, 1]: paper lit unevenly (brightness falling by ``gradient`` from
+    left to right), ruled lines every ``rules`` px (0: none), a dark band along the top edge
+    (``shadow``), a dark '7' drawn with a ``pen`` px pen, sensor noise. Also the mask of the 7."""
+    w, h = size
+    paper = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(paper)
+    for y in range(rules // 2, h, rules) if rules else ():
+        draw.line([(0, y), (w, y)], fill=110, width=3)  # printed lines: lighter than the pen
+    seven = Image.new("L", size, 0)
+    ImageDraw.Draw(seven).line([(190, 110), (300, 110), (230, 270)], fill=255, width=pen)
+    digit = np.asarray(seven) > 127
+    darkness = np.maximum(np.asarray(paper) / 255 * 0.5, digit * 0.85)  # how much light each pixel takes
+    light = np.linspace(1.0, 1.0 - gradient, w)[None, :] * np.ones((h, 1))
+    if shadow:
+        light[:40] *= 0.45
+    x = light * (1 - darkness) + np.random.default_rng(seed).normal(0, 0.02, (h, w))
+    return np.clip(x, 0, 1), digit
+
+
+def test_a_lighting_gradient_is_flattened():
+    x, digit = photo_of_a_seven(gradient=0.6)
+    # the dark end of the paper is darker than a light pen: one threshold for the whole picture fails
+    assert x[:, -20:][~digit[:, -20:]].mean() < 0.5
+    ink = inference.flatten_background(x)
+    paper = ~ndimage.binary_dilation(digit, iterations=4)
+    light_end, dark_end = ink[:, :60][paper[:, :60]].mean(), ink[:, -60:][paper[:, -60:]].mean()
+    assert light_end < 0.1 and dark_end < 0.1, f"paper should be about 0 at both ends: {light_end:.2f}, {dark_end:.2f}"
+    assert np.median(ink[digit]) > 0.7, "the pen should stand out"
+    mask = inference.ink_mask(ink)
+    assert mask[paper].mean() < 0.005 and mask[digit].mean() > 0.95
+
+
+def test_ruled_lines_are_removed_and_the_pen_crossing_them_stays():
+    x, digit = photo_of_a_seven(gradient=0.3, rules=40)
+    ink = inference.flatten_background(x)
+    line_rows = np.arange(20, x.shape[0], 40)
+    assert ink[line_rows][:, :150].mean() > 0.2  # the lines are there before
+    clean = inference.remove_lines(ink)
+    assert clean[line_rows][:, :150].max() < 0.15, "left of the digit, nothing of the lines should remain"
+    assert np.median(clean[digit]) > 0.5, "the 7 should survive, also where it crosses a line"
+    mask = inference.ink_mask(clean)
+    assert (mask & ~ndimage.binary_dilation(digit, iterations=3)).sum() < 0.02 * digit.sum()
+
+
+def test_the_crop_holds_the_digit_not_a_shadow_or_specks():
+    x, digit = photo_of_a_seven(gradient=0.2, shadow=True)
+    x[300, 40] = x[50, 400] = 0.0  # two specks of dirt
+    steps = inference.digit_steps(x)
+    kept = steps["digit"]
+    rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+    true_rows, true_cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    assert abs(rows[0] - true_rows[0]) <= 3 and abs(rows[-1] - true_rows[-1]) <= 3
+    assert abs(cols[0] - true_cols[0]) <= 3 and abs(cols[-1] - true_cols[-1]) <= 3
+
+
+def test_the_steps_come_in_order_and_end_in_mnist_layout():
+    x, _ = photo_of_a_seven(rules=40, shadow=True)
+    steps = inference.digit_steps(x)
+    assert list(steps) == ["picture", "ink", "no_lines", "mask", "digit", "crop", "strokes", "mnist"]
+    m = torch.from_numpy(steps["mnist"])
+    assert m.shape == (28, 28) and float(m.max()) > 0.9
+    cy, cx = centre_of_mass(m)
+    assert abs(cy - 14) < 0.6 and abs(cx - 14) < 0.6
+    assert np.array_equal(inference.preprocess_digit(x), steps["mnist"])
+
+
+@pytest.mark.parametrize("pen", [2, 4, 30])
+def test_thin_and_bold_pens_come_out_with_mnist_strokes(pen):
+    """A hair-thin pen on a large page would shrink to a faint trace, a felt tip to a blob: both
+    arrive with MNIST's stroke width (about 2.8 px) and full brightness."""
+    x, _ = photo_of_a_seven(size=(1200, 900) if pen < 10 else (480, 360), gradient=0.2, pen=pen)
+    m = inference.preprocess_digit(x)
+    assert m.max() > 0.95
+    width = inference.stroke_width(m > 0.5)
+    assert 2.0 <= width <= 4.0, f"pen {pen}px: strokes {width:.1f} px wide at 28x28"
+
+
+def test_a_28x28_dark_on_light_digit_is_inverted():
+    digit = mnist_digits()[2]
+    original = digit.astype(np.float64) / 255
+    m = inference.preprocess_digit(1.0 - original)
+    assert not inference.is_dark_on_light(original) and inference.is_dark_on_light(1.0 - original)
+    assert float(np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]]).max()) < 0.05  # black background
+    similarity = np.dot(m.ravel(), original.ravel()) / (np.linalg.norm(m) * np.linalg.norm(original))
+    assert similarity > 0.8, f"cosine similarity {similarity:.2f} with the original"
+
+
+def test_a_28x28_digit_filling_the_frame_is_laid_out_again():
+    big = Image.fromarray(mnist_digits()[0]).crop((4, 4, 24, 24)).resize((28, 28))  # a 0 touching every edge
+    x = np.asarray(big, dtype=np.float64) / 255
+    assert not inference.is_mnist_layout(x)
+    m = inference.preprocess_digit(x)
+    rows, cols = np.flatnonzero(m.max(1) > 0.1), np.flatnonzero(m.max(0) > 0.1)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # back in the 20x20 box
+    assert float(np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]]).max()) < 0.05
+
+
+def test_mnist_digits_pass_unchanged():
+    images = np.load(EMBEDDED)["test_images"][:300].astype(np.float64) / 255
+    laid_out = [x for x in images if inference.is_mnist_layout(x)]
+    assert len(laid_out) >= 0.97 * len(images)
+    for x in laid_out:
+        assert np.array_equal(inference.preprocess_digit(x), x.astype(np.float32))
+
+
+def test_the_upload_path_and_the_file_path_agree(tmp_path):
+    """The widget (bytes) and the CLI (a file) go through the same pipeline."""
+    x, _ = photo_of_a_seven(rules=40)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray((x * 255).astype(np.uint8)).save(path, quality=80)
+    assert torch.equal(load_image(path), image_from_bytes(path.read_bytes()))
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_but_not_below_min_side(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("L", (1600, 1200), 200).save(path)
+    assert read_image(path).shape == (1200, 1600)
+    small = read_image(path, min_side=512)
+    assert small.shape == (600, 800)  # JPEG's 1/2 scale: 1/4 would be 400 px, under 512
+
+
+def test_save_seen_writes_the_model_input_enlarged(tmp_path):
+    x = torch.rand(1, 28, 28)
+    inference.save_seen(x, tmp_path / "seen.png", zoom=4)
+    with Image.open(tmp_path / "seen.png") as img:
+        back = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255)
+    assert back.shape == (112, 112)
+    assert torch.allclose(back[::4, ::4], x[0], atol=1 / 255)
+    with pytest.raises(ValueError, match="C, H, W"):
+        inference.save_seen(torch.rand(28, 28), tmp_path / "bad.png")

@@ -1,0 +1,83 @@
+"""Tests for scripts/make_realistic_digits.py (the project's realistic digit set) and the targets
+that benchmarks/realistic.py checks over it (issue 14)."""
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import make_realistic_digits as mrd  # noqa: E402
+import realistic  # noqa: E402
+
+
+def picture(category, digit=3, k=0, seed=0):
+    rng = np.random.default_rng([seed, mrd.CATEGORIES.index(category), digit, k])
+    data, ext = mrd.make_image(category, digit, k, rng)
+    return data, ext
+
+
+@pytest.mark.parametrize("category", mrd.CATEGORIES)
+def test_each_category_is_deterministic_and_decodes(category):
+    first, ext = picture(category)
+    again, _ = picture(category)
+    assert first == again, "the same seed must write the same bytes"
+    assert picture(category, seed=1)[0] != first
+    with Image.open(io.BytesIO(first)) as img:
+        assert img.format == {"png": "PNG", "jpg": "JPEG"}[ext]
+        size = img.size
+    if category == "mnist28":
+        assert size == (28, 28)
+    if category in ("photos", "lined", "squared"):
+        assert sorted(size) == [1200, 1600] and ext == "jpg"
+
+
+def test_the_set_has_every_digit_in_every_category():
+    assert len(mrd.CATEGORIES) * 10 * mrd.PER_DIGIT >= 200
+    assert set(mrd.STROKES) == set(range(10))
+
+
+def test_a_photo_is_lit_unevenly():
+    data, _ = picture("photos", digit=1, k=2)
+    grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+    blocks = grey[:grey.shape[0] // 4 * 4, :grey.shape[1] // 4 * 4].reshape(4, grey.shape[0] // 4, 4, -1)
+    paper = np.median(blocks, axis=(1, 3))  # the paper's level in a 4x4 grid of the page
+    assert paper.max() - paper.min() > 40, "a phone photo's paper is not one grey"
+
+
+def fake_results(accuracies, lowest, photo_ms, seeds, same=True):
+    models = {name: {"accuracy": a, "lowest_category": lo, "per_category": {c: lo for c in mrd.CATEGORIES},
+                     "mnist_test_accuracy": 0.98, "wrong": []}
+              for name, a, lo in zip(("make train", "make train FAST=1"), accuracies, lowest)}
+    return ({"images": 240, "categories": list(mrd.CATEGORIES), "models": models, "photo_ms": photo_ms},
+            {"runs": [{"seed": i, "test_accuracy": a} for i, a in enumerate(seeds)],
+             "same_checkpoint_twice": same, "lowest_accuracy": min(seeds)})
+
+
+def test_targets_need_both_models_every_category_and_every_seed():
+    good = fake_results([0.96, 0.97], [0.9, 0.93], 30.0, [0.975] * 5)
+    assert all(realistic.check_targets(*good).values())
+    one_weak_category = fake_results([0.96, 0.97], [0.9, 0.867], 30.0, [0.975] * 5)
+    assert realistic.check_targets(*one_weak_category)["realistic_95_no_category_below_90"] is False
+    slow = fake_results([0.96, 0.97], [0.9, 0.93], 51.0, [0.975] * 5)
+    assert realistic.check_targets(*slow)["photo_within_50_ms"] is False
+    one_weak_seed = fake_results([0.96, 0.97], [0.9, 0.93], 30.0, [0.975, 0.969, 0.98, 0.98, 0.98], same=False)
+    targets = realistic.check_targets(*one_weak_seed)
+    assert targets["make_train_97_every_seed"] is False and targets["same_seed_same_checkpoint"] is False
+    assert set(realistic.check_targets(None, None).values()) == {None}
+
+
+def test_results_md_lines_report_each_category():
+    met = lambda flag: {True: "met", False: "**not met**", None: "not measured"}[flag]  # noqa: E731
+    rows, sections = realistic.results_md_lines(*fake_results([0.96, 0.97], [0.9, 0.867], 30.0, [0.975] * 5), met)
+    assert rows[0].endswith("| **not met** |") and "lowest 86.7%" in rows[0]
+    assert rows[1].endswith("| met |") and "30.0 ms" in rows[1]
+    table = "\n".join(sections)
+    assert "| model | MNIST test | all | " + " | ".join(mrd.CATEGORIES) + " |" in table
+    assert "| make train FAST=1 | 98.0% | 97.0% |" in table
