@@ -152,3 +152,62 @@ def build_model(name: str, **config) -> nn.Module:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """The number of (trainable) parameters of a model. Lesson 07."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class ResidualBlock(nn.Module):
+    """A ResNet "basic block" (He et al., 2016): out = relu(F(x) + shortcut(x)). Lesson 09.
+
+    F is conv3x3 (stride) -> BatchNorm -> ReLU -> conv3x3 -> BatchNorm, with no conv bias (BatchNorm
+    has one). The shortcut is the identity when the shape stays (stride 1, same channels), else a
+    1x1 conv with the same stride and a BatchNorm (a "projection"), so the two can be added.
+    Because the block adds to x instead of replacing it, its gradient has a path around F: deep
+    stacks of blocks still train. Input (N, in_channels, H, W); output (N, out_channels, H', W')
+    with H' = ceil(H / stride).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, H, W) -> (N, C_out, H', W')."""
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A small ResNet: a conv stem, one residual block per width, global average pooling, a linear
+    layer. Lesson 09.
+
+    stem conv3x3 -> BatchNorm -> ReLU keeps the size; then each block halves it (stride 2) while it
+    widens the maps: with the defaults 32x32 -> 16x16x16 -> 8x8x32 -> 4x4x64. Global average pooling turns each map into one number, so the classifier has only
+    widths[-1] * num_classes + num_classes weights and the network takes any image size.
+
+    Input (N, in_channels, H, W) in [0, 1]; output logits (N, num_classes).
+    """
+
+    name = "small_resnet"
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64)) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, widths=widths)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        for c, w in zip(widths[:1] + widths[:-1], widths):  # (16, 16), (16, 32), (32, 64)
+            layers.append(ResidualBlock(c, w, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # global average pooling: (N, C, H, W) -> (N, C, 1, 1)
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) -> logits (N, num_classes)."""
+        return self.classifier(self.pool(self.features(x)).flatten(1))

@@ -1,4 +1,4 @@
-"""Lessons and library cannot drift apart: the graded answers of lessons 01-06 against imgrec_lib.
+"""Lessons and library cannot drift apart: the graded answers of lessons 01-06 and 09 against imgrec_lib.
 
 Each graded exercise whose answer re-implements a library function is listed in ``SAME``: (lesson,
 grade_id of the answer cell) -> the library function. The instructor's answer cell (from
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgrec_lib import activations, conv, dense, gradcheck, losses, optim, pooling, widgets
+from imgrec_lib import activations, conv, dense, gradcheck, losses, models, normalization, optim, pooling, widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-9, atol=1e-12)  # float64; only the order of the sums differs
@@ -48,8 +48,14 @@ SAME = {
     ("05", "conv2d_backward"): conv.conv2d_backward,
     ("06", "sgd_momentum_step"): optim.sgd_momentum_step,
     ("06", "adam_step"): optim.adam_step,
+    ("09", "batchnorm_forward"): normalization.batchnorm_forward,
+    ("09", "batchnorm_backward"): normalization.batchnorm_backward,
+    ("09", "dropout_forward"): normalization.dropout_forward,
+    ("09", "dropout_backward"): normalization.dropout_backward,
 }
-LESSONS = sorted({number for number, _ in SAME})
+# Answers that define a class (its name differs from the grade_id) -> (class name, the library's class).
+CLASSES = {("09", "residual_block"): ("ResidualBlock", models.ResidualBlock)}
+LESSONS = sorted({number for number, _ in [*SAME, *CLASSES]})
 
 
 def code_cells(number: str) -> list[dict]:
@@ -92,9 +98,11 @@ def pair(number: str, name: str):
 
 def test_the_table_lists_every_answer_of_lessons_01_to_06():
     answers = {(number, grade_id) for number in LESSONS for grade_id in answer_cells(number)}
-    assert answers == set(SAME), "a new exercise re-implements a library function? add it to SAME"
+    assert answers == set(SAME) | set(CLASSES), "a new exercise re-implements a library function? add it to SAME"
     for number, name in SAME:
         assert callable(lesson(number).get(name)), f"lesson {number}'s answer cell defines no {name}"
+    for (number, _), (name, _) in CLASSES.items():
+        assert isinstance(lesson(number).get(name), type), f"lesson {number}'s answer cell defines no class {name}"
 
 
 # --------------------------------------------------------------------------- convolution (01, 05)
@@ -385,3 +393,53 @@ def test_the_widget_runs_on_lesson_06s_ravine():
         loss, grad = surface(w)
         assert loss == pytest.approx(namespace["ravine_loss"](w), rel=1e-15)
         np.testing.assert_allclose(grad, namespace["ravine_grad"](w), rtol=1e-15)
+
+
+# --------------------------------------------------------------------------- batch norm, dropout, residual block (09)
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(2, 4),
+       momentum=st.sampled_from([0.1, 0.5]), eps=st.sampled_from([1e-5, 1e-2]), seed=seeds)
+@settings(max_examples=20, deadline=None)
+def test_batchnorm_forward_and_backward(n, c, h, w, momentum, eps, seed):
+    rng = np.random.default_rng(seed)
+    x, dout = rng.standard_normal((n, c, h, w)) * 2 + 1, rng.standard_normal((n, c, h, w))
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    stats = {who: (rng_stats.standard_normal(c), rng_stats.uniform(0.5, 2, c))
+             for who, rng_stats in [("ours", np.random.default_rng(seed)), ("library", np.random.default_rng(seed))]}
+    for training in (True, False):  # training updates the running statistics in place, evaluation uses them
+        outs = {who: fn(x, gamma, beta, *stats[who], training, momentum, eps)
+                for who, fn in zip(["ours", "library"], pair("09", "batchnorm_forward"))}
+        np.testing.assert_allclose(outs["ours"], outs["library"], **TOL)
+        for a, b in zip(stats["ours"], stats["library"]):
+            np.testing.assert_allclose(a, b, **TOL)
+    ours, library = pair("09", "batchnorm_backward")
+    for a, b in zip(ours(dout, x, gamma, eps), library(dout, x, gamma, eps)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), p=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+       training=st.booleans(), seed=seeds)
+@settings(max_examples=20, deadline=None)
+def test_dropout_forward_and_backward(shape, p, training, seed):
+    x = np.random.default_rng(seed).standard_normal(shape)
+    (out, keep), (out_lib, keep_lib) = (fn(x, p, training, seed) for fn in pair("09", "dropout_forward"))
+    np.testing.assert_array_equal(keep, keep_lib)
+    np.testing.assert_allclose(out, out_lib, **TOL)
+    ours, library = pair("09", "dropout_backward")
+    np.testing.assert_allclose(ours(x, keep, p), library(x, keep, p), **TOL)
+
+
+@pytest.mark.parametrize("c_in, c_out, stride", [(4, 4, 1), (3, 6, 2), (4, 8, 1), (5, 5, 2)])
+def test_residual_block(c_in, c_out, stride):
+    (name, library_class), = CLASSES.values()
+    torch.manual_seed(0)
+    ours, library = lesson("09")[name](c_in, c_out, stride).double(), library_class(c_in, c_out, stride).double()
+    with torch.no_grad():
+        for p in library.parameters():
+            p.normal_()
+    ours.load_state_dict(library.state_dict())  # the same names, shapes and buffers
+    x = torch.randn(2, c_in, 7, 7, dtype=torch.float64)
+    for training in (True, False):
+        ours.train(training)
+        library.train(training)
+        torch.testing.assert_close(ours(x), library(x))
