@@ -42,7 +42,7 @@ lab: $(STAMP)  ## start JupyterLab on the lessons
 NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test: $(STAMP) book browser sandbox  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
-	$(BIN)/python -m pytest tests solutions $(NBVAL)
+	$(BIN)/python -m pytest tests solutions $(NBVAL) --durations=40
 
 # The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
 PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading
