@@ -9,6 +9,8 @@ the JSON names the machine it ran on. Sections (``--skip`` takes their names):
 
     time_to_accuracy  the fast recipe on the embedded digits, 3 seeds: training seconds to >= 99.0% test accuracy
     peer              PyTorch's examples/mnist recipe on the same digits, 3 seeds (the course's yardstick)
+    lesson07_bar      lesson 07's MyCNN, built to the spec, with the training the notebook suggests: 20 seeds
+                      against the grader's two bars (visible 500 test digits, held-out 500)
     throughput        training images/s of CourseCNN: fit's two batch sources, DataLoader vs tensors on the device
     conv              imgrec_lib.conv (NumPy) vs torch.nn.functional.conv2d, forward and backward
     inference         single-image latency and batched throughput of CourseCNN
@@ -52,7 +54,8 @@ from imgrec_lib.models import CourseCNN  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import realistic  # noqa: E402
 
-SECTIONS = ("time_to_accuracy", "peer", "throughput", "conv", "inference", "notebooks", "grading", "realistic", "mnist")
+SECTIONS = ("time_to_accuracy", "peer", "lesson07_bar", "throughput", "conv", "inference", "notebooks", "grading",
+            "realistic", "mnist")
 TARGETS = {  # what the course promises on a 2-core CPU (where each came from: HISTORY.md)
     "accuracy": 0.99,  # median test accuracy of the fast recipe over seeds 0-2 ...
     "train_seconds": 10.0,  # ... within this many seconds of training
@@ -61,6 +64,7 @@ TARGETS = {  # what the course promises on a 2-core CPU (where each came from: H
     "notebooks_seconds": 240.0,  # the whole course executes within 4 minutes
     "grading_speedup": 1.8,  # N sandboxed workers vs plain serial nbgrader autograde, 2 cores
     "sandbox_seconds": 1.0,  # ... and the sandbox adds at most this much per submission
+    "lesson07_seeds_passing": 19,  # of 20 seeds, lesson 07's spec model with the suggested training passes both bars
 }
 
 
@@ -192,6 +196,56 @@ def bench_peer(seeds: list[int], epochs: int = 14) -> dict:
             "epochs": epochs, "runs": runs,
             "median_final_accuracy": statistics.median(r["final_accuracy"] for r in runs),
             "median_train_seconds": statistics.median(r["train_seconds"] for r in runs)}
+
+
+LESSON07 = ROOT / "solutions" / "07_training_a_cnn" / "07_training_a_cnn.ipynb"
+
+
+def lesson07_spec_model() -> type:
+    """The MyCNN class of lesson 07's solution cell (grade_id my_cnn), as the instructor wrote it."""
+    import re
+
+    cells = json.loads(LESSON07.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells
+                  if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "my_cnn")
+    namespace = {"torch": torch, "nn": torch.nn}
+    exec(re.sub(r"^\s*### (BEGIN|END) SOLUTION\n", "", source, flags=re.M), namespace)
+    return namespace["MyCNN"]
+
+
+def bench_lesson07_bar(seeds: list[int]) -> dict:
+    """Lesson 07's "reach the bar": the spec model trained as the notebook suggests (``training.fit``
+    with the fast recipe's settings, ``RECIPES["fast"]["fit"]``), per seed, on the visible and held-out halves."""
+    from imgrec_lib.data import load_digits_arrays
+
+    MyCNN = lesson07_spec_model()
+    bars = lesson07_bars()
+    images, labels = load_digits_arrays("test")
+    X, y = torch.from_numpy(images[:, None]).float() / 255.0, torch.from_numpy(labels).long()
+    train = digits("train")
+    runs = []
+    for seed in seeds:
+        seed_everything(seed)
+        net = MyCNN()
+        training.fit(net, train, seed=seed, progress=False, **training.RECIPES["fast"]["fit"])
+        with torch.no_grad():
+            right = (net.eval()(X).argmax(dim=1) == y).float()
+        visible, held_out = right[:500].mean().item(), right[500:].mean().item()
+        runs.append({"seed": seed, "visible": visible, "held_out": held_out,
+                     "passes": visible >= bars["visible"] and held_out >= bars["held_out"]})
+        log(f"lesson 07 bar, seed {seed}: {visible:.1%} visible, {held_out:.1%} held out")
+    return {"bars": bars, "training": "training.fit(MyCNN(), train_data, **RECIPES['fast']['fit'])",
+            "runs": runs, "seeds_passing": sum(r["passes"] for r in runs), "seeds": len(runs)}
+
+
+def lesson07_bars() -> dict:
+    """The two accuracy bars of lesson 07's graded test cells, read from the notebook."""
+    import re
+
+    cells = json.loads(LESSON07.read_text())["cells"]
+    test = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id"): "".join(c["source"]) for c in cells}
+    bar = lambda grade_id: float(re.search(r"acc_check >= (0\.\d+)", test[grade_id]).group(1))  # noqa: E731
+    return {"visible": bar("test_trained_model"), "held_out": bar("test_trained_model_hidden")}
 
 
 def bench_throughput(epochs: int) -> dict:
@@ -463,8 +517,8 @@ def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
 
 def check_targets(results: dict) -> dict:
     """Met (True), not met (False) or not measured (None) for each target."""
-    tta, conv_, nbs, grading, inf = (results.get(k) for k in ("time_to_accuracy", "conv", "notebooks", "grading",
-                                                              "inference"))
+    tta, conv_, nbs, grading, inf, bar = (results.get(k) for k in ("time_to_accuracy", "conv", "notebooks", "grading",
+                                                                   "inference", "lesson07_bar"))
     return {
         "grading_speedup_1_8x": None if not grading else bool(
             grading["speedup_vs_nbgrader_serial"] >= TARGETS["grading_speedup"]),
@@ -478,6 +532,8 @@ def check_targets(results: dict) -> dict:
             inf["predict_process_seconds"] <= TARGETS["predict_seconds"]),
         "course_within_4_minutes": None if not nbs or not nbs["count"] else bool(
             nbs["all_ok"] and nbs["total_seconds"] <= TARGETS["notebooks_seconds"]),
+        "lesson07_bar_fair": None if not bar or bar["seeds"] < 20 else bool(
+            bar["seeds_passing"] >= TARGETS["lesson07_seeds_passing"]),
     }
 
 
@@ -557,6 +613,17 @@ def write_results_md(results: dict, path: Path) -> None:
                  + (f"{g['sandbox_seconds_per_submission']:.2f} s" if g else "-")
                  + f" | {_met(targets['sandbox_within_1_s'])} |")
     lines += realistic_rows
+    bar = results.get("lesson07_bar")
+    lines.append(f"| lesson 07: the spec model with the suggested training passes both bars for >= "
+                 f"{TARGETS['lesson07_seeds_passing']} of 20 seeds | "
+                 + (f"{bar['seeds_passing']} of {bar['seeds']}" if bar else "-") + f" | {_met(targets['lesson07_bar_fair'])} |")
+    if bar:
+        lines += ["", f"## Lesson 07's bar: the spec `MyCNN`, {bar['training']}", "",
+                  f"Bars: {bar['bars']['visible']:.0%} on the 500 visible test digits, {bar['bars']['held_out']:.0%} "
+                  "on the 500 held-out ones (the graded cells' own thresholds, read from the notebook).", "",
+                  "| seed | visible | held out | passes |", "|---|---|---|---|"]
+        lines += [f"| {r['seed']} | {r['visible']:.1%} | {r['held_out']:.1%} | {'yes' if r['passes'] else '**no**'} |"
+                  for r in bar["runs"]]
     lines += realistic_sections
     if g:
         lines += ["", f"## Grading a synthetic class ({g['submissions']} submissions: "
@@ -636,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="folder for results.json and RESULTS.md (default: benchmarks/)")
     args = parser.parse_args(argv)
-    skip = set(args.skip) | ({"notebooks", "mnist", "peer", "realistic"} if args.quick else set())
+    skip = set(args.skip) | ({"notebooks", "mnist", "peer", "realistic", "lesson07_bar"} if args.quick else set())
     repeats = 3 if args.quick else 7
 
     start = time.perf_counter()
@@ -647,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         results["time_to_accuracy"] = bench_time_to_accuracy([0] if args.quick else [0, 1, 2])
     if "peer" not in skip:
         results["peer"] = bench_peer([0] if args.quick else [0, 1, 2], epochs=2 if args.quick else 14)
+    if "lesson07_bar" not in skip:
+        results["lesson07_bar"] = bench_lesson07_bar(list(range(2 if args.quick else 20)))
     if "throughput" not in skip:
         results["throughput"] = bench_throughput(epochs=2 if args.quick else 4)
     if "conv" not in skip:
