@@ -13,7 +13,7 @@ EXTRAS := lab,test,book
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox
+.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -qq --upgrade "pip>=23"
 	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (imgrec)" >/dev/null
+	@$(MAKE) --no-print-directory nbconvert-fix
 	@touch $(STAMP)
+
+# A plain `jupyter nbconvert --execute` in this venv (as a learner runs it) gets the fix for a
+# headless run that stalls after a widget cell: Jupyter reads config files in sys.prefix/etc/jupyter.
+NBCONVERT_FIX := $(VENV)/etc/jupyter/jupyter_nbconvert_config.py
+nbconvert-fix:
+	@mkdir -p $(dir $(NBCONVERT_FIX))
+	@printf '%s\n' '# Written by make install: headless runs must not stall after a widget cell (grading/jupyter_fix.py).' \
+	  'import sys' 'sys.path.insert(0, "$(abspath .)")' 'try:' '    from grading import jupyter_fix' \
+	  'except ImportError:  # the course folder moved: run make install again' '    pass' 'else:' \
+	  '    jupyter_fix.apply()' > $(NBCONVERT_FIX)
 
 install: $(STAMP)  ## create .venv and install the course (idempotent)
 

@@ -10,9 +10,11 @@ with a timeout does not have the problem: when it times out pyzmq asks ZeroMQ di
 
 ``apply()`` makes ``AsyncZMQSocketChannel.get_msg`` poll in slices of at most one second, so a
 missed wake-up costs one second instead of minutes. The total timeout is unchanged. It is
-called from ``nbgrader_config.py`` at the repository root, ``scripts/nbconvert_config.py`` and the
-grading runner, so ``make execute``, ``make autograde``, ``make bench`` and the tests get it. JupyterLab does not
-need it: the server reads the kernel's sockets another way.
+called from ``nbgrader_config.py`` at the repository root, ``scripts/nbconvert_config.py``, the
+grading runner and the venv's ``etc/jupyter/jupyter_nbconvert_config.py`` (written by ``make install``),
+so ``make execute``, ``make autograde``, ``make bench``, the tests and a learner's plain
+``jupyter nbconvert --execute`` get it. JupyterLab does not need it: the server reads the kernel's
+sockets another way.
 """
 
 from __future__ import annotations

@@ -100,3 +100,19 @@ def test_a_real_kernel_answers_through_the_patched_channel():
     finally:
         jupyter_fix.undo()
     assert reply["content"]["status"] == "ok"
+
+
+def test_a_plain_nbconvert_in_the_venv_gets_the_fix(tmp_path):
+    """`make install` writes the venv's jupyter_nbconvert_config.py: a learner's plain
+    `jupyter nbconvert --execute`, started from any folder, polls in slices too."""
+    import subprocess
+    import sys
+
+    config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_nbconvert_config.py"
+    assert config.is_file(), f"{config} is missing: run make install"
+    probe = ("from nbconvert.nbconvertapp import NbConvertApp\n"
+             "NbConvertApp().load_config_file()\n"
+             "from jupyter_client.channels import AsyncZMQSocketChannel\n"
+             "print(AsyncZMQSocketChannel.get_msg.__name__)\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "get_msg_in_slices", result.stderr[-2000:]
