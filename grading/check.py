@@ -38,8 +38,9 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
             errors = [o for o in outputs.get(test, []) if o.get("output_type") == "error"]
             if test not in passed and errors:
                 ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", "")).strip()
+                # the whole first line of the test's message: it names the mistake (often near its end)
                 why = "not answered yet" if ename == "NotImplementedError" and not evalue else \
-                    f"{ename}: {evalue.splitlines()[0][:100] if evalue else ''}"
+                    f"{ename}: {evalue.splitlines()[0][:400] if evalue else ''}"
                 line += f"   {test}: {why}"
                 break
         lines.append(line)

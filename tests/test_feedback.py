@@ -1,0 +1,558 @@
+"""Feedback that names the mistake: the graded test cells of lessons 01-06 fed classic wrong answers.
+
+Each test cell (from solutions/, run here as it runs in the learner's notebook: the cell's source
+with the answer bound to its name) must pass the instructor's answer, and must fail each wrong
+variant listed in ``VARIANTS`` with a message that names that mistake (the words listed with it).
+No warning may reach the learner either way. The variants are written out here, small and plain,
+as a learner would write them.
+"""
+
+import ast
+import contextlib
+import functools
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from imgrec_lib import activations, conv, dense, gradcheck, losses, pooling
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def cells(number: str) -> dict[str, str]:
+    """grade_id -> source of every nbgrader cell of lesson `number`'s instructor notebook."""
+    (path,) = (ROOT / "solutions").glob(f"{number}_*/{number}_*.ipynb")
+    found = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            found[grade_id] = "".join(cell["source"])
+    return found
+
+
+@functools.cache
+def instructor(number: str) -> dict:
+    """The instructor's answers of lesson `number`, defined after the imports of its first code cell."""
+    (path,) = (ROOT / "solutions").glob(f"{number}_*/{number}_*.ipynb")
+    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    setup = "\n".join(line for line in "".join(code[0]["source"]).splitlines() if not line.startswith("%"))
+    namespace: dict = {}
+    imports = [n for n in ast.parse(setup).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(imports, type_ignores=[]), "imports", "exec"), namespace)
+    for cell in code:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+def run_test_cell(number: str, grade_id: str, **answers) -> str | None:
+    """Run a test cell with `answers` bound to their names; the failure's message, or None if it passed.
+    Fails if a warning would reach the learner."""
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        try:
+            exec(compile(cells(number)[grade_id], f"<{grade_id}>", "exec"), dict(answers))
+            message = None
+        except AssertionError as error:
+            message = str(error)
+    assert not caught, f"{grade_id}: a warning reaches the learner: {caught[0].category.__name__}: {caught[0].message}"
+    return message
+
+
+# ----------------------------------------------------------------------------- lesson 01
+def conv_size_no_plus_one(size, kernel_size, stride=1, padding=0):
+    return (size + 2 * padding - kernel_size) // stride
+
+
+def conv_size_one_side(size, kernel_size, stride=1, padding=0):
+    return (size + padding - kernel_size) // stride + 1
+
+
+def conv_size_true_division(size, kernel_size, stride=1, padding=0):
+    return (size + 2 * padding - kernel_size) / stride + 1
+
+
+def conv_flipped(x, w, b=None, stride=1, padding=0):
+    """True convolution: the kernel rotated by 180 degrees."""
+    return conv.conv2d(x, np.ascontiguousarray(w[:, :, ::-1, ::-1]), b, stride, padding)
+
+
+def conv_no_bias(x, w, b=None, stride=1, padding=0):
+    return conv.conv2d(x, w, None, stride, padding)
+
+
+def conv_short_by_one(x, w, b=None, stride=1, padding=0):
+    """A conv whose output size misses the + 1 (from an off-by-one conv_output_size): one row and column short."""
+    return conv.conv2d(x, w, b, stride, padding)[:, :, :-1, :-1]
+
+
+def conv_no_padding(x, w, b=None, stride=1, padding=0):
+    return conv.conv2d(x, w, b, stride, 0)
+
+
+def im2col_without_transpose(x, w, b=None, stride=1, padding=0):
+    """im2col that reshapes the windows (N, C, OH, OW, KH, KW) straight to (N, C*KH*KW, OH*OW)."""
+    f, c, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    oh, ow = windows.shape[2:4]
+    out = (w.reshape(f, -1) @ windows.reshape(x.shape[0], c * kh * kw, oh * ow)).reshape(x.shape[0], f, oh, ow)
+    return out if b is None else out + b.reshape(1, f, 1, 1)
+
+
+# ----------------------------------------------------------------------------- lesson 02
+def max_pool_from_zeros(x, kernel_size=2, stride=None):
+    """out = np.zeros(...), then out = np.maximum(out, window values): a negative window gives 0."""
+    return np.maximum(pooling.max_pool2d(x, kernel_size, stride), 0.0)
+
+
+def max_pool_stride_is_kernel(x, kernel_size=2, stride=None):
+    return pooling.max_pool2d(x, kernel_size, kernel_size)
+
+
+def max_pool_stride_none_unhandled(x, kernel_size=2, stride=None):
+    return pooling.max_pool2d(x, kernel_size, stride + 0)  # TypeError when stride is None
+
+
+def avg_pool_sum(x, kernel_size=2, stride=None):
+    return pooling.avg_pool2d(x, kernel_size, stride) * kernel_size ** 2
+
+
+def avg_pool_over_k(x, kernel_size=2, stride=None):
+    return pooling.avg_pool2d(x, kernel_size, stride) * kernel_size
+
+
+def avg_pool_stride_is_kernel(x, kernel_size=2, stride=None):
+    return pooling.avg_pool2d(x, kernel_size, kernel_size)
+
+
+def avg_pool_keeps_dtype(x, kernel_size=2, stride=None):
+    """out = np.empty_like(x): integer input gives means cut to integers."""
+    return pooling.avg_pool2d(x, kernel_size, stride).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- lesson 03
+def linear_without_transpose(x, w, b):
+    return x @ w + b
+
+
+def linear_without_bias(x, w, b):
+    return x @ w.T
+
+
+def linear_out_by_n(x, w, b):
+    return w @ x.T + b[:, None]
+
+
+def relu_max_along_axis_0(x):
+    return np.max(x, 0)
+
+
+def relu_in_place(x):
+    x[x < 0] = 0.0
+    return x
+
+
+def relu_mask(x):
+    return x > 0
+
+
+def softmax_without_shift(z):
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_one_maximum(z):
+    e = np.exp(z - z.max())
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_first_axis(z):
+    e = np.exp(z - z.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- lesson 04
+def mse_sum(pred, target):
+    return float(np.sum((pred - target) ** 2))
+
+
+def mse_over_rows(pred, target):
+    return float(np.sum((pred - target) ** 2) / len(pred))
+
+
+def mse_without_shape_check(pred, target):
+    return float(np.mean((pred - target) ** 2))
+
+
+def log_of_softmax(z):
+    return np.log(activations.softmax(z, axis=-1))
+
+
+def log_softmax_without_shift(z):
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def log_softmax_whole_array(z):
+    m = z.max()
+    return z - (m + np.log(np.sum(np.exp(z - m))))
+
+
+def cross_entropy_all_pairs(logits, y):
+    return float(-np.mean(activations.log_softmax(logits, axis=-1)[:, y]))
+
+
+def cross_entropy_summed(logits, y):
+    return float(-np.sum(activations.log_softmax(logits, axis=-1)[np.arange(len(y)), y]))
+
+
+def cross_entropy_unshifted(logits, y):
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def cross_entropy_grad_without_n(logits, y):
+    return losses.cross_entropy_backward(logits, y) * len(y)
+
+
+def cross_entropy_grad_flipped(logits, y):
+    return -losses.cross_entropy_backward(logits, y)
+
+
+def cross_entropy_grad_all_rows(logits, y):
+    grad = activations.softmax(logits, axis=1)
+    grad[:, y] -= 1.0
+    return grad / len(y)
+
+
+# ----------------------------------------------------------------------------- lesson 05
+def gradient_one_sided(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        f_here = float(f(x))
+        x[index] = old + eps
+        grad[index] = (float(f(x)) - f_here) / eps
+        x[index] = old
+    return grad
+
+
+def gradient_over_eps(f, x, eps=1e-6):
+    return gradcheck.numeric_gradient(f, x, eps) * 2
+
+
+def gradient_not_restored(f, x, eps=1e-6):
+    grad = gradcheck.numeric_gradient(f, x, eps)
+    x += eps  # as if every x[index] stayed at old + eps
+    return grad
+
+
+def gradient_on_a_copy(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        x_plus, x_minus = x.copy(), x.copy()
+        x_plus[index] += eps
+        x_minus[index] -= eps
+        grad[index] = (float(f(x_plus)) - float(f(x_minus))) / (2 * eps)
+    return grad
+
+
+def gradient_fixed_eps(f, x, eps=1e-6):
+    return gradcheck.numeric_gradient(f, x, 1e-6)
+
+
+def linear_backward_mean_db(dout, x, w):
+    dx, dw, db = dense.linear_backward(dout, x, w)
+    return dx, dw, db / len(x)
+
+
+def linear_backward_dw_transposed(dout, x, w):
+    dx, dw, db = dense.linear_backward(dout, x, w)
+    return dx, dw.T, db
+
+
+def linear_backward_dw_over_n(dout, x, w):
+    dx, dw, db = dense.linear_backward(dout, x, w)
+    return dx, dw / len(x), db
+
+
+def relu_backward_at_zero(dout, x):
+    return dout * (x >= 0)
+
+
+def relu_backward_mask_only(dout, x):
+    return (x > 0).astype(float)
+
+
+def relu_backward_in_place(dout, x):
+    dout[x <= 0] = 0.0
+    return dout
+
+
+def max_pool_backward(dout, x, kernel_size=2, stride=None, every_tie=False, add=True, times_dout=True):
+    """Lesson 05's loop, with switches for three classic mistakes."""
+    k = kernel_size
+    s = k if stride is None else stride
+    n, c = x.shape[:2]
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x[:, :, i * s : i * s + k, j * s : j * s + k]
+            if every_tie:
+                mask = window == window.max(axis=(2, 3), keepdims=True)
+            else:
+                mask = (window.reshape(n, c, k * k).argmax(axis=2)[:, :, None] == np.arange(k * k)).reshape(window.shape)
+            share = mask * (dout[:, :, i, j][:, :, None, None] if times_dout else 1.0)
+            if add:
+                dx[:, :, i * s : i * s + k, j * s : j * s + k] += share
+            else:
+                dx[:, :, i * s : i * s + k, j * s : j * s + k] = share
+    return dx
+
+
+def max_pool_backward_every_tie(dout, x, kernel_size=2, stride=None):
+    return max_pool_backward(dout, x, kernel_size, stride, every_tie=True)
+
+
+def max_pool_backward_written(dout, x, kernel_size=2, stride=None):
+    return max_pool_backward(dout, x, kernel_size, stride, add=False)
+
+
+def max_pool_backward_mask_only(dout, x, kernel_size=2, stride=None):
+    return max_pool_backward(dout, x, kernel_size, stride, times_dout=False)
+
+
+def conv_backward_mean_db(dout, x, w, stride=1, padding=0):
+    dx, dw, db = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, dw, dout.mean(axis=(0, 2, 3))
+
+
+def conv_backward_padded_dx(dout, x, w, stride=1, padding=0):
+    dx, dw, db = conv.conv2d_backward(dout, x, w, stride, padding)
+    return np.pad(dx, ((0, 0), (0, 0), (padding, padding), (padding, padding))), dw, db
+
+
+def conv_backward_written(dout, x, w, stride=1, padding=0):
+    """The plan of the text with dxp[window] = ... instead of +=."""
+    s, p = stride, padding
+    kh, kw = w.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = xp[:, :, i * s : i * s + kh, j * s : j * s + kw]
+            dw += np.einsum("nf,nckl->fckl", dout[:, :, i, j], window)
+            dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] = np.einsum("nf,fckl->nckl", dout[:, :, i, j], w)
+    return dxp[:, :, p : p + x.shape[2], p : p + x.shape[3]], dw, dout.sum(axis=(0, 2, 3))
+
+
+# ----------------------------------------------------------------------------- lesson 06
+def sgd(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0, form="torch"):
+    """Lesson 06's SGD with momentum, with `form` one of the classic mistakes."""
+    if not velocities:
+        velocities.extend(np.zeros_like(p) for p in params)
+    for p, g, v in zip(params, grads, velocities):
+        g = g if form == "no weight decay" else g + weight_decay * p
+        if form == "textbook":
+            v *= momentum
+            v -= lr * g
+            p += v
+        elif form == "not in place":
+            v *= momentum
+            v += g
+            p = p - lr * v  # noqa: F841 - rebinds the name only
+        else:
+            v *= momentum
+            v += (1 - momentum) * g if form == "dampening" else g
+            p -= lr * v
+
+
+def sgd_textbook(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="textbook")
+
+
+def sgd_not_in_place(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="not in place")
+
+
+def sgd_dampening(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="dampening")
+
+
+def sgd_no_weight_decay(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="no weight decay")
+
+
+def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, form="torch"):
+    """Lesson 06's Adam, with `form` one of the classic mistakes."""
+    beta1, beta2 = betas
+    if not state:
+        state.update(step=0, m=[np.zeros_like(p) for p in params], v=[np.zeros_like(p) for p in params])
+    t = state["step"] + (0 if form == "late count" else 1)
+    state["step"] += 1
+    for p, g, m, v in zip(params, grads, state["m"], state["v"]):
+        if form == "decoupled":
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        m_hat, v_hat = (m, v) if form == "no bias correction" else (m / (1 - beta1 ** t), v / (1 - beta2 ** t))
+        p -= lr * m_hat / (np.sqrt(v_hat + eps) if form == "eps inside" else np.sqrt(v_hat) + eps)
+
+
+def adam_without_bias_correction(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="no bias correction")
+
+
+def adam_eps_inside_the_root(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="eps inside")
+
+
+def adam_decoupled_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="decoupled")
+
+
+def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="late count")
+
+
+# (lesson, test cell, the answer's name, the wrong answer, words its message must hold)
+VARIANTS = [
+    ("01", "test_conv_output_size", "conv_output_size", conv_size_no_plus_one, ["+ 1"]),
+    ("01", "test_conv_output_size", "conv_output_size", conv_size_one_side, ["one side"]),
+    ("01", "test_conv_output_size", "conv_output_size", conv_size_true_division, ["floor division"]),
+    ("01", "test_conv2d_naive", "conv2d_naive", conv_flipped, ["kernel flipped"]),
+    ("01", "test_conv2d_naive", "conv2d_naive", conv_no_bias, ["bias left out"]),
+    ("01", "test_conv2d_naive", "conv2d_naive", conv_short_by_one, ["off-by-one", "conv_output_size"]),
+    ("01", "test_conv2d_naive", "conv2d_naive", conv_no_padding, ["without padding"]),
+    ("01", "test_conv2d", "conv2d", conv_flipped, ["kernel flipped"]),
+    ("01", "test_conv2d", "conv2d", im2col_without_transpose, ["im2col", "wrong order"]),
+    ("01", "test_conv2d", "conv2d", conv_short_by_one, ["off-by-one", "conv_output_size"]),
+    ("02", "test_max_pool2d", "max_pool2d", max_pool_from_zeros, ["started from 0"]),
+    ("02", "test_max_pool2d", "max_pool2d", max_pool_stride_is_kernel, ["stride argument"]),
+    ("02", "test_max_pool2d", "max_pool2d", max_pool_stride_none_unhandled, ["stride=None means"]),
+    ("02", "test_avg_pool2d", "avg_pool2d", avg_pool_sum, ["sum instead of its mean"]),
+    ("02", "test_avg_pool2d", "avg_pool2d", avg_pool_over_k, ["divided by K instead"]),
+    ("02", "test_avg_pool2d", "avg_pool2d", avg_pool_keeps_dtype, ["integer result"]),
+    ("02", "test_avg_pool2d", "avg_pool2d", avg_pool_stride_is_kernel, ["stride argument"]),
+    ("03", "test_linear", "linear", linear_without_transpose, ["w.T"]),
+    ("03", "test_linear", "linear", linear_without_bias, ["bias left out"]),
+    ("03", "test_linear", "linear", linear_out_by_n, ["transposed"]),
+    ("03", "test_relu", "relu", relu_max_along_axis_0, ["np.max(x, 0)"]),
+    ("03", "test_relu", "relu", relu_in_place, ["in place"]),
+    ("03", "test_relu", "relu", relu_mask, ["mask"]),
+    ("03", "test_softmax", "softmax", softmax_without_shift, ["without subtracting the maximum"]),
+    ("03", "test_softmax", "softmax", softmax_one_maximum, ["one maximum for the whole array"]),
+    ("03", "test_softmax", "softmax", softmax_first_axis, ["first axis"]),
+    ("04", "test_mse", "mse", mse_sum, ["sum of the squares"]),
+    ("04", "test_mse", "mse", mse_over_rows, ["number of rows"]),
+    ("04", "test_mse", "mse", mse_without_shape_check, ["ValueError", "broadcast"]),
+    ("04", "test_log_softmax", "log_softmax", log_of_softmax, ["log(softmax(z))"]),
+    ("04", "test_log_softmax", "log_softmax", log_softmax_without_shift, ["without subtracting the maximum"]),
+    ("04", "test_log_softmax", "log_softmax", log_softmax_whole_array, ["whole array"]),
+    ("04", "test_cross_entropy", "cross_entropy", cross_entropy_all_pairs, ["lp[:, y]"]),
+    ("04", "test_cross_entropy", "cross_entropy", cross_entropy_summed, ["sum over the batch"]),
+    ("04", "test_cross_entropy", "cross_entropy", cross_entropy_unshifted, ["without subtracting the maximum"]),
+    ("04", "test_cross_entropy_grad", "cross_entropy_grad", cross_entropy_grad_without_n, ["without the / N"]),
+    ("04", "test_cross_entropy_grad", "cross_entropy_grad", cross_entropy_grad_flipped, ["sign flipped"]),
+    ("04", "test_cross_entropy_grad", "cross_entropy_grad", cross_entropy_grad_all_rows, ["grad[:, y]"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_one_sided, ["one-sided"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_over_eps, ["divided by eps instead"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_not_restored, ["put x back"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_on_a_copy, ["not changed in place"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_fixed_eps, ["eps argument is not used"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_mean_db, ["db is the sum"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_dw_transposed, ["x.T @ dout"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_dw_over_n, ["dw divided by N"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_at_zero, ["x >= 0"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_mask_only, ["mask x > 0 alone"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_in_place, ["changed dout in place"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_every_tie, ["tie routing"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_every_tie, ["tie routing"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_written, ["instead of added with +="]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_mask_only, ["not multiplied by dout"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_padded_dx, ["cut the padding off"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_written, ["instead of added with +="]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_not_in_place, ["in place"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_dampening, ["(1 - momentum) * g"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_no_weight_decay, ["weight_decay ignored"]),
+    ("06", "test_adam_step", "adam_step", adam_without_bias_correction, ["without bias correction"]),
+    ("06", "test_adam_step", "adam_step", adam_eps_inside_the_root, ["eps inside the square root"]),
+    ("06", "test_adam_step", "adam_step", adam_decoupled_weight_decay, ["decoupled weight decay"]),
+    ("06", "test_adam_step", "adam_step", adam_counts_the_step_late, ["counted before it is used"]),
+]
+
+# (lesson, answer) -> its test cells; each must pass the instructor's answer
+EXERCISES = sorted({(number, name) for number, _, name, _, _ in VARIANTS})
+
+
+@pytest.mark.parametrize("number, grade_id, name, wrong, words", VARIANTS,
+                         ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
+def test_a_classic_mistake_is_named(number, grade_id, name, wrong, words):
+    message = run_test_cell(number, grade_id, **{name: wrong})
+    assert message is not None, f"{grade_id} passed {wrong.__name__}"
+    first_line = message.splitlines()[0]  # what `make check` shows of a failure
+    for word in words:
+        assert word in first_line, f"{grade_id} fed {wrong.__name__}: {word!r} not in the first line:\n{message}"
+
+
+@pytest.mark.parametrize("number, name", EXERCISES)
+def test_the_instructors_answer_passes_every_test_cell(number, name):
+    tests = [gid for gid in cells(number) if gid in (f"test_{name}", f"test_{name}_hidden")]
+    assert len(tests) == 2, f"lesson {number}: expected a visible and a hidden test of {name}, found {tests}"
+    for grade_id in tests:
+        assert run_test_cell(number, grade_id, **{name: instructor(number)[name]}) is None
+
+
+def test_a_graded_call_of_a_wrong_answer_prints_no_warning(capfd):
+    """When graded, the test's calls run in the learner's kernel (grading/serve.py): an overflowing softmax
+    must not print a RuntimeWarning into the feedback; its nan still reaches the test."""
+    from grading import serve
+    from grading.values import decode, encode
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        reply = serve.answer({0: softmax_without_shift},
+                             {"argument": 0, "args": encode([np.array([[1000.0, 1001.0]])]), "kwargs": encode({})})
+    assert np.isnan(decode(reply["result"])).all()
+    assert "Warning" not in capfd.readouterr().err
+
+
+def judged(number: str, grade_id: str, **answers) -> dict:
+    """The grader's verdict on a test cell, its calls answered in this process as grading/serve.py
+    answers them in the learner's sandboxed kernel."""
+    from grading import judge, notebooks, serve
+
+    cell = cells(number)[grade_id]
+    before, _, arguments, _ = judge.split_test_cell(cell)
+    described, functions = serve.arguments_of(notebooks.probes_of(before, arguments), arguments, dict(answers))
+
+    def call(index, args, kwargs):
+        message = json.loads(json.dumps({"argument": index, "args": args, "kwargs": kwargs}))
+        return json.loads(json.dumps(serve.answer(functions, message)))
+
+    return judge.judge_cell(grade_id, cell, json.loads(json.dumps(described)), call)
+
+
+@pytest.mark.parametrize("number, grade_id, name, wrong, words", VARIANTS,
+                         ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
+def test_when_graded_the_message_is_the_tests_own(number, grade_id, name, wrong, words):
+    """The grader shows the test's own message (no wrapper's words instead), naming the mistake."""
+    verdict = judged(number, grade_id, **{name: wrong})
+    errors = [o for o in verdict["outputs"] if o["output_type"] == "error"]
+    assert not verdict["passed"] and errors, f"{grade_id} passed {wrong.__name__} when graded"
+    assert errors[0]["ename"] == "AssertionError", f"{grade_id}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    assert errors[0]["evalue"] == run_test_cell(number, grade_id, **{name: wrong})
+    for word in words:
+        assert word in errors[0]["evalue"].splitlines()[0]
