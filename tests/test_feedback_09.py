@@ -1,0 +1,165 @@
+"""Feedback that names the mistake, lesson 09: its graded test cells fed classic wrong answers.
+
+Each test cell of solutions/09_modern_blocks (run here as in the learner's notebook: the cell's
+source with the answer bound to its name) must pass the instructor's answer and fail each wrong
+variant below with a message that names the mistake (the words listed with it). The variants are
+written out as a learner would write them.
+"""
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "solutions" / "09_modern_blocks" / "09_modern_blocks.ipynb"
+
+
+@functools.cache
+def cells() -> dict[str, str]:
+    """grade_id -> source of every nbgrader cell of the instructor's notebook."""
+    found = {}
+    for cell in json.loads(NOTEBOOK.read_text())["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            found[grade_id] = "".join(cell["source"])
+    return found
+
+
+def answer(grade_id: str) -> dict:
+    namespace = {"np": np, "torch": torch, "nn": nn}
+    exec(cells()[grade_id].replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", ""), namespace)
+    return namespace
+
+
+def message(test_id: str, name: str, value) -> str | None:
+    """Run the test cell with `name` bound to `value`: None if it passes, else its message."""
+    try:
+        exec(cells()[test_id], {name: value})
+    except AssertionError as error:
+        return str(error)
+    return None
+
+
+# ---- the wrong answers ----------------------------------------------------------------------------
+
+def bn_forward(axes=(0, 2, 3), eps_outside=False, in_place=True, unbiased_running=True, swap_momentum=False,
+               batch_stats_in_eval=False):
+    def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        if training or batch_stats_in_eval:
+            mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+            m = x.size // x.shape[1]
+            if training:
+                batch_var = x.var(axis=(0, 2, 3)) * (m / (m - 1) if unbiased_running else 1)
+                w_old, w_new = (momentum, 1 - momentum) if swap_momentum else (1 - momentum, momentum)
+                new_mean = w_old * running_mean + w_new * x.mean(axis=(0, 2, 3))
+                new_var = w_old * running_var + w_new * batch_var
+                if in_place:
+                    running_mean[:], running_var[:] = new_mean, new_var
+        else:
+            mean, var = running_mean.reshape(1, -1, 1, 1), running_var.reshape(1, -1, 1, 1)
+        std = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
+        return gamma.reshape(1, -1, 1, 1) * (x - mean) / std + beta.reshape(1, -1, 1, 1)
+    return batchnorm_forward
+
+
+def bn_backward(kind):
+    def batchnorm_backward(dout, x, gamma, eps=1e-5):
+        axes = (0, 2, 3)
+        std = np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+        x_hat = (x - x.mean(axis=axes, keepdims=True)) / std
+        dx_hat = dout * gamma.reshape(1, -1, 1, 1)
+        dx = (dx_hat - dx_hat.mean(axis=axes, keepdims=True) - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True)) / std
+        dgamma = (dout * x_hat).sum(axis=axes)
+        if kind == "constants":
+            dx = dx_hat / std
+        elif kind == "mean only":
+            dx = (dx_hat - dx_hat.mean(axis=axes, keepdims=True)) / std
+        elif kind == "dgamma of x":
+            dgamma = (dout * x).sum(axis=axes)
+        return dx, dgamma, dout.sum(axis=axes)
+    return batchnorm_backward
+
+
+def drop_forward(kind):
+    def dropout_forward(x, p=0.5, training=True, seed=None):
+        if not training:
+            return x.copy(), np.ones(x.shape, dtype=bool)
+        r = np.random.default_rng(seed).random(x.shape)
+        keep = {"opposite": r < p, "keep probability p": r >= 1 - p}.get(kind, r >= p)
+        scale = {"no scaling": 1.0, "times 1 - p": 1 - p}.get(kind, 1 / (1 - p))
+        return x * keep * scale, keep
+    return dropout_forward
+
+
+def drop_backward(kind):
+    def dropout_backward(dout, keep, p=0.5):
+        if kind == "no scaling":
+            return dout * keep
+        return dout * ~keep / (1 - p)
+    return dropout_backward
+
+
+def residual_block(kind):
+    class ResidualBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            bias = kind == "bias"
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+            self.bn1 = nn.BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+            self.bn2 = nn.BatchNorm2d(out_channels)
+            self.shortcut = nn.Identity()
+            if kind != "no projection" and (stride != 1 or in_channels != out_channels):
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                              nn.BatchNorm2d(out_channels))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            if kind == "relu before add":
+                return torch.relu(out) + self.shortcut(x)
+            if kind == "no final relu":
+                return out + self.shortcut(x)
+            return torch.relu(out + self.shortcut(x))
+    return ResidualBlock
+
+
+VARIANTS = [
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(axes=(1, 2, 3)), "per image"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(axes=(0,)), "batch axis 0 only"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(eps_outside=True), "standard deviation"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(in_place=False), "in place"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(unbiased_running=False), "biased variance"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(swap_momentum=True), "swapped the weights"),
+    ("test_batchnorm_forward_hidden", "batchnorm_forward", bn_forward(batch_stats_in_eval=True), "batch's own statistics"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("constants"), "treated as constants"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("mean only"), "through the variance"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("dgamma of x"), "dout * x instead"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("no scaling"), "did not scale"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("times 1 - p"), "multiplied by (1 - p)"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("opposite"), "the opposite"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("keep probability p"), "with probability p"),
+    ("test_dropout_backward", "dropout_backward", drop_backward("no scaling"), "forgot the factor"),
+    ("test_dropout_backward", "dropout_backward", drop_backward("opposite"), "not its opposite"),
+    ("test_residual_block", "ResidualBlock", residual_block("relu before add"), "ReLU before the addition"),
+    ("test_residual_block", "ResidualBlock", residual_block("no final relu"), "no ReLU after the addition"),
+    ("test_residual_block", "ResidualBlock", residual_block("bias"), "bias=False"),
+    ("test_residual_block", "ResidualBlock", residual_block("no projection"), "no 1x1 projection"),
+]
+
+
+@pytest.mark.parametrize("test_id, name", sorted({(t, n) for t, n, _, _ in VARIANTS}))
+def test_the_instructors_answer_passes(test_id, name):
+    grade_id = test_id.removeprefix("test_").removesuffix("_hidden")
+    assert message(test_id, name, answer(grade_id)[name]) is None
+
+
+@pytest.mark.parametrize("test_id, name, wrong, words", VARIANTS, ids=[f"{t}-{w}" for t, _, _, w in VARIANTS])
+def test_a_classic_mistake_is_named(test_id, name, wrong, words):
+    text = message(test_id, name, wrong)
+    assert text is not None, f"{test_id} passed a wrong answer ({words})"
+    assert words in text.splitlines()[0], f"{test_id}: the message does not name the mistake ({words!r}): {text}"
