@@ -9,11 +9,11 @@ BIN    := $(VENV)/bin
 # nbgrader runs `alembic` as a program: the venv's bin/ must be on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
-EXTRAS := lab,test,book
+EXTRAS := lab,test,book,hub
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox
+.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-proxy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,11 +52,11 @@ lab: $(STAMP)  ## start JupyterLab on the lessons
 # nbval re-runs every solution notebook and compares the cells marked # NBVAL_CHECK_OUTPUT.
 NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-test: $(STAMP) book browser sandbox  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
+test: $(STAMP) book browser sandbox hub-proxy  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
 	$(BIN)/python -m pytest tests solutions $(NBVAL) --durations=40
 
 # The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
-PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading
+PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading test_hub
 test-lib: $(STAMP)  ## only the library tests (a few minutes)
 	$(BIN)/python -m pytest tests -m "not slow" $(foreach t,$(PIPELINE_TESTS),--ignore=tests/$(t).py)
 
@@ -70,6 +70,19 @@ $(MATHJAX): book/package.json book/package-lock.json
 book: $(STAMP) $(MATHJAX)  ## build the course website into book/_build/html (offline, in seconds)
 	$(BIN)/python book/build_pages.py
 	$(BIN)/jupyter-book build book --warningiserror --keep-going --quiet
+
+# A JupyterHub for a class on this machine (hub/, docs/INSTRUCTOR_GUIDE.md): runs as root, starts
+# each person's JupyterLab as their Unix account. Its proxy, configurable-http-proxy, from npm.
+CHP := hub/node_modules/configurable-http-proxy/package.json
+$(CHP): hub/package.json hub/package-lock.json
+	cd hub && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(CHP)
+
+hub-proxy: $(CHP)  ## install JupyterHub's proxy (configurable-http-proxy, npm) into hub/node_modules
+
+hub: $(STAMP) $(CHP)  ## serve the course to a class with JupyterHub (sudo make hub; accounts in hub/roster.txt)
+	$(BIN)/python hub/prepare.py
+	$(BIN)/jupyterhub -f hub/jupyterhub_config.py
 
 # Headless Chromium for the browser tests, from Debian's packages (never Playwright's download).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -111,4 +124,5 @@ execute: $(STAMP)  ## re-execute every solution notebook in place, storing outpu
 
 clean:  ## remove the venv, the book's build and npm packages, and caches (not checkpoints, submissions, grades or lessons/)
 	rm -rf $(VENV) .pytest_cache .hypothesis checked book/_build book/node_modules \
-	  book/lessons book/guides book/reference book/course_map.md tests/screenshots benchmarks/results.json
+	  book/lessons book/guides book/reference book/course_map.md tests/screenshots benchmarks/results.json \
+	  hub/node_modules
