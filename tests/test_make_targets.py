@@ -1,5 +1,5 @@
 """Nothing saved is lost: a learner's answers in lessons/ survive every make target; and one
-submission can be graded in steps, as the Kubernetes Job in docs/ does.
+submission can be graded in steps, as the Kubernetes Job in deploy/ does.
 
 The make targets run in a copy of the course (one lesson, the repository's .venv linked in), with
 an answer written into lessons/ and a checkpoint in checkpoints/, as a learner would have them.
@@ -130,7 +130,7 @@ def test_a_runner_started_elsewhere_gets_the_verdicts_of_one_run(tmp_path):
 
 
 def test_the_kubernetes_job_parses_and_uses_the_commands_that_exist():
-    job, policy = yaml.safe_load_all((ROOT / "docs" / "kubernetes-grading-job.yaml").read_text())
+    job, policy = yaml.safe_load_all((ROOT / "deploy" / "grading-job.yaml").read_text())
     assert job["kind"] == "Job" and job["spec"]["completionMode"] == "Indexed" and policy["kind"] == "NetworkPolicy"
     pod = job["spec"]["template"]["spec"]
     kernel, grader = pod["containers"]
