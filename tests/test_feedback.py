@@ -1,4 +1,4 @@
-"""Feedback that names the mistake: the graded test cells of lessons 01-06 fed classic wrong answers.
+"""Feedback that names the mistake: the graded test cells of lessons 00-07 fed classic wrong answers.
 
 Each test cell (from solutions/, run here as it runs in the learner's notebook: the cell's source
 with the answer bound to its name) must pass the instructor's answer, and must fail each wrong
@@ -63,6 +63,141 @@ def run_test_cell(number: str, grade_id: str, **answers) -> str | None:
             message = str(error)
     assert not caught, f"{grade_id}: a warning reaches the learner: {caught[0].category.__name__}: {caught[0].message}"
     return message
+
+
+def bound(number: str, grade_id: str, **answers) -> dict:
+    """`answers`, and the instructor's answers to the test call's other names (to_chw's test takes to_hwc too)."""
+    body = ast.parse(cells(number)[grade_id]).body
+    defined = {node.name for node in body if isinstance(node, ast.FunctionDef)}
+    names = {node.id for node in ast.walk(body[-1].value) if isinstance(node, ast.Name)} - defined
+    return {name: answers[name] if name in answers else instructor(number)[name] for name in sorted(names)}
+
+
+# ----------------------------------------------------------------------------- lesson 00
+def to_chw(image, form="numpy"):
+    """Lesson 00's to_chw, with `form` one of the classic mistakes."""
+    if image.ndim == 2 and form != "grey unhandled":
+        return image[:, :, None] if form == "grey last" else image[None]
+    if image.ndim != 3 and form != "moveaxis unchecked":
+        raise ValueError(f"expected an image of shape (H, W, C) or (H, W), got {image.shape}")
+    if form == "reshape":
+        return image.reshape(image.shape[2], image.shape[0], image.shape[1])
+    if form == "moveaxis unchecked":
+        return np.moveaxis(image, -1, 0)
+    axes = {"T": (2, 1, 0), "hwc axes": (1, 2, 0)}.get(form, (2, 0, 1))
+    return np.transpose(image, axes) / 255 if form == "/ 255" else np.transpose(image, axes)
+
+
+def to_chw_reshaped(image):
+    return to_chw(image, "reshape")
+
+
+def to_chw_dot_t(image):
+    return to_chw(image, "T")
+
+
+def to_chw_with_to_hwcs_axes(image):
+    return to_chw(image, "hwc axes")
+
+
+def to_chw_grey_channel_last(image):
+    return to_chw(image, "grey last")
+
+
+def to_chw_grey_unhandled(image):
+    return to_chw(image, "grey unhandled")
+
+
+def to_chw_over_255(image):
+    return to_chw(image, "/ 255")
+
+
+def to_chw_moveaxis_unchecked(image):
+    return to_chw(image, "moveaxis unchecked")
+
+
+def to_hwc_with_to_chws_axes(image):
+    return np.transpose(image, (2, 0, 1))
+
+
+def to_hwc_reshaped(image):
+    return image.reshape(image.shape[1], image.shape[2], image.shape[0])
+
+
+def normalize_batch(X, form="torch"):
+    """Lesson 00's normalize_batch, with `form` one of the classic mistakes."""
+    if X.ndim != 4 and form != "unchecked":
+        raise ValueError(f"expected a batch X of shape (N, C, H, W), got {tuple(X.shape)}")
+    if form == "whole batch":
+        return (X - X.mean()) / X.std(correction=0), X.mean(), X.std(correction=0)
+    mean = X.mean(dim=(0, 2, 3))
+    std = X.std(dim=(0, 2, 3)) if form == "sample std" else X.std(dim=(0, 2, 3), correction=0)
+    std = std + 1e-5 if form == "eps" else std
+    if form == "no view":
+        std = ((X - mean) ** 2).mean(dim=(0, 2, 3)).sqrt()
+        return (X - mean) / std, mean, std
+    return (X - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1), mean, std
+
+
+def normalize_batch_sample_std(X):
+    return normalize_batch(X, "sample std")
+
+
+def normalize_batch_whole_batch(X):
+    return normalize_batch(X, "whole batch")
+
+
+def normalize_batch_without_view(X):
+    return normalize_batch(X, "no view")
+
+
+def normalize_batch_with_eps(X):
+    return normalize_batch(X, "eps")
+
+
+def normalize_batch_unchecked(X):
+    return normalize_batch(X, "unchecked")
+
+
+def make_grid(images, ncols=8, pad_value=1.0, form="spec"):
+    """Lesson 00's make_grid, with `form` one of the classic mistakes."""
+    import torch
+
+    if images.ndim != 4 or ncols < 1:
+        raise ValueError(f"expected images (N, C, H, W) and ncols >= 1, got {tuple(images.shape)} and {ncols}")
+    N, C, H, W = images.shape
+    cols = ncols if form == "uncapped" else min(ncols, N)
+    rows = -(-N // cols)
+    if form == "as rows":
+        rows, cols = cols, -(-N // cols)
+    line = 2 if form == "padded each" else 1             # pixels between two tiles
+    edge = {"no outer border": 0, "padded each": 1}.get(form, 1)
+    fill = 0.0 if form == "zero border" else pad_value
+    grid = torch.full((C, rows * (H + line) - line + 2 * edge, cols * (W + line) - line + 2 * edge), fill, dtype=images.dtype)
+    for k in range(N):
+        top, left = edge + (k // cols) * (H + line), edge + (k % cols) * (W + line)
+        grid[:, top:top + H, left:left + W] = images[k]
+    return grid
+
+
+def make_grid_zero_border(images, ncols=8, pad_value=1.0):
+    return make_grid(images, ncols, pad_value, "zero border")
+
+
+def make_grid_without_outer_border(images, ncols=8, pad_value=1.0):
+    return make_grid(images, ncols, pad_value, "no outer border")
+
+
+def make_grid_each_image_padded(images, ncols=8, pad_value=1.0):
+    return make_grid(images, ncols, pad_value, "padded each")
+
+
+def make_grid_ncols_as_rows(images, ncols=8, pad_value=1.0):
+    return make_grid(images, ncols, pad_value, "as rows")
+
+
+def make_grid_uncapped_columns(images, ncols=8, pad_value=1.0):
+    return make_grid(images, ncols, pad_value, "uncapped")
 
 
 # ----------------------------------------------------------------------------- lesson 01
@@ -427,6 +562,25 @@ def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999),
 
 # (lesson, test cell, the answer's name, the wrong answer, words its message must hold)
 VARIANTS = [
+    ("00", "test_to_chw", "to_chw", to_chw_reshaped, ["reshape instead of transpose"]),
+    ("00", "test_to_chw", "to_chw", to_chw_dot_t, ["image.T"]),
+    ("00", "test_to_chw", "to_chw", to_chw_with_to_hwcs_axes, ["axes (1, 2, 0) of the other conversion"]),
+    ("00", "test_to_chw", "to_chw", to_chw_grey_channel_last, ["channel axis added last"]),
+    ("00", "test_to_chw", "to_chw", to_chw_grey_unhandled, ["greyscale", "channel axis in front"]),
+    ("00", "test_to_chw", "to_chw", to_chw_over_255, ["divided by 255"]),
+    ("00", "test_to_chw", "to_chw", to_chw_moveaxis_unchecked, ["should raise ValueError", "image.ndim"]),
+    ("00", "test_to_chw", "to_hwc", to_hwc_with_to_chws_axes, ["axes (2, 0, 1) of the other conversion"]),
+    ("00", "test_to_chw", "to_hwc", to_hwc_reshaped, ["reshape instead of transpose"]),
+    ("00", "test_normalize_batch", "normalize_batch", normalize_batch_sample_std, ["sample std", "correction=0"]),
+    ("00", "test_normalize_batch", "normalize_batch", normalize_batch_whole_batch, ["whole batch"]),
+    ("00", "test_normalize_batch", "normalize_batch", normalize_batch_without_view, [".view(1, -1, 1, 1)"]),
+    ("00", "test_normalize_batch", "normalize_batch", normalize_batch_with_eps, ["eps added"]),
+    ("00", "test_normalize_batch", "normalize_batch", normalize_batch_unchecked, ["should raise ValueError"]),
+    ("00", "test_make_grid", "make_grid", make_grid_zero_border, ["ignores pad_value"]),
+    ("00", "test_make_grid", "make_grid", make_grid_without_outer_border, ["without the outer border"]),
+    ("00", "test_make_grid", "make_grid", make_grid_each_image_padded, ["padded on its own"]),
+    ("00", "test_make_grid", "make_grid", make_grid_ncols_as_rows, ["ncols taken as the number of rows"]),
+    ("00", "test_make_grid", "make_grid", make_grid_uncapped_columns, ["min(ncols, N)"]),
     ("01", "test_conv_output_size", "conv_output_size", conv_size_no_plus_one, ["+ 1"]),
     ("01", "test_conv_output_size", "conv_output_size", conv_size_one_side, ["one side"]),
     ("01", "test_conv_output_size", "conv_output_size", conv_size_true_division, ["floor division"]),
@@ -493,26 +647,26 @@ VARIANTS = [
     ("06", "test_adam_step", "adam_step", adam_counts_the_step_late, ["counted before it is used"]),
 ]
 
-# (lesson, answer) -> its test cells; each must pass the instructor's answer
-EXERCISES = sorted({(number, name) for number, _, name, _, _ in VARIANTS})
+# (lesson, visible test) of every exercise; it and its hidden test must pass the instructor's answers
+EXERCISES = sorted({(number, grade_id.removesuffix("_hidden")) for number, grade_id, _, _, _ in VARIANTS})
 
 
 @pytest.mark.parametrize("number, grade_id, name, wrong, words", VARIANTS,
                          ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
 def test_a_classic_mistake_is_named(number, grade_id, name, wrong, words):
-    message = run_test_cell(number, grade_id, **{name: wrong})
+    message = run_test_cell(number, grade_id, **bound(number, grade_id, **{name: wrong}))
     assert message is not None, f"{grade_id} passed {wrong.__name__}"
     first_line = message.splitlines()[0]  # what `make check` shows of a failure
     for word in words:
         assert word in first_line, f"{grade_id} fed {wrong.__name__}: {word!r} not in the first line:\n{message}"
 
 
-@pytest.mark.parametrize("number, name", EXERCISES)
-def test_the_instructors_answer_passes_every_test_cell(number, name):
-    tests = [gid for gid in cells(number) if gid in (f"test_{name}", f"test_{name}_hidden")]
-    assert len(tests) == 2, f"lesson {number}: expected a visible and a hidden test of {name}, found {tests}"
+@pytest.mark.parametrize("number, test", EXERCISES)
+def test_the_instructors_answer_passes_every_test_cell(number, test):
+    tests = [gid for gid in cells(number) if gid in (test, f"{test}_hidden")]
+    assert len(tests) == 2, f"lesson {number}: expected {test} and {test}_hidden, found {tests}"
     for grade_id in tests:
-        assert run_test_cell(number, grade_id, **{name: instructor(number)[name]}) is None
+        assert run_test_cell(number, grade_id, **bound(number, grade_id)) is None
 
 
 def test_a_graded_call_of_a_wrong_answer_prints_no_warning(capfd):
@@ -549,10 +703,11 @@ def judged(number: str, grade_id: str, **answers) -> dict:
                          ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
 def test_when_graded_the_message_is_the_tests_own(number, grade_id, name, wrong, words):
     """The grader shows the test's own message (no wrapper's words instead), naming the mistake."""
-    verdict = judged(number, grade_id, **{name: wrong})
+    answers = bound(number, grade_id, **{name: wrong})
+    verdict = judged(number, grade_id, **answers)
     errors = [o for o in verdict["outputs"] if o["output_type"] == "error"]
     assert not verdict["passed"] and errors, f"{grade_id} passed {wrong.__name__} when graded"
     assert errors[0]["ename"] == "AssertionError", f"{grade_id}: {errors[0]['ename']}: {errors[0]['evalue']}"
-    assert errors[0]["evalue"] == run_test_cell(number, grade_id, **{name: wrong})
+    assert errors[0]["evalue"] == run_test_cell(number, grade_id, **answers)
     for word in words:
         assert word in errors[0]["evalue"].splitlines()[0]
