@@ -6,7 +6,10 @@ Executes nothing: every page is made from files already in the repository.
   with its stored outputs and figures, passed through nbgrader's own `ClearSolutions` (answer code
   becomes the student stub) and `ClearHiddenTests`; hidden test cells are dropped. The page path
   mirrors the student notebook's path in the repository, so the Binder launch button
-  opens `lessons/NN_topic/NN_topic.ipynb`, the learner's version.
+  opens `lessons/NN_topic/NN_topic.ipynb`, the learner's version. Under each numbered question of
+  the section "## Questions to think about" goes its worked answer from `answers/NN_topic.md`
+  (hand-written, a section `## N` per question), collapsed in a dropdown: on the site only,
+  never in the notebooks.
 - `course_map.md`: the section "## The course" of README.md, lesson numbers linked to their pages.
 - `guides/*.md`: docs/INSTRUCTOR_GUIDE.md and docs/LESSON_GUIDE.md, whichever exist.
 - `reference/*.md`: one autodoc page per `imgrec_lib` module.
@@ -44,6 +47,9 @@ WIDGET_NOTE = (
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg"}
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
+ANSWERS = BOOK / "answers"
+QUESTIONS = "## Questions to think about"
+QUESTION = re.compile(r"^(\d+)\. ", re.M)  # a numbered question, at the start of a line
 
 
 def write_if_changed(path: Path, text: str) -> None:
@@ -87,6 +93,50 @@ def rewrite_links(text: str, repo_path: str, book_path: str, pages: set[str]) ->
     return LINK.sub(fix, text)
 
 
+def read_answers(path: Path) -> dict[int, str]:
+    """The worked answers in path, {question number: Markdown}, from its sections '## N'."""
+    if not path.exists():
+        return {}
+    parts = re.split(r"^## (\d+)[ \t]*$", path.read_text(encoding="utf-8"), flags=re.M)
+    return {int(number): body.strip() for number, body in zip(parts[1::2], parts[2::2])}
+
+
+def question_numbers(source: str) -> list[int]:
+    """The numbers of the questions in a Markdown cell's section '## Questions to think about'."""
+    start = source.find(QUESTIONS + "\n")
+    if start < 0:
+        return []
+    section = re.split(r"^## ", source[start + len(QUESTIONS):], maxsplit=1, flags=re.M)[0]
+    return [int(n) for n in QUESTION.findall(section)]
+
+
+def add_answers(source: str, answers: dict[int, str], where: str = "") -> str:
+    """Put each answer under its question, in a collapsed dropdown inside the question's list item.
+
+    where names the answers' file in error messages: an answer without its question would vanish.
+    """
+    numbers = question_numbers(source)
+    if not numbers or not answers:
+        return source
+    orphans = sorted(set(answers) - set(numbers))
+    if orphans:
+        raise SystemExit(f"{where}: answers {orphans} have no question under '{QUESTIONS}'")
+    start = source.find(QUESTIONS + "\n") + len(QUESTIONS) + 1
+    end = re.search(r"^## ", source[start:], flags=re.M)
+    end = start + end.start() if end else len(source)
+    items = list(QUESTION.finditer(source, start, end))
+    out = [source[:items[0].start()]]
+    for item, following in zip(items, items[1:] + [None]):
+        text = source[item.start():following.start() if following else end].rstrip("\n")
+        body = answers.get(int(item.group(1)))
+        if body is not None:
+            indent = " " * len(item.group(0))  # the list item's content column
+            dropdown = f":::{{dropdown}} Answer\n{body}\n:::"
+            text += "\n\n" + "\n".join(indent + line if line else "" for line in dropdown.splitlines())
+        out.append(text + ("\n\n" if following or end < len(source) else "\n"))
+    return "".join(out) + source[end:]
+
+
 def nbgrader_config():
     """The course's nbgrader_config.py, so the stubs are exactly those of the student release."""
     return PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
@@ -100,7 +150,8 @@ def site_notebook(solution: Path, pages: set[str]):
     """The page for one lesson: the instructor notebook, outputs kept, no solutions, no hidden tests.
 
     Answer code is replaced by the student stub (nbgrader's ClearSolutions), hidden test cells are
-    dropped, widget views (which need a kernel) become a short note, and relative links are fixed.
+    dropped, widget views (which need a kernel) become a short note, relative links are fixed, and
+    the worked answers of book/answers/NN_topic.md go under their questions, collapsed.
     """
     nb = nbformat.read(solution, as_version=4)
     nb.cells = [cell for cell in nb.cells if not is_hidden_test_cell(cell)]
@@ -110,9 +161,12 @@ def site_notebook(solution: Path, pages: set[str]):
     nb, resources = ClearHiddenTests(config=config).preprocess(nb, resources)
     nb.metadata.pop("widgets", None)  # stored widget state would pull widget JavaScript from a CDN
     page = f"lessons/{solution.parent.name}/{solution.name}"
+    answers_file = ANSWERS / f"{solution.stem}.md"
+    answers = read_answers(answers_file)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, page, page, pages)
+            cell.source = add_answers(cell.source, answers, str(answers_file.relative_to(ROOT)))
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}):
                 output["data"] = {"text/markdown": WIDGET_NOTE, "text/plain": WIDGET_NOTE}
