@@ -2,8 +2,9 @@
 
 Every question of a lesson's section "Questions to think about" has an answer and every answer a
 question; on the built page each answer sits collapsed (a closed <details>) in its question's list
-item; no student notebook in lessons/ holds answer text. The site is built by `make book` (a
-missing site is built here, as in test_book.py).
+item, and opens on a click with its math rendered (a slow browser check); no student notebook in
+lessons/ holds answer text. The site is built by `make book` (a missing site is built here, as in
+test_book.py).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def test_add_answers_puts_each_answer_in_a_dropdown_inside_its_question():
     assert build_pages.question_numbers(CELL) == [1, 2]
     text = build_pages.add_answers(CELL, {1: "Rayleigh\nscattering.", 2: "$n = 3$."})
     assert text.startswith(CELL.split("1. Why")[0]) and text.endswith("## Next\n\nLesson 02.\n")
-    first = "1. Why is the sky blue? Think of\n   the scattering.\n\n   :::{dropdown} Answer\n   Rayleigh\n   scattering.\n   :::\n"
+    first = ("1. Why is the sky blue? Think of\n   the scattering.\n\n"
+             "   :::{dropdown} Answer\n   Rayleigh\n   scattering.\n   :::\n")
     assert first in text, "the answer is indented into the question's list item, right after it"
     assert "2. How big is $n$?\n\n   :::{dropdown} Answer\n   $n = 3$.\n   :::\n\n## Next" in text
     assert build_pages.add_answers(CELL, {}) == CELL
@@ -158,3 +160,41 @@ def test_student_notebook_holds_no_answer(solution):
     for number, body in build_pages.read_answers(BOOK / "answers" / f"{lesson}.md").items():
         leaked = [phrase for phrase in phrases(body) if phrase in everything]
         assert not leaked, f"lessons/{lesson}: the answer to question {number} shows: {leaked[:2]}"
+
+
+@pytest.mark.slow
+def test_answer_opens_on_click_with_its_math_rendered_offline(site):
+    """In a browser (Debian's chromium, as in test_browser.py): closed at first, open after a click."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    import functools
+    import http.server
+    import threading
+
+    lesson = "06_optimization"  # math in its first answer
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("/usr/bin/chromium is missing: run `make browser` (Debian's chromium)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url
+                       else route.abort())  # offline: nothing from the network
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/lessons/{lesson}/{lesson}.html")
+            page.wait_for_load_state("networkidle")
+            dropdown = page.locator("#questions-to-think-about details").first
+            answer = dropdown.locator(".sd-summary-content")
+            assert not answer.is_visible(), "the first answer is open before anyone clicks"
+            dropdown.locator("summary").click()
+            answer.wait_for(state="visible", timeout=5000)
+            math = "#questions-to-think-about details mjx-container"
+            page.wait_for_function(f"() => document.querySelectorAll('{math}').length > 0", timeout=20000)
+            first = phrases(build_pages.read_answers(BOOK / "answers" / f"{lesson}.md")[1])[0]
+            assert first in plain(answer.inner_text()), f"{first!r} is not in the opened answer"
+            browser.close()
+    finally:
+        server.shutdown()
