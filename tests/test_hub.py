@@ -64,7 +64,8 @@ def make_course(folder: Path) -> None:
 
 
 def hub_config(tmp: Path) -> str:
-    """The hub's configuration with the two test-only changes (module docstring)."""
+    """The hub's configuration with the two changes of the module docstring, and what a test needs:
+    JupyterLab settings that put every cell in the page, a quick stop, the service's own home."""
     settings = tmp / "lab-settings"  # every cell in the DOM, and no news pop-up over the page
     for plugin, values in {"@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
                            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}.items():
@@ -107,7 +108,7 @@ def hub(tmp_path_factory):
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=end_with_this_process)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + CAP / 1000
     for url in (f"{base}/hub/health", f"http://127.0.0.1:{service_port}/services/imgrec/api"):  # hub, course service
         while True:
             try:
