@@ -40,7 +40,11 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # costs a third per epoch; shifts, rotations and zooms make up for its size; the data stay on the
 # device (the measurements behind each number: benchmarks/HISTORY.md).
 RECIPES: dict[str, dict[str, dict]] = {
-    "default": {"model": {}, "fit": dict(epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR)},
+    # "default" is `make train`: fit's defaults plus the fast recipe's shifts, rotations and zooms, which
+    # read photos of real digits better (issue 14; seeds 0-2: 97.4-97.9% on the test digits, 94.6-95.8%
+    # on scripts/make_realistic_digits.py's set, against 97.1-97.7% and 93.3-94.6% without).
+    "default": {"model": {}, "fit": dict(epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
+                                         augment=Augment(shift=2, degrees=10.0, scale=0.1))},
     "fast": {"model": dict(widths=(16, 32), dropout=0.1, pool_first=True),
              "fit": dict(epochs=12, lr=5e-3, weight_decay=5e-4, label_smoothing=0.1, on_device=True,
                          augment=Augment(shift=2, degrees=10.0, scale=0.1))},
