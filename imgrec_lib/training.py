@@ -40,9 +40,8 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # costs a third per epoch; shifts, rotations and zooms make up for its size; the data stay on the
 # device (the measurements behind each number: benchmarks/HISTORY.md).
 RECIPES: dict[str, dict[str, dict]] = {
-    # "default" is `make train`: fit's defaults plus the fast recipe's shifts, rotations and zooms, which
-    # read photos of real digits better (issue 14; seeds 0-4: 97.4-97.9% on the test digits, and seeds 0-2
-    # 94.6-95.8% on scripts/make_realistic_digits.py's set, against 97.1-97.8% and 93.3-94.6% without).
+    # "default" is `make train`: fit's defaults plus the fast recipe's shifts, rotations and zooms, with
+    # which the model reads photos of real digits better (benchmarks/HISTORY.md has the figures).
     "default": {"model": {}, "fit": dict(epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
                                          augment=Augment(shift=2, degrees=10.0, scale=0.1))},
     "fast": {"model": dict(widths=(16, 32), dropout=0.1, pool_first=True),
