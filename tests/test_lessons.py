@@ -4,14 +4,20 @@
 - no solution code and no hidden test reaches `lessons/`;
 - the instructor's notebook, submitted as a student's, autogrades to full marks, and the blank
   release autogrades to zero, without crashing;
+- a cheater who hands in wrong answers of the right shape together with code that rebinds builtins
+  and replaces numpy's and torch's comparison functions and the reference functions the tests use
+  scores 0 in every test cell, while the cheat itself runs cleanly;
 - the cell metadata follows the course conventions (docs/LESSON_GUIDE.md).
 
-All of it runs in a temporary copy of the course, so nothing in the repository is touched.
-The notebooks' own outputs are checked by nbval (`make test` runs `pytest --nbval-lax solutions`).
+All of it runs in a temporary copy of the course, so nothing in the repository is touched; the three
+students of every lesson are graded in one `make autograde` run (one sandboxed run of each solved
+notebook). The notebooks' own outputs are checked by nbval (`make test` runs `pytest --nbval-lax
+solutions`: the solved notebooks in a plain Jupyter kernel, the tests in their cells included).
 """
 
 import ast
 import builtins
+import copy
 import json
 import os
 import re
@@ -21,7 +27,9 @@ import symtable
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
@@ -34,7 +42,8 @@ pytestmark = pytest.mark.skipif(not LESSONS, reason="no lessons in solutions/ ye
 
 def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run nbgrader with the venv's bin/ on PATH (it runs `alembic` as a program)."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(ROOT))  # nbgrader_config.py imports the course's grading/
     result = subprocess.run([str(BIN / "nbgrader"), *args], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stderr[-3000:]}"
@@ -55,19 +64,23 @@ def grade_cells(nb: dict) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory) -> Path:
-    """A copy of the course with lessons generated afresh and two students' submissions graded by
-    `make autograde` (grading/: a sandbox each, the judge decides): `solver` submits the
-    instructor's notebooks, `blank` the untouched release."""
+    """A copy of the course with lessons generated afresh and three students' submissions of every
+    lesson graded in one run of `make autograde` (grading/: a sandbox each, the judge decides):
+    `solver` submits the instructor's notebooks, `blank` the untouched release, `cheater` the
+    release with wrong answers and the lies of ATTACK (Lesson.cheater)."""
     root = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions", root / "solutions",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pt"))
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pt", "checkpoints",
+                                                  "_record_*"))
     nbgrader("generate_assignment", "*", "--force", cwd=root)
     for lesson in LESSONS:
         for student, origin in (("solver", "solutions"), ("blank", "lessons")):
             target = root / "submitted" / student / lesson
             target.mkdir(parents=True)
             shutil.copy(root / origin / lesson / f"{lesson}.ipynb", target)
+        (root / "submitted" / "cheater" / lesson).mkdir(parents=True)
+        nbformat.write(Lesson(root, lesson).cheater(), root / "submitted" / "cheater" / lesson / f"{lesson}.ipynb")
     from imgrec_lib import checkpoint, models  # lesson 08 is graded with the instructor's model
 
     checkpoint.save_checkpoint(root / "checkpoints" / "course_cnn.pt", models.CourseCNN(),
@@ -85,6 +98,15 @@ def scores(course: Path, lesson: str, student: str) -> tuple[float, float]:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         submission = gradebook.find_submission(lesson, student)
         return submission.score, submission.max_score
+
+
+def grades(course: Path, lesson: str, student: str) -> dict[str, float]:
+    """{grade_id: score} of one autograded submission, read from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission_notebook(lesson, lesson, student)
+        return {grade.name: grade.score for grade in submission.grades}
 
 
 def failing_tests(course: Path, lesson: str, student: str) -> list[str]:
@@ -313,3 +335,245 @@ def test_blank_release_scores_zero(course, lesson):
     score, max_score = scores(course, lesson, "blank")
     assert max_score > 0
     assert score == 0, f"{lesson}: the blank release scores {score}/{max_score}: some test passes without an answer"
+
+
+# --- every lesson: a cheater who rebinds builtins and replaces checking and reference functions ----
+
+# Put in a cell of its own after the set-up cell. Everything lies, except while the student's own
+# functions run (so that their code works): the old, foolable tests passed every wrong answer with it.
+ATTACK = '''import builtins as _b
+import sys
+
+import numpy
+import numpy.testing
+import torch
+import torch.nn.functional
+import torch.testing
+import torchvision.utils
+
+import imgrec_lib
+from imgrec_lib import activations as _m1, conv as _m2, dense as _m3, inference as _m4, losses as _m5, optim as _m6, pooling as _m7
+from imgrec_lib import normalization as _m8
+
+_inside = [0]
+
+
+def _liar(real, lie):
+    def function(*args, **kwargs):
+        return real(*args, **kwargs) if _inside[0] else lie(*args, **kwargs)
+    return function
+
+
+# builtins rebound in the notebook's namespace: every difference is 0, every type is right
+abs = _liar(_b.abs, lambda x: x * 0 if not _b.isinstance(x, (_b.int, _b.float)) else 0.0)
+float = _liar(_b.float, lambda x=0.0: 0.0)
+isinstance = _liar(_b.isinstance, lambda obj, cls: True)
+max = _liar(_b.max, lambda *a, **k: 0.0)
+round = _liar(_b.round, lambda *a, **k: 0.0)
+# numpy's and torch's comparison functions: always equal
+numpy.abs = _liar(numpy.abs, lambda x, *a, **k: numpy.zeros(numpy.shape(x)))
+numpy.allclose = numpy.array_equal = lambda *a, **k: True
+numpy.isclose = lambda a, b, *r, **k: numpy.ones(numpy.broadcast_shapes(numpy.shape(a), numpy.shape(b)), bool)
+numpy.isfinite = _liar(numpy.isfinite, lambda x, *a, **k: numpy.ones(numpy.shape(x), bool))
+numpy.testing.assert_allclose = numpy.testing.assert_array_equal = lambda *a, **k: None
+torch.allclose = torch.equal = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+torch.Tensor.abs = _liar(torch.Tensor.abs, lambda self: self.detach() * 0)
+torch.Tensor.item = _liar(torch.Tensor.item, lambda self: 1.0)
+# the reference functions: they call the student's own function
+_ref = {}
+
+
+def _reference(module, name, student_name, student):
+    if student_name in STUDENT_NAMES:  # this lesson's tests take their reference from module.name
+        _ref[name] = getattr(module, name)
+        setattr(module, name, _liar(_ref[name], student))
+
+
+def _np(t):
+    return None if t is None else t.detach().numpy()
+
+
+_reference(torch.nn.functional, "conv2d", "conv2d", lambda x, w, b=None, stride=1, padding=0: torch.from_numpy(
+    conv2d(_np(x), _np(w), _np(b), stride=stride, padding=padding)))
+_reference(torch.nn.functional, "max_pool2d", "max_pool2d", lambda x, kernel_size, stride=None, **k: torch.from_numpy(
+    max_pool2d(_np(x), kernel_size, stride)))
+_reference(torch.nn.functional, "avg_pool2d", "avg_pool2d", lambda x, kernel_size, stride=None, **k: torch.from_numpy(
+    avg_pool2d(_np(x), kernel_size, stride)))
+_reference(torch.nn.functional, "linear", "linear", lambda x, w, b=None: torch.from_numpy(linear(_np(x), _np(w), _np(b))))
+_reference(torch, "relu", "relu", lambda x: torch.from_numpy(relu(_np(x))))
+_reference(torch, "softmax", "softmax", lambda x, dim=-1: torch.from_numpy(softmax(_np(x))))
+_reference(torch, "log_softmax", "log_softmax", lambda x, dim=-1: torch.from_numpy(log_softmax(_np(x))))
+_reference(torch.nn.functional, "mse_loss", "mse", lambda a, b, **k: torch.tensor(mse(_np(a), _np(b)), dtype=torch.float64))
+_reference(torchvision.utils, "make_grid", "make_grid", lambda images, nrow=8, padding=2, pad_value=0.0, **k: make_grid(
+    images, ncols=nrow, pad_value=pad_value))
+for _module in (_m1, _m2, _m3, _m4, _m5, _m6, _m7, _m8):  # the course's reference versions: the student's
+    for _name in list(vars(_module)):
+        if _name in STUDENT_NAMES:
+            setattr(_module, _name, (lambda n: lambda *a, **k: globals()[n](*a, **k))(_name))
+# the module names in the notebook: stand-ins whose comparisons always agree
+import types as _types
+
+
+class _Lying(_types.ModuleType):
+    def __init__(self, real, **lies):
+        super().__init__(real.__name__)
+        self._real, self._lies = real, lies
+
+    def __getattr__(self, name):
+        return self._lies[name] if name in self._lies else getattr(self._real, name)
+
+
+np = _Lying(numpy, allclose=lambda *a, **k: True, array_equal=lambda *a, **k: True)
+torch = _Lying(torch, allclose=lambda *a, **k: True, equal=lambda *a, **k: True)
+F = _Lying(torch.nn.functional, mse_loss=lambda a, b, **k: (a - a).sum())
+'''
+
+PERTURB = '''
+
+class _SameArray(np.ndarray):
+    """Wrong values that claim to be right: the difference from anything is 0, and they equal everything."""
+    def __sub__(self, other):
+        return np.zeros(np.broadcast_shapes(np.shape(self), np.shape(other)))
+    __rsub__ = __sub__
+
+    def __eq__(self, other):
+        return np.ones(np.broadcast_shapes(np.shape(self), np.shape(other)), bool)
+
+
+class _SameFloat(_b.float):  # the real float: the notebook's `float` is a liar
+    def __sub__(self, other):
+        return 0.0
+    __rsub__ = __sub__
+
+    def __eq__(self, other):
+        return True
+    __hash__ = _b.float.__hash__
+
+    def __float__(self):
+        return 1.0
+
+
+def _perturb(value):
+    """Right type and shape, wrong values (arrays and floats that lie about it)."""
+    import builtins as _b
+    if _b.isinstance(value, _b.bool):
+        return not value
+    if _b.isinstance(value, _b.int):
+        return value + 1
+    if _b.isinstance(value, _b.float):
+        return _SameFloat(value * 1.01 + 0.01)
+    if _b.isinstance(value, torch.Tensor):
+        return value * 1.01 + 0.01
+    if _b.isinstance(value, np.ndarray):
+        return (value + 1 if value.dtype.kind in "iu" else value * 1.01 + 0.01).view(_SameArray)
+    if _b.isinstance(value, (_b.tuple, _b.list)):
+        return type(value)(_perturb(v) for v in value)
+    return value
+'''
+
+WRAPPER = '''
+
+def {name}(*args, **kwargs):
+    _inside[0] += 1
+    try:
+        result = _right_{name}(*args, **kwargs)
+        if result is None:  # an in-place update: make it wrong
+            for p in args[0]:
+                p += 0.01
+        return _perturb(result)
+    finally:  # more lies, told while the test that called us is running
+        globals().update(all=_liar(_b.all, lambda *a: True), len=_liar(_b.len, lambda x: 0),
+                         sum=_liar(_b.sum, lambda *a, **k: 0))
+        _inside[0] -= 1
+'''
+
+CLASS_WRAPPER = '''
+
+class {name}(_right_{name}):
+    def forward(self, x):
+        return super().forward(x) * 1.01 + 0.01
+'''
+
+
+def cheating_answer(solution: str, wrong: bool) -> str:
+    """The instructor's answer with every function or class renamed `_right_...`, under its own name
+    a version that runs it with the lies switched off, and (wrong=True) returns wrong values of the
+    right shape; the cheater's own code calls the real builtins (`_b.abs`). A variable: an untrained model."""
+    code = re.sub(r"^\s*### (BEGIN|END) SOLUTION\n?", "", solution, flags=re.M)
+    code = re.sub(r"(?<![\w.])(abs|float|isinstance|max|round)\b", r"_b.\1", code)
+    functions = re.findall(r"^def (\w+)", code, flags=re.M)
+    classes = re.findall(r"^class (\w+)", code, flags=re.M)
+    if not functions and not classes:  # lesson 07's trained_model: a model that learned nothing
+        return "trained_model = models.CourseCNN(**training.RECIPES[\"fast\"][\"model\"])" if wrong else solution
+    if not wrong and classes:
+        return code
+    code = re.sub(r"^(def|class) (\w+)", r"\1 _right_\2", code, flags=re.M)
+    wrapper = WRAPPER if wrong else WRAPPER.replace("if result is None:", "if False:").replace(
+        "return _perturb(result)", "return result")
+    return (code + PERTURB + "".join(wrapper.format(name=n) for n in functions)
+            + "".join(CLASS_WRAPPER.format(name=n) for n in classes))
+
+
+def grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+class Lesson:
+    """A lesson's release and the instructor's answers and points, to craft a cheater from."""
+
+    def __init__(self, course: Path, name: str):
+        self.name = name
+        self.release = nbformat.read(course / "lessons" / name / f"{name}.ipynb", as_version=4)
+        source = nbformat.read(course / "solutions" / name / f"{name}.ipynb", as_version=4)
+        self.answers = {grade_id(c): c.source for c in source.cells
+                        if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+        self.points = {grade_id(c): c.metadata.nbgrader["points"] for c in source.cells
+                       if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+        self.exercises = list(self.answers)  # in the notebook's order
+
+    def trimmed(self, **answers: str):
+        """The release with `answers` (grade_id=code) in its answer cells, without the ungraded code cells
+        but the set-up cell: a student may delete those."""
+        nb = copy.deepcopy(self.release)
+        first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        nb.cells = [c for i, c in enumerate(nb.cells)
+                    if c.cell_type != "code" or i == first_code or grade_id(c) is not None]
+        for cell in nb.cells:
+            if grade_id(cell) in answers:
+                cell.source = answers[grade_id(cell)]
+            if grade_id(cell) == "trained_model":  # the training data come from cells trimming drops
+                cell.source = ('train_data = data.digits("train")\n'
+                               'test_data = Subset(data.digits("test"), range(500))\n' + cell.source)
+        return nb
+
+    def cheater(self):
+        """Wrong answers of the right shape for every exercise, and ATTACK in a cell of its own."""
+        names = [n for ex in self.exercises for n in
+                 re.findall(r"^(?:def|class) (\w+)|^(\w+) =", self.answers[ex], flags=re.M)]
+        names = {a or b for a, b in names}
+        nb = self.trimmed(**{ex: cheating_answer(self.answers[ex], wrong=True) for ex in self.exercises})
+        setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        nb.cells.insert(setup + 1, new_code_cell(f"STUDENT_NAMES = {sorted(names)!r}\n" + ATTACK))
+        return nb
+
+    def expected(self, solved: set[str]) -> dict[str, float]:
+        return {cell: (points if cell.removeprefix("test_").removesuffix("_hidden") in solved else 0)
+                for cell, points in self.points.items()}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_a_cheater_scores_zero_and_the_instructors_notebook_full_marks(course, lesson):
+    """Graded in the same run: the solver's full marks, test cell by test cell, show that the grading
+    itself works, so the cheater's zeros are the tests seeing through the lies."""
+    this = Lesson(course, lesson)
+    solver = grades(course, lesson, "solver")
+    assert solver == this.expected(set(this.exercises)), f"{lesson}: the instructor's notebook lost points: {solver}"
+    cheater = grades(course, lesson, "cheater")
+    assert cheater == this.expected(set()), f"{lesson}: the cheater scored {sum(cheater.values())}, expected 0: {cheater}"
+    # and not because the cheat itself crashed: every cell but the graded tests ran cleanly
+    nb = nbformat.read(course / "autograded" / "cheater" / lesson / f"{lesson}.ipynb", as_version=4)
+    crashed = [(i, out.ename, out.evalue[:120]) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+               and not cell.metadata.get("nbgrader", {}).get("grade")
+               for out in cell.get("outputs", []) if out.output_type == "error"]
+    assert not crashed, f"{lesson}: the cheater's own cells failed, so the test proves nothing: {crashed}"
