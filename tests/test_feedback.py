@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from imgrec_lib import activations, conv, dense, gradcheck, losses, pooling
@@ -47,6 +48,8 @@ def instructor(number: str) -> dict:
     exec(compile(ast.Module(imports, type_ignores=[]), "imports", "exec"), namespace)
     for cell in code:
         if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            if "train_data" in "".join(cell["source"]) and "train_data" not in namespace:  # lesson 07 trains on its data
+                exec('train_data = data.digits("train")\ntest_data = Subset(data.digits("test"), range(500))', namespace)
             exec("".join(cell["source"]), namespace)
     return namespace
 
@@ -161,8 +164,6 @@ def normalize_batch_unchecked(X):
 
 def make_grid(images, ncols=8, pad_value=1.0, form="spec"):
     """Lesson 00's make_grid, with `form` one of the classic mistakes."""
-    import torch
-
     if images.ndim != 4 or ncols < 1:
         raise ValueError(f"expected images (N, C, H, W) and ncols >= 1, got {tuple(images.shape)} and {ncols}")
     N, C, H, W = images.shape
@@ -560,6 +561,118 @@ def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999),
     adam(params, grads, state, lr, betas, eps, weight_decay, form="late count")
 
 
+# ----------------------------------------------------------------------------- lesson 07
+class SpecCNN(torch.nn.Module):
+    """Lesson 07's MyCNN, with switches for the classic mistakes."""
+
+    def __init__(self, num_classes=10, relus=(True, True, True), padding=1, pools=2, pool_before_relu=False,
+                 softmax=False, last_relu=False):
+        super().__init__()
+        from torch import nn
+
+        def relu_pool(relu, pool):
+            r, p = [nn.ReLU()] * relu, [nn.MaxPool2d(2)] * pool
+            return p + r if pool_before_relu else r + p
+
+        side = ((28 + 2 * padding - 2) // 2 + 2 * padding - 2) // (2 if pools == 2 else 1)
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=padding), *relu_pool(relus[0], True),
+            nn.Conv2d(16, 32, kernel_size=3, padding=padding), *relu_pool(relus[1], pools == 2),
+            nn.Flatten(), nn.Linear(32 * side * side, 64), *[nn.ReLU()] * relus[2], nn.Linear(64, num_classes),
+            *[nn.Softmax(dim=1)] * softmax, *[nn.ReLU()] * last_relu)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def my_cnn_variant(name, **mistake):
+    class MyCNN(SpecCNN):
+        def __init__(self, num_classes=10):
+            super().__init__(num_classes, **mistake)
+    MyCNN.__name__ = MyCNN.__qualname__ = name
+    return MyCNN
+
+
+MyCNN_without_the_first_relu = my_cnn_variant("MyCNN_without_the_first_relu", relus=(False, True, True))
+MyCNN_without_the_dense_relu = my_cnn_variant("MyCNN_without_the_dense_relu", relus=(True, True, False))
+MyCNN_one_pool_and_linear_32x14x14 = my_cnn_variant("MyCNN_one_pool_and_linear_32x14x14", pools=1)
+MyCNN_padding_0 = my_cnn_variant("MyCNN_padding_0", padding=0)
+MyCNN_with_softmax = my_cnn_variant("MyCNN_with_softmax", softmax=True)
+MyCNN_pool_before_relu = my_cnn_variant("MyCNN_pool_before_relu", pool_before_relu=True)
+MyCNN_relu_after_the_logits = my_cnn_variant("MyCNN_relu_after_the_logits", last_relu=True)
+
+
+class MyCNN_functional_softmax(SpecCNN):
+    def forward(self, x):
+        return torch.softmax(self.layers(x), dim=1)
+
+
+class MyCNN_one_pool_missing(SpecCNN):
+    """The second MaxPool2d left out, the Linear still 32 * 7 * 7: forward fails."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        del self.layers[5]
+
+
+def train_step_variant(form):
+    def train_step(model, X, y, optimizer, loss_fn):
+        if form != "no zero_grad" and form not in ("zero_grad after backward", "zero_grad at the end"):
+            optimizer.zero_grad()
+        if form == "model.eval()":
+            model.eval()
+        loss = loss_fn(model(X), y)
+        if form == "step before backward":
+            optimizer.step()
+            loss.backward()
+            return loss.item()
+        loss.backward()
+        if form == "zero_grad after backward":
+            optimizer.zero_grad()
+        if form != "no step":
+            optimizer.step()
+        if form == "zero_grad at the end":
+            optimizer.zero_grad()
+        return loss if form == "tensor" else loss.item()
+    train_step.__name__ = "train_step_" + form.replace(" ", "_").replace("()", "").replace(".", "_")
+    return train_step
+
+
+train_step_without_zero_grad = train_step_variant("no zero_grad")
+train_step_zero_grad_after_backward = train_step_variant("zero_grad after backward")
+train_step_zero_grad_at_the_end = train_step_variant("zero_grad at the end")
+train_step_step_before_backward = train_step_variant("step before backward")
+train_step_returns_a_tensor = train_step_variant("tensor")
+train_step_without_step = train_step_variant("no step")
+train_step_calls_eval = train_step_variant("model.eval()")
+
+
+class UntrainedCNN(SpecCNN):
+    """MyCNN() as it was built: trained_model = MyCNN() with the training left out, or done on another model."""
+
+
+class LabelsNotLogits(torch.nn.Module):
+    """A model whose forward returns each image's predicted class, not its logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = SpecCNN()
+
+    def forward(self, x):
+        return self.net(x).argmax(dim=1)
+
+
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS = UntrainedCNN(), LabelsNotLogits()
+THE_HISTORY = {"train_loss": [2.3, 0.4], "train_accuracy": [0.3, 0.9]}  # trained_model = training.fit(...)
+
+
+def label(wrong) -> str:
+    """The name a wrong answer goes by in the tests' ids and messages."""
+    return getattr(wrong, "__name__", type(wrong).__name__)
+
+
 # (lesson, test cell, the answer's name, the wrong answer, words its message must hold)
 VARIANTS = [
     ("00", "test_to_chw", "to_chw", to_chw_reshaped, ["reshape instead of transpose"]),
@@ -645,6 +758,25 @@ VARIANTS = [
     ("06", "test_adam_step", "adam_step", adam_eps_inside_the_root, ["eps inside the square root"]),
     ("06", "test_adam_step", "adam_step", adam_decoupled_weight_decay, ["decoupled weight decay"]),
     ("06", "test_adam_step", "adam_step", adam_counts_the_step_late, ["counted before it is used"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_without_the_first_relu, ["the ReLU of row 2 missing"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_without_the_dense_relu, ["the ReLU of row 9 missing"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_and_linear_32x14x14, ["one MaxPool2d missing", "32 * 14 * 14"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_missing, ["one MaxPool2d missing"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_padding_0, ["padding 0"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_with_softmax, ["Softmax at the end", "logits"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_functional_softmax, ["softmax at the end", "logits"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_pool_before_relu, ["another order", "row 2"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_relu_after_the_logits, ["ReLU after the last Linear"]),
+    ("07", "test_train_step", "train_step", train_step_without_zero_grad, ["zero_grad() missing", "pile up"]),
+    ("07", "test_train_step", "train_step", train_step_zero_grad_at_the_end, ["zero_grad at the end, not first"]),
+    ("07", "test_train_step", "train_step", train_step_zero_grad_after_backward, ["never change", "zero_grad()"]),
+    ("07", "test_train_step", "train_step", train_step_step_before_backward, ["never change", "before loss.backward()"]),
+    ("07", "test_train_step", "train_step", train_step_without_step, ["never change", "optimizer.step() missing"]),
+    ("07", "test_train_step", "train_step", train_step_returns_a_tensor, ["loss tensor itself", "loss.item()"]),
+    ("07", "test_train_step", "train_step", train_step_calls_eval, ["model.eval()"]),
+    ("07", "test_trained_model", "trained_model", AN_UNTRAINED_MODEL, ["chance", "not trained"]),
+    ("07", "test_trained_model", "trained_model", A_MODEL_OF_LABELS, ["one number per digit", "logits"]),
+    ("07", "test_trained_model", "trained_model", THE_HISTORY, ["history training.fit returns"]),
 ]
 
 # (lesson, visible test) of every exercise; it and its hidden test must pass the instructor's answers
@@ -652,13 +784,13 @@ EXERCISES = sorted({(number, grade_id.removesuffix("_hidden")) for number, grade
 
 
 @pytest.mark.parametrize("number, grade_id, name, wrong, words", VARIANTS,
-                         ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
+                         ids=[f"{v[0]}-{v[1]}-{label(v[3])}" for v in VARIANTS])
 def test_a_classic_mistake_is_named(number, grade_id, name, wrong, words):
     message = run_test_cell(number, grade_id, **bound(number, grade_id, **{name: wrong}))
-    assert message is not None, f"{grade_id} passed {wrong.__name__}"
+    assert message is not None, f"{grade_id} passed {label(wrong)}"
     first_line = message.splitlines()[0]  # what `make check` shows of a failure
     for word in words:
-        assert word in first_line, f"{grade_id} fed {wrong.__name__}: {word!r} not in the first line:\n{message}"
+        assert word in first_line, f"{grade_id} fed {label(wrong)}: {word!r} not in the first line:\n{message}"
 
 
 @pytest.mark.parametrize("number, test", EXERCISES)
@@ -700,13 +832,13 @@ def judged(number: str, grade_id: str, **answers) -> dict:
 
 
 @pytest.mark.parametrize("number, grade_id, name, wrong, words", VARIANTS,
-                         ids=[f"{v[0]}-{v[1]}-{v[3].__name__}" for v in VARIANTS])
+                         ids=[f"{v[0]}-{v[1]}-{label(v[3])}" for v in VARIANTS])
 def test_when_graded_the_message_is_the_tests_own(number, grade_id, name, wrong, words):
     """The grader shows the test's own message (no wrapper's words instead), naming the mistake."""
     answers = bound(number, grade_id, **{name: wrong})
     verdict = judged(number, grade_id, **answers)
     errors = [o for o in verdict["outputs"] if o["output_type"] == "error"]
-    assert not verdict["passed"] and errors, f"{grade_id} passed {wrong.__name__} when graded"
+    assert not verdict["passed"] and errors, f"{grade_id} passed {label(wrong)} when graded"
     assert errors[0]["ename"] == "AssertionError", f"{grade_id}: {errors[0]['ename']}: {errors[0]['evalue']}"
     assert errors[0]["evalue"] == run_test_cell(number, grade_id, **answers)
     for word in words:
