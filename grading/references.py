@@ -127,6 +127,18 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "confusion_matrix": ("imgrec_lib.plots.confusion_matrix", "sklearn.metrics.confusion_matrix",
                          "torchmetrics.functional.confusion_matrix", "torchmetrics.ConfusionMatrix",
                          "pandas.crosstab"),
+    # lesson 09: modern CNN blocks (the NumPy layers against their library copies and torch's; the
+    # residual block may use nn.Conv2d and nn.BatchNorm2d, only a ready-made block voids it)
+    "batchnorm_forward": ("imgrec_lib.normalization.batchnorm_forward", "torch.nn.functional.batch_norm",
+                          "torch.batch_norm", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm1d"),
+    "batchnorm_backward": ("imgrec_lib.normalization.batchnorm_backward", "torch.nn.functional.batch_norm",
+                           "torch.batch_norm", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm1d", *_AUTOGRAD),
+    "dropout_forward": ("imgrec_lib.normalization.dropout_forward", "torch.nn.functional.dropout",
+                        "torch.dropout", "torch.nn.Dropout"),
+    "dropout_backward": ("imgrec_lib.normalization.dropout_backward", "torch.nn.functional.dropout",
+                         "torch.dropout", "torch.nn.Dropout", *_AUTOGRAD),
+    "residual_block": ("imgrec_lib.models.ResidualBlock", "imgrec_lib.models.SmallResNet",
+                       "torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck"),
 }
 
 # Packages whose functions are matched by their last name too (torch.nn.modules.conv.Conv2d is

@@ -71,8 +71,8 @@ def all_exercises() -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- the table
 
 
-def test_references_cover_every_graded_exercise_of_lessons_00_to_08():
-    assert [lesson[:2] for lesson in LESSONS] == [f"{n:02d}" for n in range(9)]
+def test_references_cover_every_graded_exercise_of_lessons_00_to_09():
+    assert [lesson[:2] for lesson in LESSONS] == [f"{n:02d}" for n in range(10)]
     assert sorted(references.REFERENCES) == sorted(grade_id for _, grade_id in all_exercises())
     for grade_id, names in references.REFERENCES.items():
         assert all(isinstance(n, str) and n.count(".") >= 1 for n in names), grade_id
