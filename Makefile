@@ -50,10 +50,13 @@ lab: $(STAMP)  ## start JupyterLab on the lessons
 	$(BIN)/jupyter lab --notebook-dir=lessons $(ROOT_FLAG)
 
 # nbval re-runs every solution notebook and compares the cells marked # NBVAL_CHECK_OUTPUT.
+# Two pytest workers (pytest-xdist), each taking whole files (--dist loadfile: a file's fixtures
+# and a notebook's cells stay in one process): the suite waits on kernels, sandboxes and browsers
+# about half of the time (a serial run used 13 CPU minutes in 24), so two share the 2 cores well.
 NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test: $(STAMP) book browser sandbox hub-proxy  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
-	$(BIN)/python -m pytest tests solutions $(NBVAL) --durations=40
+	$(BIN)/python -m pytest tests solutions $(NBVAL) -n 2 --dist loadfile --durations=40
 
 # The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
 PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading test_hub
