@@ -201,15 +201,21 @@ def bench_peer(seeds: list[int], epochs: int = 14) -> dict:
 LESSON07 = ROOT / "solutions" / "07_training_a_cnn" / "07_training_a_cnn.ipynb"
 
 
-def lesson07_spec_model() -> type:
+def lesson07_cells() -> dict[str, str]:
+    """grade_id -> source of every nbgrader cell of lesson 07's instructor notebook."""
+    import nbformat
+
+    from grading.notebooks import grade_id
+
+    return {grade_id(c): c.source for c in nbformat.read(LESSON07, as_version=4).cells if grade_id(c)}
+
+
+def lesson07_spec_model(cells: dict[str, str]) -> type:
     """The MyCNN class of lesson 07's solution cell (grade_id my_cnn), as the instructor wrote it."""
     import re
 
-    cells = json.loads(LESSON07.read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells
-                  if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "my_cnn")
     namespace = {"torch": torch, "nn": torch.nn}
-    exec(re.sub(r"^\s*### (BEGIN|END) SOLUTION\n", "", source, flags=re.M), namespace)
+    exec(re.sub(r"^\s*### (BEGIN|END) SOLUTION\n", "", cells["my_cnn"], flags=re.M), namespace)
     return namespace["MyCNN"]
 
 
@@ -218,8 +224,8 @@ def bench_lesson07_bar(seeds: list[int]) -> dict:
     with the fast recipe's settings, ``RECIPES["fast"]["fit"]``), per seed, on the visible and held-out halves."""
     from imgrec_lib.data import load_digits_arrays
 
-    MyCNN = lesson07_spec_model()
-    bars = lesson07_bars()
+    cells = lesson07_cells()
+    MyCNN, bars = lesson07_spec_model(cells), lesson07_bars(cells)
     images, labels = load_digits_arrays("test")
     X, y = torch.from_numpy(images[:, None]).float() / 255.0, torch.from_numpy(labels).long()
     train = digits("train")
@@ -238,13 +244,11 @@ def bench_lesson07_bar(seeds: list[int]) -> dict:
             "runs": runs, "seeds_passing": sum(r["passes"] for r in runs), "seeds": len(runs)}
 
 
-def lesson07_bars() -> dict:
-    """The two accuracy bars of lesson 07's graded test cells, read from the notebook."""
+def lesson07_bars(cells: dict[str, str]) -> dict:
+    """The two accuracy bars of lesson 07's graded test cells."""
     import re
 
-    cells = json.loads(LESSON07.read_text())["cells"]
-    test = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id"): "".join(c["source"]) for c in cells}
-    bar = lambda grade_id: float(re.search(r"acc_check >= (0\.\d+)", test[grade_id]).group(1))  # noqa: E731
+    bar = lambda grade_id: float(re.search(r"acc_check >= (0\.\d+)", cells[grade_id]).group(1))  # noqa: E731
     return {"visible": bar("test_trained_model"), "held_out": bar("test_trained_model_hidden")}
 
 

@@ -115,11 +115,12 @@ def test_results_md_reports_the_throughput(bench, quick_run, tiny_throughput, tm
 
 def test_lesson07_bar_reads_the_spec_model_and_the_bars_from_the_notebook(bench):
     """The section trains what the notebook specifies and judges by the graded cells' own thresholds."""
-    MyCNN = bench.lesson07_spec_model()
+    cells = bench.lesson07_cells()
+    MyCNN = bench.lesson07_spec_model(cells)
     net = MyCNN()
     assert tuple(net(torch.zeros(2, 1, 28, 28)).shape) == (2, 10)
     assert [type(m).__name__ for m in net.modules() if not list(m.children())][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
-    bars = bench.lesson07_bars()
+    bars = bench.lesson07_bars(cells)
     assert set(bars) == {"visible", "held_out"} and 0.9 < bars["held_out"] <= bars["visible"] < 1
     results = {"lesson07_bar": {"seeds": 20, "seeds_passing": 18, "bars": bars, "runs": [],
                                 "training": "t"}}
