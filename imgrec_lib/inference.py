@@ -20,6 +20,10 @@ drawing classifies right:
   out like MNIST passes unchanged. ``python -m imgrec_lib predict --show DIR`` saves what the
   model saw.
 
+All of that is NumPy, SciPy, scikit-image and PIL (``load_pixels`` gives the model's input as an
+array); PyTorch is imported only by the functions that take or give tensors, so that
+``python -m imgrec_lib predict`` can start without it (``imgrec_lib.numpy_net``).
+
 Example::
 
     net.eval()
@@ -32,20 +36,19 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 from skimage import filters, morphology
 
-from .device import eval_mode, model_device
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
-    "ImageError", "Prediction", "read_image", "load_image", "image_from_bytes", "prepare_image", "predict_tensor",
-    "predict_files", "saliency", "save_seen", "preprocess_digit", "digit_steps", "is_mnist_layout", "is_dark_on_light",
+    "ImageError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes", "prepare_image",
+    "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit", "digit_steps", "is_mnist_layout", "is_dark_on_light",
     "flatten_background", "remove_lines", "ink_mask", "keep_digit", "crop_digit", "stroke_width",
     "normalise_strokes", "mnist_layout",
 ]
@@ -93,6 +96,14 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
     module docstring) and nothing special for other shapes. Raises ``ImageError`` with a one-line
     message when the file cannot be read.
     """
+    import torch
+
+    return torch.from_numpy(load_pixels(path, input_shape, invert))
+
+
+def load_pixels(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
+                invert: bool | str = "auto") -> np.ndarray:
+    """``load_image`` as a NumPy array: float32 (C, H, W) in [0, 1]. Lesson 08."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -107,10 +118,12 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
 def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
                      invert: bool | str = "auto", name: str = "the upload") -> torch.Tensor:
     """``load_image`` for the bytes of a PNG or JPEG file (an upload widget's content). Lesson 08."""
+    import torch
+
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     x = read_image(io.BytesIO(data), _check_shape(input_shape)[0], name, min_side=_work_side(input_shape, invert))
-    return _for_model(x, input_shape, invert)
+    return torch.from_numpy(_for_model(x, input_shape, invert))
 
 
 def _decode(source, name: str, min_side: int | None = None) -> Image.Image:
@@ -141,22 +154,25 @@ def prepare_image(img: Image.Image, input_shape: Sequence[int] = MNIST_SHAPE,
 
     ``name`` (the file) is what the ``ImageError`` names when PIL cannot convert the image's
     colours (e.g. a LAB TIFF) to grey or RGB."""
-    return _for_model(_to_array(img, _check_shape(input_shape)[0], name), input_shape, invert)
+    import torch
+
+    return torch.from_numpy(_for_model(_to_array(img, _check_shape(input_shape)[0], name), input_shape, invert))
 
 
-def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str) -> torch.Tensor:
+def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str) -> np.ndarray:
     """Pixels (h, w) or (h, w, 3) in [0, 1] -> float32 (C, H, W) for the model: inverted if
-    asked, laid out like MNIST for a 28x28 grey model, else fitted into (H, W) and padded."""
+    asked, laid out like MNIST for a 28x28 grey model, else fitted into (H, W) and padded with
+    the border's median colour."""
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
     if invert == "auto" and (channels, height, width) == MNIST_SHAPE:
-        return torch.from_numpy(preprocess_digit(x)).unsqueeze(0)
+        return preprocess_digit(x)[None]
     if invert is True:
         x = 1.0 - x
-    t = torch.from_numpy(x).float()
-    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-    return _fit_and_pad(t, height, width, pad_value=_border(x).reshape(-1, channels).median(0).values)
+    pixels = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    paper = np.quantile(_border(x).reshape(-1, channels), 0.5, axis=0, method="lower")  # a pixel's colour, not a mean
+    return _fit_and_pad(pixels.astype(np.float32), height, width, pad_value=paper)
 
 
 def _work_side(input_shape: Sequence[int], invert: bool | str) -> int | None:
@@ -193,32 +209,36 @@ def _to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
     return np.asarray(img, dtype=np.float64) / 255.0
 
 
-def _border(x: np.ndarray) -> torch.Tensor:
+def _border(x: np.ndarray) -> np.ndarray:
     """Pixels on the outer frame of an (h, w) or (h, w, C) array, about 5% of each side wide."""
     h, w = x.shape[:2]
     bh, bw = max(1, h // 20), max(1, w // 20)
     mask = np.ones((h, w), dtype=bool)
     mask[bh:h - bh, bw:w - bw] = False
-    return torch.from_numpy(x[mask])
+    return x[mask]
 
 
-def _resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize (C, h, w) to (C, height, width), antialiased so thin strokes survive shrinking."""
-    if t.shape[1:] == (height, width):
-        return t
-    return F.interpolate(t[None], size=(height, width), mode="bilinear", antialias=True,
-                         align_corners=False)[0]
+def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a grey picture (h, w) to float32 (height, width), antialiased so thin strokes survive
+    shrinking: PIL's bilinear filter, widened to the scale when it shrinks (the same arithmetic as
+    ``torch.nn.functional.interpolate(..., mode="bilinear", antialias=True)``)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape == (height, width):
+        return x
+    return np.array(Image.fromarray(x).resize((width, height), Image.Resampling.BILINEAR))
 
 
-def _fit_and_pad(t: torch.Tensor, height: int, width: int, pad_value: torch.Tensor) -> torch.Tensor:
-    """Resize (C, h, w) to fit into (height, width) keeping the aspect ratio, pad the rest."""
-    c, h, w = t.shape
+def _fit_and_pad(x: np.ndarray, height: int, width: int, pad_value: np.ndarray) -> np.ndarray:
+    """Resize (C, h, w) to fit into (height, width) keeping the aspect ratio, pad the rest with
+    ``pad_value`` (C,)."""
+    c, h, w = x.shape
     scale = min(height / h, width / w)
     nh, nw = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
-    out = pad_value.float().reshape(c, 1, 1).expand(c, height, width).clone()
+    out = np.empty((c, height, width), dtype=np.float32)
+    out[:] = np.reshape(pad_value, (c, 1, 1))
     top, left = (height - nh) // 2, (width - nw) // 2
-    out[:, top:top + nh, left:left + nw] = _resize(t, nh, nw)
-    return out.clamp(0.0, 1.0).contiguous()
+    out[:, top:top + nh, left:left + nw] = [_resize(channel, nh, nw) for channel in x]
+    return np.clip(out, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------- a photo -> MNIST's layout
@@ -246,13 +266,13 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         x = 1.0 - x  # the same arithmetic for both: paper light, ink dark
     h, w = x.shape
     if min(h, w) < 100:
-        paper = np.full_like(x, max(float(np.median(_border(x).numpy())), 1e-3))
+        paper = np.full_like(x, max(float(np.median(_border(x))), 1e-3))
     else:  # on a copy 1/4 the size, each pixel the mean of 4x4 (noise averages out, and the
         # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
         paper = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=k), sigma=k / 2)
-        paper = _resize(torch.from_numpy(paper)[None], h, w)[0].numpy()  # back to full size
+        paper = _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 
 
@@ -308,9 +328,9 @@ def crop_digit(ink: np.ndarray, digit: np.ndarray, size: int = 4 * MNIST_BOX) ->
         return np.zeros((size, size), dtype=np.float32)
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     near = ndimage.binary_dilation(digit[box], iterations=1)  # the stroke's soft edge, not its neighbours
-    crop = torch.from_numpy((ink[box] * near).astype(np.float32))[None]
-    scale = size / max(crop.shape[1:])
-    crop = _resize(crop, max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[2] * scale)))[0].numpy()
+    crop = ink[box] * near
+    scale = size / max(crop.shape)
+    crop = _resize(crop, max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale)))
     return np.clip(crop / max(float(crop.max()), 1e-6), 0.0, 1.0)
 
 
@@ -345,10 +365,10 @@ def mnist_layout(crop: np.ndarray) -> np.ndarray:
     if crop.max() <= 0:
         return out
     rows, cols = np.flatnonzero(crop.max(1) > 0), np.flatnonzero(crop.max(0) > 0)
-    crop = torch.from_numpy(np.ascontiguousarray(crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]))[None].float()
-    scale = MNIST_BOX / max(crop.shape[1:])
-    h, w = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[2] * scale))
-    box = _resize(crop, h, w)[0].clamp(0.0, 1.0).numpy()
+    crop = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = MNIST_BOX / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    box = np.clip(_resize(crop, h, w), 0.0, 1.0)
     cy, cx = ndimage.center_of_mass(box)
     top = int(np.clip(round(14 - cy), 0, 28 - h))  # MNIST puts the centre of mass at pixel (14, 14)
     left = int(np.clip(round(14 - cx), 0, 28 - w))
@@ -400,16 +420,18 @@ def _shrink(x: np.ndarray, side: int) -> np.ndarray:
     if max(h, w) <= side:
         return x
     scale = side / max(h, w)
-    return _resize(torch.from_numpy(x)[None], max(1, round(h * scale)), max(1, round(w * scale)))[0].numpy()
+    return _resize(x, max(1, round(h * scale)), max(1, round(w * scale)))
 
 
-def save_seen(x: torch.Tensor, path: str | Path, zoom: int = 8) -> None:
-    """Save a model input (C, H, W) in [0, 1] as a PNG, each pixel ``zoom`` x ``zoom`` (nearest, so
-    the pixels stay visible): the picture the model actually saw. ``predict --show`` writes them.
-    Lesson 08."""
-    if not torch.is_tensor(x) or x.ndim != 3 or x.shape[0] not in (1, 3):
+def save_seen(x: torch.Tensor | np.ndarray, path: str | Path, zoom: int = 8) -> None:
+    """Save a model input (C, H, W) in [0, 1], a tensor or an array, as a PNG, each pixel ``zoom``
+    x ``zoom`` (nearest, so the pixels stay visible): the picture the model actually saw.
+    ``predict --show`` writes them. Lesson 08."""
+    if hasattr(x, "detach"):  # a tensor
+        x = x.detach().cpu().float().numpy()
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"expected an image tensor (C, H, W) with C = 1 or 3, got {getattr(x, 'shape', x)}")
-    pixels = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    pixels = (np.clip(x.astype(np.float32), 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
     img = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST).save(path)
 
@@ -455,6 +477,8 @@ def predict_tensor(model: torch.nn.Module, x: torch.Tensor, classes: Sequence | 
     ``classes`` names the model's outputs (None: "0", "1", ...); ``top_k`` is clipped to the
     number of classes. ``device`` None keeps the model where it is; otherwise the model moves there.
     """
+    import torch
+
     if not torch.is_tensor(x) or x.ndim not in (3, 4):
         got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
         raise ValueError(f"expected an image (C, H, W) or a batch (N, C, H, W) tensor, got {got}")
@@ -465,8 +489,10 @@ def predict_tensor(model: torch.nn.Module, x: torch.Tensor, classes: Sequence | 
 
 
 def _predict_batch(model, x, classes, top_k, device, paths) -> list[Prediction]:
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    import torch
+
+    from .device import eval_mode, model_device
+
     if device is not None:
         model.to(device)
     param = next(model.parameters(), None)
@@ -475,14 +501,24 @@ def _predict_batch(model, x, classes, top_k, device, paths) -> list[Prediction]:
         logits = model(x.to(model_device(model), dtype))
     if logits.ndim != 2:
         raise ValueError(f"expected the model to return logits (N, num_classes), got {tuple(logits.shape)}")
-    num_classes = logits.shape[1]
+    return rank_classes(torch.softmax(logits.float(), dim=1).cpu().numpy(), classes, top_k, paths)
+
+
+def rank_classes(probabilities: np.ndarray, classes: Sequence | None = None, top_k: int = 3,
+                 paths: Sequence[str | None] | None = None) -> list[Prediction]:
+    """One ``Prediction`` per row of ``probabilities`` (N, num_classes): its ``top_k`` classes, most
+    probable first (ties: the lower class index first). ``classes`` names the columns (None: "0",
+    "1", ...); ``paths`` names the rows (default None each). Lesson 08."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    num_classes = probabilities.shape[1]
     names = [str(i) for i in range(num_classes)] if classes is None else [str(c) for c in classes]
     if len(names) != num_classes:
         raise ValueError(f"the model has {num_classes} outputs but {len(names)} class names were given")
-    probs = torch.softmax(logits.float(), dim=1).cpu()
-    values, indices = probs.topk(min(top_k, num_classes), dim=1)  # sorted, largest first
-    return [Prediction(path, [(names[i], float(p)) for p, i in zip(vals.tolist(), idx.tolist())])
-            for path, vals, idx in zip(paths, values, indices)]
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    paths = [None] * len(probabilities) if paths is None else paths
+    return [Prediction(path, [(names[i], float(row[i])) for i in top])
+            for path, row, top in zip(paths, probabilities, best)]
 
 
 def predict_files(model: torch.nn.Module, paths: str | Path | Sequence[str | Path],
@@ -496,6 +532,8 @@ def predict_files(model: torch.nn.Module, paths: str | Path | Sequence[str | Pat
     to the model's ``config`` (in_channels, image_size), else (1, 28, 28); ``invert`` as in
     ``load_image``. A file that cannot be read raises ``ImageError`` naming it.
     """
+    import torch
+
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if batch_size < 1:
@@ -504,7 +542,7 @@ def predict_files(model: torch.nn.Module, paths: str | Path | Sequence[str | Pat
     predictions: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
         chunk = [str(p) for p in paths[start:start + batch_size]]
-        x = torch.stack([load_image(p, shape, invert) for p in chunk])
+        x = torch.from_numpy(np.stack([load_pixels(p, shape, invert) for p in chunk]))
         predictions += _predict_batch(model, x, classes, top_k, device, paths=chunk)
     return predictions
 
@@ -515,6 +553,10 @@ def saliency(model: torch.nn.Module, x: torch.Tensor, target: int | None = None)
     x is one image (C, H, W) or (1, C, H, W); ``target`` is the class whose score (logit) we
     differentiate, by default the predicted one. Which pixels would change the answer most? Lesson 08.
     """
+    import torch
+
+    from .device import eval_mode, model_device
+
     if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
     if x.ndim != 3:
