@@ -340,7 +340,9 @@ def bench_inference(repeats: int) -> dict:
 
 
 def predict_process_seconds(repeats: int) -> float:
-    """Median wall time of `python -m imgrec_lib predict IMAGE` (a new Python: imports are most of it)."""
+    """Median wall time of `python -m imgrec_lib predict IMAGE` (a new Python: imports are most of it). By default
+    the course's NumPy layers run the net and torch is never imported; the same command with `--device cpu`
+    (PyTorch) is timed in turn with it, so that both see the same load, and logged for the ratio."""
     import subprocess
     import tempfile
 
@@ -356,10 +358,17 @@ def predict_process_seconds(repeats: int) -> float:
         command = [sys.executable, "-m", "imgrec_lib", "predict", str(image), "--checkpoint", str(path)]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
 
-        def once() -> None:
-            subprocess.run(command, check=True, capture_output=True, env=env, cwd=folder)
+        def seconds(*extra: str) -> float:
+            start = time.perf_counter()
+            subprocess.run([*command, *extra], check=True, capture_output=True, env=env, cwd=folder)
+            return time.perf_counter() - start
 
-        return median_seconds(once, repeats)  # after a first run that reads the files into the page cache
+        seconds(), seconds("--device", "cpu")  # a first run of each reads the files into the page cache
+        numpy_runs, torch_runs = zip(*[(seconds(), seconds("--device", "cpu")) for _ in range(repeats)])
+        numpy_median, torch_median = statistics.median(numpy_runs), statistics.median(torch_runs)
+        log(f"inference: predict --device cpu (PyTorch) {torch_median:.2f} s, {torch_median / numpy_median:.1f}x "
+            "the default (NumPy layers)")
+        return numpy_median
 
 
 def bench_notebooks(timeout: int = 600) -> dict:
