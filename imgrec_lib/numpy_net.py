@@ -31,7 +31,7 @@ from .normalization import batchnorm_forward
 from .pooling import max_pool2d
 
 
-def batchnorm(x: np.ndarray, w: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+def _batchnorm(x: np.ndarray, w: Mapping[str, np.ndarray], name: str) -> np.ndarray:
     """The BatchNorm layer ``name`` of a state_dict in evaluation mode: its running statistics."""
     return batchnorm_forward(x, w[f"{name}.weight"], w[f"{name}.bias"], w[f"{name}.running_mean"],
                              w[f"{name}.running_var"], training=False)
@@ -47,9 +47,9 @@ def course_cnn(x: np.ndarray, w: Mapping[str, np.ndarray], config: Mapping) -> n
     for i in range(len(config["widths"])):
         x = conv2d(x, w[f"features.{4 * i}.weight"], padding=1)  # no bias: BatchNorm has one
         if pool_first:
-            x = relu(batchnorm(max_pool2d(x, 2), w, f"features.{4 * i + 2}"))
+            x = relu(_batchnorm(max_pool2d(x, 2), w, f"features.{4 * i + 2}"))
         else:
-            x = max_pool2d(relu(batchnorm(x, w, f"features.{4 * i + 1}")), 2)
+            x = max_pool2d(relu(_batchnorm(x, w, f"features.{4 * i + 1}")), 2)
     x = relu(linear(flatten(x), w["classifier.1.weight"], w["classifier.1.bias"]))
     return linear(x, w["classifier.4.weight"], w["classifier.4.bias"])  # dropout (classifier.3): the identity
 
