@@ -5,6 +5,7 @@
     python -m imgrec_lib predict my_digit.png another.jpg --top-k 3
     python -m imgrec_lib predict photo.jpg --show seen/     # and the 28x28 the model was given
     python -m imgrec_lib predict my_digit.png --device cuda  # PyTorch instead of the NumPy layers
+    torchrun --nproc_per_node=2 -m imgrec_lib train --quiet # train in 2 processes (2 GPUs, or CPU cores)
 
 Exit codes scripts can rely on: 0 success, 1 bad input (a data set, checkpoint or image that cannot
 be used; the message says which and what to do), 2 a wrong command line (argparse's usage error),
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
     train.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the library's)")
     train.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the library's)")
-    train.add_argument("--batch-size", type=int, default=None, help="images per step (default: 128)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="images per step, all processes together under torchrun (default: 128)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     train.add_argument("--force", action="store_true",
@@ -83,17 +85,34 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from . import checkpoint, data, models, training
+    """Train in this process, or, started by torchrun, as one of several (``imgrec_lib.distributed``)."""
+    from . import distributed
+
+    if not distributed.launched_by_torchrun():
+        return _train(args, args.device)
+    device = distributed.setup(args.device)
+    try:
+        return _train(args, device)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, device: "str | torch.device | None") -> int:
+    from . import checkpoint, data, distributed, models, training
     from .device import seed_everything
 
     recipe = training.RECIPES["fast" if args.fast else "default"]
     _positive("epochs", args.epochs)
     _positive("lr", args.lr)
     _positive("batch-size", args.batch_size)
+    if not distributed.is_main():
+        distributed.barrier()  # under torchrun rank 0 reads (or downloads) the data first, the others after it
     train_data = data.get_dataset(args.data, "train", root=args.root)
     test_data = data.get_dataset(args.data, "test", root=args.root)
+    if distributed.is_main():
+        distributed.barrier()
     folder = Path(args.data)
-    if folder.is_dir() and not (folder / "train").is_dir():
+    if folder.is_dir() and not (folder / "train").is_dir() and distributed.is_main():
         print(f"note: {folder} has no train/ and test/ sub-folders, so the same images train and test the "
               f"model: its test accuracy only says how well it learned them by heart. For an honest figure "
               f"put some images of each class into {folder / 'test'}/<class>/ and the rest into "
@@ -114,13 +133,16 @@ def train(args: argparse.Namespace) -> int:
     seed_everything(args.seed, deterministic=True)  # the same seed, the same starting weights and checkpoint
     net = models.build_model(args.model, in_channels=channels, num_classes=len(data.classes_of(train_data)),
                              image_size=height, **(recipe["model"] if args.model == "course_cnn" else {}))
-    print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}: "
-          f"{len(train_data):,} train / {len(test_data):,} test images")
-    history = training.fit(net, train_data, test_data, device=args.device,
+    processes = f" in {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    if distributed.is_main():  # one process speaks for all
+        print(f"training {args.model} ({models.count_parameters(net):,} parameters) on {args.data}{processes}: "
+              f"{len(train_data):,} train / {len(test_data):,} test images")
+    history = training.fit(net, train_data, test_data, device=device,
                            checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet,
                            seed=args.seed, **options)
-    print(f"test accuracy {history.test_accuracy[-1]:.2%} after {len(history.train_loss)} epochs "
-          f"({sum(history.epoch_seconds):.1f} s); checkpoint saved to {args.checkpoint}")
+    if distributed.is_main():
+        print(f"test accuracy {history.test_accuracy[-1]:.2%} after {len(history.train_loss)} epochs "
+              f"({sum(history.epoch_seconds):.1f} s); checkpoint saved to {args.checkpoint}")
     return EXIT_OK
 
 

@@ -9,11 +9,14 @@
 One loop, read top to bottom: batches (from a ``DataLoader``, or from the whole data set held as
 tensors on the device), optional augmentation of each batch, Adam(W) on cross-entropy, a
 learning-rate schedule that is a plain function of the step (like nanoGPT's ``get_lr``), mixed
-precision on a GPU, a checkpoint after each epoch, and ``resume=True`` to go on from it.
+precision on a GPU, a checkpoint after each epoch, and ``resume=True`` to go on from it. Started by
+``torchrun`` (``imgrec_lib.distributed``), the same loop trains one copy of the model in each process
+with ``DistributedDataParallel``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -23,9 +26,11 @@ from typing import Callable, Iterator, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import check_writable, load_checkpoint, load_weights, save_checkpoint
 from .augment import Augment
 from .data import as_tensors, classes_of
@@ -178,16 +183,19 @@ def tensors_on(data: Data, device: torch.device, what: str = "training") -> Tens
 
 
 def batches(data: Data, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
-            drop_last: bool = False) -> Iterator[TensorPair]:
+            drop_last: bool = False, rank: int = 0, world_size: int = 1) -> Iterator[TensorPair]:
     """Batches ``(X, y)`` on ``device``, in order, or shuffled by ``generator`` when one is given.
 
     From a pair of tensors a batch is ``X[idx]``; from a Dataset, a ``DataLoader`` collates it image
     by image (general: any data set, any transform, but Python work for every image). Both take
-    the same order from the same generator.
+    the same order from the same generator. Process ``rank`` of ``world_size`` takes every
+    ``world_size``-th image of that order, from its ``rank``-th on (what ``DistributedSampler``
+    does): with the same generator in every process, the shares are disjoint and cover the data.
     """
     pair = isinstance(data, (tuple, list))
     n = len(data[0]) if pair else len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order[rank::world_size]
     if not pair:
         loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist(), drop_last=drop_last,
                             num_workers=0, pin_memory=device.type == "cuda")
@@ -196,7 +204,7 @@ def batches(data: Data, batch_size: int, device: torch.device, generator: torch.
         return
     X, y = data
     order = order.to(X.device)
-    stop = n - n % batch_size if drop_last else n
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
     for i in range(0, stop, batch_size):
         idx = order[i:i + batch_size]
         yield X[idx].to(device), y[idx].to(device).long()
@@ -240,6 +248,14 @@ def fit(
     augmentation, dropout), so a resumed run on a CPU gives the same weights as one that never
     stopped (this reseeds the global random generators). ``epoch_seconds`` count training only.
 
+    In a process group (``torchrun``, see ``imgrec_lib.distributed``) each process trains the model
+    wrapped in ``DistributedDataParallel`` (gradients averaged over the processes at each step) on
+    its share of every epoch's permutation, ``batch_size // world_size`` images a step, so the
+    global batch and the number of steps stay those of one process. Dropout and augmentation draw
+    different numbers in each process; the history holds the metrics of all processes together;
+    only rank 0 shows progress and writes the checkpoint, and every rank loads it to resume;
+    ``on_epoch_end`` runs in every process.
+
     Raises ``ValueError`` before training when a data set is empty, a label does not fit the
     model's outputs, or the model cannot take the images.
     """
@@ -265,7 +281,6 @@ def fit(
         _check_data(model, test_data, device, "test")
     classes = classes_of(named, num_classes)
 
-    net = torch.compile(model) if compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device))
     history, start_epoch = History(), 0
@@ -281,25 +296,34 @@ def fit(
         history = History.from_dict(saved.get("history", {}))
         start_epoch = int(saved.get("epoch", len(history)))
 
+    rank, world = distributed.rank(), distributed.world_size()
+    net = DistributedDataParallel(model) if world > 1 else model  # starts from rank 0's weights everywhere
+    net = torch.compile(net) if compile else net
+    progress = progress and rank == 0
     n = len(train_data[0]) if isinstance(train_data, tuple) else len(train_data)
-    batch_size = min(batch_size, n)
-    steps_per_epoch = n // batch_size  # equal batches, the last partial one dropped: a batch of 1 breaks BatchNorm
+    if min(batch_size, n) < world:
+        raise ValueError(f"a batch of {min(batch_size, n)} cannot be shared by {world} processes: use a larger batch_size")
+    batch_size = min(batch_size, n) // world  # images per step in each process
+    steps_per_epoch = n // (batch_size * world)  # equal batches, the last partial one dropped: a batch of 1 breaks BatchNorm
     total_steps = epochs * steps_per_epoch
     bar = tqdm(total=total_steps, initial=min(start_epoch, epochs) * steps_per_epoch, disable=not progress,
                desc="training", unit="batch", dynamic_ncols=True)
     for epoch in range(start_epoch, epochs):
-        seed_everything(seed * 10_000 + epoch)  # dropout of this epoch, also after a resume
-        generator = torch.Generator().manual_seed(seed * 10_000 + epoch)  # shuffling and augmentation
+        base = seed * 10_000 + epoch  # the seeds of this epoch, the same after a resume
+        seed_everything(base + 1_000_003 * rank)  # dropout: different masks in each process
+        generator = torch.Generator().manual_seed(base)  # shuffling: the same permutation in every process
+        own = generator if rank == 0 else torch.Generator().manual_seed(base + 1_000_003 * rank)  # augmentation
         model.train()
         start = time.perf_counter()
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for i, (X, y) in enumerate(batches(train_data, batch_size, device, generator, drop_last=True)):
+        shares = batches(train_data, batch_size, device, generator, drop_last=True, rank=rank, world_size=world)
+        for i, (X, y) in enumerate(itertools.islice(shares, steps_per_epoch)):  # the same number of steps everywhere
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, lr, schedule)
             _check_labels(y, num_classes, "training")  # for data sets whose labels we could not see upfront
             if augment is not None:
-                X = augment(X, generator)
+                X = augment(X, own)
             X = to_channels_last(X, device)
             with autocast(device):
                 y_hat = net(X)
@@ -316,10 +340,12 @@ def fit(
             if i % 10 == 0:  # .item() waits for the GPU: not every step
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.3f}", refresh=False)
 
-        history.train_loss.append(loss_sum.item() / seen)
-        history.train_accuracy.append(correct.item() / seen)
+        totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct, torch.tensor(float(seen), device=device)]))
+        history.train_loss.append(totals[0].item() / totals[2].item())
+        history.train_accuracy.append(totals[1].item() / totals[2].item())
         history.lr.append(optimizer.param_groups[0]["lr"])
         history.epoch_seconds.append(time.perf_counter() - start)
+        distributed.broadcast_buffers(model)  # rank 0's BatchNorm statistics: every process evaluates one model
         if test_data is not None:
             metrics = evaluate(model, test_data, device=device)
             history.test_loss.append(metrics["loss"])
@@ -331,7 +357,7 @@ def fit(
             bar.write(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f} "
                       f"acc {history.train_accuracy[-1]:.2%}{test} ({history.epoch_seconds[-1]:.1f} s)")
 
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:  # one writer
             save_checkpoint(
                 checkpoint, model, optimizer, classes=classes, input_shape=input_shape,
                 epoch=epoch + 1, epochs=epochs, history=history.as_dict(),
@@ -340,6 +366,8 @@ def fit(
                 scaler_state=scaler.state_dict() if scaler.is_enabled() else {},
                 metrics={k: v[-1] for k, v in history.as_dict().items() if v},
             )
+        if checkpoint is not None:
+            distributed.barrier()  # the file is there before any process goes on
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     bar.close()
