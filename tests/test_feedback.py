@@ -1,4 +1,4 @@
-"""Feedback that names the mistake: the graded test cells of lessons 00-07 fed classic wrong answers.
+"""Feedback that names the mistake: the graded test cells of lessons 00-08 fed classic wrong answers.
 
 Each test cell (from solutions/, run here as it runs in the learner's notebook: the cell's source
 with the answer bound to its name) must pass the instructor's answer, and must fail each wrong
@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
 
-from imgrec_lib import activations, conv, dense, gradcheck, losses, pooling
+from imgrec_lib import activations, conv, dense, gradcheck, inference, losses, pooling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -566,7 +567,7 @@ class SpecCNN(torch.nn.Module):
     """Lesson 07's MyCNN, with switches for the classic mistakes."""
 
     def __init__(self, num_classes=10, relus=(True, True, True), padding=1, pools=2, pool_before_relu=False,
-                 softmax=False, last_relu=False):
+                 softmax=False, last_relu=False, bias=True):
         super().__init__()
         from torch import nn
 
@@ -576,9 +577,10 @@ class SpecCNN(torch.nn.Module):
 
         side = ((28 + 2 * padding - 2) // 2 + 2 * padding - 2) // (2 if pools == 2 else 1)
         self.layers = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=padding), *relu_pool(relus[0], True),
-            nn.Conv2d(16, 32, kernel_size=3, padding=padding), *relu_pool(relus[1], pools == 2),
-            nn.Flatten(), nn.Linear(32 * side * side, 64), *[nn.ReLU()] * relus[2], nn.Linear(64, num_classes),
+            nn.Conv2d(1, 16, kernel_size=3, padding=padding, bias=bias), *relu_pool(relus[0], True),
+            nn.Conv2d(16, 32, kernel_size=3, padding=padding, bias=bias), *relu_pool(relus[1], pools == 2),
+            nn.Flatten(), nn.Linear(32 * side * side, 64, bias=bias), *[nn.ReLU()] * relus[2],
+            nn.Linear(64, num_classes, bias=bias),
             *[nn.Softmax(dim=1)] * softmax, *[nn.ReLU()] * last_relu)
 
     def forward(self, x):
@@ -600,6 +602,7 @@ MyCNN_padding_0 = my_cnn_variant("MyCNN_padding_0", padding=0)
 MyCNN_with_softmax = my_cnn_variant("MyCNN_with_softmax", softmax=True)
 MyCNN_pool_before_relu = my_cnn_variant("MyCNN_pool_before_relu", pool_before_relu=True)
 MyCNN_relu_after_the_logits = my_cnn_variant("MyCNN_relu_after_the_logits", last_relu=True)
+MyCNN_without_biases = my_cnn_variant("MyCNN_without_biases", bias=False)
 
 
 class MyCNN_functional_softmax(SpecCNN):
@@ -666,6 +669,122 @@ with torch.random.fork_rng():
     torch.manual_seed(0)
     AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS = UntrainedCNN(), LabelsNotLogits()
 THE_HISTORY = {"train_loss": [2.3, 0.4], "train_accuracy": [0.3, 0.9]}  # trained_model = training.fit(...)
+
+
+# ----------------------------------------------------------------------------- lesson 08
+def predict(model, paths, classes, top_k=3, form="right"):
+    """Lesson 08's predict, with `form` one of the classic mistakes."""
+    if form == "no load_image":  # each file only shrunk to 28x28 and scaled to [0, 1]
+        X = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("L").resize((28, 28)), dtype=np.float32) / 255)[None]
+                         for p in paths])
+    else:
+        X = torch.stack([inference.load_image(p) for p in paths])
+    if form != "no eval":
+        model.eval()
+    with contextlib.nullcontext() if form == "no no_grad" else torch.no_grad():
+        logits = torch.cat([model(x[None]) for x in X]) if form == "one run per file" else model(X)
+    probs = logits if form == "logits" else torch.softmax(logits, dim=0 if form == "dim 0" else 1)
+    k = {"top_k ignored": 3, "k uncapped": top_k}.get(form, min(top_k, probs.shape[1]))
+    values, indices = torch.topk(probs, k, dim=1)
+    if form in ("argsort last k", "argsort first k"):  # argsort sorts smallest first
+        indices = probs.argsort(dim=1)[:, -k:] if form == "argsort last k" else probs.argsort(dim=1)[:, :k]
+        values = probs.gather(1, indices)
+    name = {"index": lambda i: i, "index as text": str}.get(form, lambda i: classes[i])
+    return [(str(path) if form == "str path" else path, [(name(i), p) for p, i in zip(top_p, top_i)])
+            for path, top_p, top_i in zip(paths, values.tolist(), indices.tolist())]
+
+
+def predict_without_load_image(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "no load_image")
+
+
+def predict_returning_logits(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "logits")
+
+
+def predict_without_eval(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "no eval")
+
+
+def predict_softmax_over_the_batch(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "dim 0")
+
+
+def predict_argsort_last_k(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "argsort last k")
+
+
+def predict_argsort_first_k(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "argsort first k")
+
+
+def predict_class_index(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "index")
+
+
+def predict_class_index_as_text(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "index as text")
+
+
+def predict_path_as_str(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "str path")
+
+
+def predict_top_k_ignored(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "top_k ignored")
+
+
+def predict_top_k_uncapped(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "k uncapped")
+
+
+def predict_one_run_per_file(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "one run per file")
+
+
+def predict_without_no_grad(model, paths, classes, top_k=3):
+    return predict(model, paths, classes, top_k, "no no_grad")
+
+
+def confusion_matrix_transposed(y_true, y_pred, num_classes):
+    counts = np.zeros((num_classes, num_classes), dtype=int)
+    for t, p in zip(y_true, y_pred):
+        counts[p, t] += 1
+    return counts
+
+
+def confusion_matrix_bincount_without_minlength(y_true, y_pred, num_classes):
+    return np.bincount(y_true * num_classes + y_pred).reshape(num_classes, num_classes)
+
+
+def confusion_matrix_fancy_indexing(y_true, y_pred, num_classes):
+    counts = np.zeros((num_classes, num_classes), dtype=int)
+    counts[y_true, y_pred] += 1
+    return counts
+
+
+def confusion_matrix_float_counts(y_true, y_pred, num_classes):
+    counts = np.zeros((num_classes, num_classes))
+    for t, p in zip(y_true, y_pred):
+        counts[t, p] += 1
+    return counts
+
+
+def confusion_matrix_rows_normalised(y_true, y_pred, num_classes):
+    counts = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def confusion_matrix_size_from_labels(y_true, y_pred, num_classes):
+    K = max(y_true.max(), y_pred.max()) + 1
+    counts = np.zeros((K, K), dtype=int)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def confusion_matrix_bincount_in_the_labels_dtype(y_true, y_pred, num_classes):
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 def label(wrong) -> str:
@@ -767,6 +886,7 @@ VARIANTS = [
     ("07", "test_my_cnn", "MyCNN", MyCNN_functional_softmax, ["softmax at the end", "logits"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_pool_before_relu, ["another order", "row 2"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_relu_after_the_logits, ["ReLU after the last Linear"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_without_biases, ["the biases left out", "bias=False"]),
     ("07", "test_train_step", "train_step", train_step_without_zero_grad, ["zero_grad() missing", "pile up"]),
     ("07", "test_train_step", "train_step", train_step_zero_grad_at_the_end, ["zero_grad at the end, not first"]),
     ("07", "test_train_step", "train_step", train_step_zero_grad_after_backward, ["never change", "zero_grad()"]),
@@ -777,6 +897,26 @@ VARIANTS = [
     ("07", "test_trained_model", "trained_model", AN_UNTRAINED_MODEL, ["chance", "not trained"]),
     ("07", "test_trained_model", "trained_model", A_MODEL_OF_LABELS, ["one number per digit", "logits"]),
     ("07", "test_trained_model", "trained_model", THE_HISTORY, ["history training.fit returns"]),
+    ("08", "test_predict", "predict", predict_without_load_image, ["skipped preprocessing", "inference.load_image"]),
+    ("08", "test_predict", "predict", predict_returning_logits, ["logits, not probabilities"]),
+    ("08", "test_predict", "predict", predict_without_eval, ["model.eval() missing"]),
+    ("08", "test_predict", "predict", predict_softmax_over_the_batch, ["softmax over the batch (dim=0)"]),
+    ("08", "test_predict", "predict", predict_argsort_last_k, ["smallest first"]),
+    ("08", "test_predict", "predict", predict_argsort_first_k, ["the 3 smallest probabilities"]),
+    ("08", "test_predict", "predict", predict_class_index, ["the class index", "classes["]),
+    ("08", "test_predict_hidden", "predict", predict_class_index_as_text, ["class index as text"]),
+    ("08", "test_predict_hidden", "predict", predict_path_as_str, ["path as a str"]),
+    ("08", "test_predict_hidden", "predict", predict_top_k_ignored, ["top_k not used"]),
+    ("08", "test_predict_hidden", "predict", predict_top_k_uncapped, ["min(top_k, number of classes)"]),
+    ("08", "test_predict_hidden", "predict", predict_one_run_per_file, ["one run per file"]),
+    ("08", "test_predict_hidden", "predict", predict_without_no_grad, ["torch.no_grad()"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_transposed, ["rows and columns swapped"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_bincount_without_minlength, ["np.bincount without minlength"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_fancy_indexing, ["counts a repeated pair once"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_float_counts, ["dtype float64", "counts are integers"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_rows_normalised, ["each row divided by its sum"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_size_from_labels, ["size taken from the labels"]),
+    ("08", "test_confusion_matrix_hidden", "confusion_matrix", confusion_matrix_bincount_in_the_labels_dtype, ["overflows", "int64"]),
 ]
 
 # (lesson, visible test) of every exercise; it and its hidden test must pass the instructor's answers

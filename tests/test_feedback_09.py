@@ -2,8 +2,9 @@
 
 Each test cell of solutions/09_modern_blocks (run here as in the learner's notebook: the cell's
 source with the answer bound to its name) must pass the instructor's answer and fail each wrong
-variant below with a message that names the mistake (the words listed with it). The variants are
-written out as a learner would write them.
+variant below with a message that names the mistake (the words listed with it), locally and when
+graded (through the grader's judge, as tests/test_feedback.py does for lessons 00-08). The variants
+are written out as a learner would write them.
 """
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_feedback import cells as lesson_cells  # tests/ is on sys.path: pytest puts it there
+from test_feedback import cells as lesson_cells, judged  # tests/ is on sys.path: pytest puts it there
 
 
 def cells() -> dict[str, str]:
@@ -152,3 +153,14 @@ def test_a_classic_mistake_is_named(test_id, name, wrong, words):
     text = message(test_id, name, wrong)
     assert text is not None, f"{test_id} passed a wrong answer ({words})"
     assert words in text.splitlines()[0], f"{test_id}: the message does not name the mistake ({words!r}): {text}"
+
+
+@pytest.mark.parametrize("test_id, name, wrong, words", VARIANTS, ids=[f"{t}-{w}" for t, _, _, w in VARIANTS])
+def test_when_graded_the_message_is_the_tests_own(test_id, name, wrong, words):
+    """The grader shows the test's own message, naming the mistake (test_feedback.judged: the judge's verdict)."""
+    verdict = judged("09", test_id, **{name: wrong})
+    errors = [o for o in verdict["outputs"] if o["output_type"] == "error"]
+    assert not verdict["passed"] and errors, f"{test_id} passed a wrong answer ({words}) when graded"
+    assert errors[0]["ename"] == "AssertionError", f"{test_id}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    assert errors[0]["evalue"] == message(test_id, name, wrong)
+    assert words in errors[0]["evalue"].splitlines()[0]
