@@ -13,7 +13,7 @@ EXTRAS := lab,test,book,hub
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-proxy
+.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-proxy nbval
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,14 +49,18 @@ kernel: $(STAMP)  ## also register the kernel for a Jupyter or VS Code outside .
 lab: $(STAMP)  ## start JupyterLab on the lessons
 	$(BIN)/jupyter lab --notebook-dir=lessons $(ROOT_FLAG)
 
-# nbval re-runs every solution notebook and compares the cells marked # NBVAL_CHECK_OUTPUT.
 # Two pytest workers (pytest-xdist), each taking whole files (--dist loadfile: a file's fixtures
-# and a notebook's cells stay in one process): the suite waits on kernels, sandboxes and browsers
-# about half of the time (a serial run used 13 CPU minutes in 24), so two share the 2 cores well.
-NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# stay in one process), the slowest files first (tests/conftest.py, --no-loadscope-reorder): the
+# suite waits on kernels, sandboxes and browsers about half of the time. Each solved notebook runs
+# once, graded in test_lessons, which also checks the cells marked # NBVAL_CHECK_OUTPUT.
+test: $(STAMP) book browser sandbox hub-proxy  ## run the whole test suite: library, notebooks, nbgrader pipeline, website, browser checks
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
-test: $(STAMP) book browser sandbox hub-proxy  ## run the whole test suite: library, notebooks (nbval), nbgrader pipeline, website, browser checks
-	$(BIN)/python -m pytest tests solutions $(NBVAL) -n 2 --dist loadfile --durations=40
+# nbval re-runs solution notebooks in a plain kernel and compares the cells marked # NBVAL_CHECK_OUTPUT:
+# `make nbval` for all, `make nbval LESSON=07` for one (make test checks the same outputs in test_lessons).
+NBVAL := --nbval-lax --nbval-cell-timeout=600 --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+nbval: $(STAMP)  ## re-run the solution notebooks with nbval (LESSON=07: one lesson)
+	$(BIN)/python -m pytest $(NBVAL) solutions/$(if $(LESSON),$(LESSON)*,)
 
 # The library's own tests: not the notebooks, the nbgrader pipeline, the book or the browser.
 PIPELINE_TESTS := test_lessons test_autograde test_hostile test_make_targets test_book test_browser test_browser_grading test_hub

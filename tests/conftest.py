@@ -4,6 +4,19 @@ import pytest
 import torch
 
 
+# The files that take minutes, longest first (from `make test`'s --durations): with
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` both workers start on the longest ones and
+# the short files fill in at the end, instead of a long file starting last and running alone.
+SLOW_FILES_FIRST = ["test_lessons.py", "test_hostile.py", "test_autograde.py", "test_hub.py", "test_browser.py",
+                    "test_bench.py", "test_make_targets.py", "test_feedback.py", "test_browser_grading.py",
+                    "test_training.py", "test_distributed.py", "test_gpu_check.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a long run (e.g. training to the accuracy bar); skip with -m 'not slow'")
 
