@@ -1,19 +1,32 @@
-"""Data augmentation on a whole batch on the device: random shifts, rotations and zooms. Lesson 07.
+"""Data augmentation: random shifts, rotations and zooms of a whole batch on the device, and printed
+digits beside the handwritten ones. Lesson 07.
 
     batch = Augment(shift=2, degrees=10, scale=0.1)(X, generator)   # X: (N, C, H, W)
+    train_data = with_printed_digits(digits("train"))               # + 480 printed digits
 
 The network never sees the same image twice: each time a digit comes round it is moved, turned and
 zoomed a little. Done on the batch as tensors (one gather, one ``F.grid_sample``), not image by image
 in PIL, so it costs little next to the forward pass. ``training.fit(..., augment=Augment(...))``
 applies it to every training batch.
+
+MNIST is all handwriting: a model trained on it alone reads a printed 1, whose foot no hand draws,
+as a 2. ``with_printed_digits`` adds digits printed in typefaces (scripts/make_printed_digits.py)
+to a training set.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+PRINTED_PATH = Path(__file__).resolve().parent / "embedded" / "printed_digits.npz"
+PRINTED_SHA256 = "d5156202af5f2e6adade8b40f7037ab346e40ce5807e068a1b6f71cd72b6b7c4"
 
 
 def random_shift(X: torch.Tensor, shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -80,3 +93,30 @@ class Augment:
 
     def __call__(self, X: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return random_affine(random_shift(X, self.shift, generator), self.degrees, self.scale, generator)
+
+
+def printed_digits(path: str | Path = PRINTED_PATH) -> tuple[torch.Tensor, torch.Tensor]:
+    """480 printed digits laid out as MNIST's: 16 Liberation typefaces x 10 digits x 3 print sizes,
+    each sent through ``inference.preprocess_digit`` (scripts/make_printed_digits.py made them).
+    Returns ``(X float32 (480, 1, 28, 28) in [0, 1], y int64 (480,))``; the file's SHA-256 is checked."""
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(data).hexdigest() != PRINTED_SHA256:
+        raise ValueError(f"{path} is missing or not the expected file: restore it with `git checkout {path}` or "
+                         "rebuild it with `python scripts/make_printed_digits.py` and update PRINTED_SHA256")
+    with np.load(path) as arrays:
+        images, labels = arrays["images"], arrays["labels"]
+    return torch.from_numpy(images).float().div_(255.0).unsqueeze(1), torch.from_numpy(labels).long()
+
+
+def with_printed_digits(train_data: Dataset) -> Dataset:
+    """A training set of digits (1, 28, 28), e.g. ``data.digits("train")``, with the 480 printed
+    digits of ``printed_digits`` after its own images, as one ``TensorImageDataset`` with the same
+    ``.classes``."""
+    from .data import TensorImageDataset, as_tensors, classes_of
+
+    X, y = as_tensors(train_data)
+    X_printed, y_printed = printed_digits()
+    if X.shape[1:] != X_printed.shape[1:]:
+        raise ValueError(f"printed digits are (1, 28, 28) images; this training set has {tuple(X.shape[1:])}")
+    return TensorImageDataset(torch.cat([X, X_printed]), torch.cat([y, y_printed]), classes_of(train_data))

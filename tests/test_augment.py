@@ -1,11 +1,22 @@
-"""Tests for imgrec_lib.augment: random shifts, rotations and zooms of a batch."""
+"""Tests for imgrec_lib.augment: random shifts, rotations and zooms of a batch, and the printed
+digits (scripts/make_printed_digits.py)."""
 
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imgrec_lib import augment, inference
 from imgrec_lib.augment import Augment, random_affine, random_shift
+from imgrec_lib.data import digits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import make_printed_digits  # noqa: E402
 
 
 def test_random_shift_keeps_shape_and_zero_is_identity():
@@ -86,3 +97,51 @@ def test_augment_shifts_then_rotates_and_zooms_with_one_generator():
     assert Augment()(X) is X
     with pytest.raises(ValueError, match="0 <= scale < 1"):
         Augment(scale=1.5)
+
+
+# --------------------------------------------------------------------------- printed digits
+
+def test_printed_digits_are_every_digit_laid_out_like_mnist():
+    X, y = augment.printed_digits()
+    assert X.shape == (480, 1, 28, 28) and X.dtype == torch.float32 and y.dtype == torch.int64
+    assert torch.bincount(y, minlength=10).tolist() == [48] * 10
+    assert X.min() >= 0 and X.max() <= 1
+    laid_out = sum(inference.is_mnist_layout(x[0].double().numpy()) for x in X)
+    assert laid_out >= 0.9 * len(X), f"only {laid_out} of {len(X)} in MNIST's 20x20 box around (14, 14)"
+
+
+def test_printed_digits_file_is_what_the_script_makes():
+    """The stored digits are the script's output through today's pipeline (rerun the script when
+    the pipeline changes); checked on one face, as the fonts may not be installed."""
+    face = "LiberationSerif-Regular.ttf"
+    if not (make_printed_digits.FONT_DIR / face).is_file():
+        pytest.skip("the Liberation fonts are not installed (apt-get install fonts-liberation)")
+    X, _ = augment.printed_digits()
+    start = make_printed_digits.FACES.index(face) * 10 * len(make_printed_digits.HEIGHTS)
+    for i, height in enumerate(make_printed_digits.HEIGHTS):  # the digit 0 of that face at each size
+        x = make_printed_digits.render(0, make_printed_digits.FONT_DIR / face, height)
+        made = np.round(inference.preprocess_digit(x) * 255)
+        stored = X[start + i, 0].numpy() * 255
+        assert np.abs(made - stored).max() <= 1, "printed_digits.npz is stale: rerun scripts/make_printed_digits.py"
+
+
+def test_a_damaged_printed_digits_file_is_refused(tmp_path):
+    damaged = tmp_path / "printed_digits.npz"
+    data = bytearray(augment.PRINTED_PATH.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert hashlib.sha256(bytes(data)).hexdigest() != augment.PRINTED_SHA256
+    with pytest.raises(ValueError, match="make_printed_digits.py"):
+        augment.printed_digits(damaged)
+    with pytest.raises(ValueError, match="missing"):
+        augment.printed_digits(tmp_path / "nothing.npz")
+
+
+def test_with_printed_digits_keeps_the_training_set_and_adds_the_printed():
+    train = digits("train")
+    both = augment.with_printed_digits(train)
+    X_printed, y_printed = augment.printed_digits()
+    assert len(both) == len(train) + len(X_printed) and both.classes == train.classes
+    assert torch.equal(both.images[:len(train)], train.images) and torch.equal(both.labels[len(train):], y_printed)
+    with pytest.raises(ValueError, match=r"\(1, 28, 28\)"):
+        augment.with_printed_digits(torch.utils.data.TensorDataset(torch.rand(4, 3, 32, 32), torch.zeros(4).long()))
