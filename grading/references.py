@@ -118,7 +118,7 @@ REFERENCES: dict[str, tuple[str, ...]] = {
                   "torch.optim._functional.adam"),
     # lesson 07: training a CNN (torch itself is the point here; only a ready-made network or loop voids it)
     "my_cnn": ("imgrec_lib.models.CourseCNN", "imgrec_lib.models.LeNet5", "imgrec_lib.models.build_model",
-               "imgrec_lib.models.MODELS", "imgrec_lib.checkpoint.build_model", "imgrec_lib.checkpoint.load_model"),
+               "imgrec_lib.models.MODELS", "imgrec_lib.checkpoint.load_model"),
     "train_step": ("imgrec_lib.training.fit",),
     "trained_model": (),
     # lesson 08: inference and evaluation

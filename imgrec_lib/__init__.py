@@ -11,7 +11,9 @@ import it (``from imgrec_lib.conv import conv2d``) instead of copying code forwa
 - ``device``: CUDA / MPS / CPU selection, seeding, mixed precision.
 - ``models``: the course CNN and LeNet-5; ``training``: ``fit`` / ``evaluate``;
   ``checkpoint``: safe saving and loading.
-- ``inference``: predictions on image files; ``plots`` and ``widgets``: figures and sliders.
+- ``inference``: predictions on image files; ``numpy_net``: a trained checkpoint run by the NumPy
+  layers, without PyTorch (how ``predict`` starts fast); ``plots`` and ``widgets``: figures and sliders.
+- ``distributed``: data-parallel training under ``torchrun`` (one process per device).
 - ``cli``: ``python -m imgrec_lib train | evaluate | predict``.
 """
 
