@@ -22,6 +22,9 @@ the JSON names the machine it ran on. Sections (``--skip`` takes their names):
                       and FAST=1 models, a 1600x1200 JPEG read + preprocessed + classified in ms, and
                       `make train` for seeds 0-4 (each >= 97%? the same checkpoint twice for one seed?)
     mnist             (CUDA only, if the full MNIST is on disk under data/) fit, data on the device, to 99% test accuracy
+    ddp               the fast recipe by `torchrun --nproc_per_node=N -m imgrec_lib train`, 3 seeds, in 1 process (torch's
+                      threads; one thread) and 2 (one thread each): test accuracy, training and wall seconds (gloo on
+                      the CPU; NCCL with 2 GPUs or more)
 
 Progress goes to stderr, the JSON to stdout and to benchmarks/results.json.
 """
@@ -55,7 +58,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import realistic  # noqa: E402
 
 SECTIONS = ("time_to_accuracy", "peer", "lesson07_bar", "throughput", "conv", "inference", "notebooks", "grading",
-            "realistic", "mnist")
+            "realistic", "mnist", "ddp")
 TARGETS = {  # what the course promises on a 2-core CPU (where each came from: HISTORY.md)
     "accuracy": 0.99,  # median test accuracy of the fast recipe over seeds 0-2 ...
     "train_seconds": 10.0,  # ... within this many seconds of training
@@ -523,6 +526,44 @@ def bench_mnist(root: str = "data", target: float = 0.99) -> dict:
             "median_train_seconds": statistics.median(r["train_seconds"] for r in runs), "runs": runs}
 
 
+def bench_ddp(seeds: list[int]) -> dict:
+    """The fast recipe, `torchrun --nproc_per_node=N -m imgrec_lib train --fast`: one process with torch's
+    threads, one with one thread, two with one thread each (torchrun's default for N > 1). The same
+    global batch and number of steps, so only the time should change. Each run is a new launch."""
+    import subprocess
+    import tempfile
+
+    device = "cuda" if torch.cuda.device_count() >= 2 else "cpu"  # two processes need two GPUs
+    setups = {"1_process": (1, None), "1_process_1_thread": (1, 1), "2_processes": (2, 1)}  # (processes, threads)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (processes, threads) in setups.items():
+            env = dict(os.environ, PYTHONPATH=str(ROOT), IMGREC_DEVICE=device)
+            env.pop("OMP_NUM_THREADS", None)
+            if threads:
+                env["OMP_NUM_THREADS"] = str(threads)
+            for seed in seeds:
+                path = Path(folder, f"{name}_{seed}.pt")
+                command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                           "-m", "imgrec_lib", "train", "--fast", "--quiet", "--seed", str(seed), "--checkpoint", str(path)]
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, cwd=folder, env=env)
+                wall = time.perf_counter() - start
+                history = torch.load(path, map_location="cpu", weights_only=True)["history"]
+                runs.append({"setup": name, "seed": seed, "final_accuracy": history["test_accuracy"][-1],
+                             "train_seconds": sum(history["epoch_seconds"]), "wall_seconds": wall})
+                log(f"ddp, {name.replace('_', ' ')}, seed {seed}: {runs[-1]['final_accuracy']:.2%}, "
+                    f"{runs[-1]['train_seconds']:.1f} s training, {wall:.1f} s wall")
+    medians = {name: dict({key: statistics.median(r[key] for r in runs if r["setup"] == name)
+                           for key in ("final_accuracy", "train_seconds", "wall_seconds")},
+                          processes=processes, threads_per_process=threads or torch.get_num_threads())
+               for name, (processes, threads) in setups.items()}
+    return {"device": device, "backend": "nccl" if device == "cuda" else "gloo", "seeds": seeds, "setups": medians,
+            "speedup_vs_1_process": medians["1_process"]["train_seconds"] / medians["2_processes"]["train_seconds"],
+            "speedup_vs_1_thread": medians["1_process_1_thread"]["train_seconds"] / medians["2_processes"]["train_seconds"],
+            "runs": runs}
+
+
 # ---------------------------------------------------------------------------------------------
 # Targets and RESULTS.md
 # ---------------------------------------------------------------------------------------------
@@ -670,6 +711,16 @@ def write_results_md(results: dict, path: Path) -> None:
         if "on_device_compiled_images_per_s" in t:
             lines.append(f"| tensors on the device, `compile=True` | {t['on_device_compiled_images_per_s']:,.0f} |")
         lines.append(f"| speed-up of the tensors on the device (same work per step) | {t['speedup']:.2f}x |")
+    d = results.get("ddp")
+    if d:
+        lines += ["", f"## Data-parallel training: `torchrun --nproc_per_node=N -m imgrec_lib train --fast` "
+                      f"({d['device']}, {d['backend']}, medians of seeds {d['seeds']})", "",
+                  "| processes | threads each | test accuracy | training seconds | wall seconds |", "|---|---|---|---|---|"]
+        lines += [f"| {s['processes']} | {s['threads_per_process']} | {s['final_accuracy']:.2%} | {s['train_seconds']:.1f} | "
+                  f"{s['wall_seconds']:.1f} |" for s in d["setups"].values()]
+        lines += ["", f"Two processes train {d['speedup_vs_1_process']:.2f}x as fast as one with "
+                      f"{d['setups']['1_process']['threads_per_process']} threads, {d['speedup_vs_1_thread']:.2f}x as fast as "
+                      "one with one thread (the same global batch and steps: the accuracies differ as seeds do)."]
     if c:
         lines += ["", f"## Convolution: NumPy vs PyTorch (CPU, float32, {c['torch_threads']} torch threads)", "",
                   "| what | NumPy ms | PyTorch ms | ratio |", "|---|---|---|---|",
@@ -716,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="folder for results.json and RESULTS.md (default: benchmarks/)")
     args = parser.parse_args(argv)
-    skip = set(args.skip) | ({"notebooks", "mnist", "peer", "realistic", "lesson07_bar"} if args.quick else set())
+    skip = set(args.skip) | ({"notebooks", "mnist", "peer", "realistic", "lesson07_bar", "ddp"} if args.quick else set())
     repeats = 3 if args.quick else 7
 
     start = time.perf_counter()
@@ -746,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         results["realistic"], results["reproducible"] = realistic.bench_realistic_and_reproducible([0, 1, 2, 3, 4])
     if "mnist" not in skip:
         results["mnist"] = bench_mnist()
+    if "ddp" not in skip:
+        results["ddp"] = bench_ddp([0, 1, 2])
     results["targets"] = dict(check_targets(results),
                               **realistic.check_targets(results.get("realistic"), results.get("reproducible")))
     results["bench_seconds"] = time.perf_counter() - start

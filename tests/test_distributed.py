@@ -220,3 +220,26 @@ def test_a_process_whose_partner_never_comes_gives_up_after_the_timeout(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: process 0 of 2 could not join the others"), lines
     assert "IMGREC_DIST_TIMEOUT" in lines[0]
+
+
+def test_the_benchmark_reports_one_and_two_processes(tmp_path):
+    """benchmarks/bench.py's section ddp as RESULTS.md shows it (its figures come from `make bench`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("imgrec_bench", ROOT / "benchmarks" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert "ddp" in bench.SECTIONS
+    setups = {name: {"processes": p, "threads_per_process": t, "final_accuracy": a, "train_seconds": s, "wall_seconds": w}
+              for name, p, t, a, s, w in [("1_process", 1, 2, 0.987, 4.0, 9.0), ("1_process_1_thread", 1, 1, 0.986, 5.0, 10.0),
+                                          ("2_processes", 2, 1, 0.99, 3.2, 8.5)]}
+    results = {"machine": bench.machine(), "bench_seconds": 1.0,
+               "ddp": {"device": "cpu", "backend": "gloo", "seeds": [0, 1, 2], "setups": setups,
+                       "speedup_vs_1_process": 4.0 / 3.2, "speedup_vs_1_thread": 5.0 / 3.2, "runs": []}}
+    results["targets"] = dict(bench.check_targets(results), **bench.realistic.check_targets(None, None))
+    bench.write_results_md(results, tmp_path / "RESULTS.md")
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Data-parallel training: `torchrun --nproc_per_node=N -m imgrec_lib train --fast` (cpu, gloo" in text
+    for row in ("| 1 | 2 | 98.70% | 4.0 | 9.0 |", "| 1 | 1 | 98.60% | 5.0 | 10.0 |", "| 2 | 1 | 99.00% | 3.2 | 8.5 |"):
+        assert row in text, row
+    assert "Two processes train 1.25x as fast as one with 2 threads, 1.56x as fast as one with one thread" in text
