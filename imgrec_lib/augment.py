@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .data import TensorImageDataset, as_tensors, classes_of
+
 PRINTED_PATH = Path(__file__).resolve().parent / "embedded" / "printed_digits.npz"
 PRINTED_SHA256 = "d5156202af5f2e6adade8b40f7037ab346e40ce5807e068a1b6f71cd72b6b7c4"
 
@@ -113,8 +115,6 @@ def with_printed_digits(train_data: Dataset) -> Dataset:
     """A training set of digits (1, 28, 28), e.g. ``data.digits("train")``, with the 480 printed
     digits of ``printed_digits`` after its own images, as one ``TensorImageDataset`` with the same
     ``.classes``."""
-    from .data import TensorImageDataset, as_tensors, classes_of
-
     X, y = as_tensors(train_data)
     X_printed, y_printed = printed_digits()
     if X.shape[1:] != X_printed.shape[1:]:
