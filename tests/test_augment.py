@@ -107,7 +107,7 @@ def test_printed_digits_are_every_digit_laid_out_like_mnist():
     assert torch.bincount(y, minlength=10).tolist() == [48] * 10
     assert X.min() >= 0 and X.max() <= 1
     laid_out = sum(inference.is_mnist_layout(x[0].double().numpy()) for x in X)
-    assert laid_out >= 0.9 * len(X), f"only {laid_out} of {len(X)} in MNIST's 20x20 box around (14, 14)"
+    assert laid_out == len(X), f"only {laid_out} of {len(X)} in MNIST's 20x20 box around (14, 14)"
 
 
 def test_printed_digits_file_is_what_the_script_makes():
