@@ -98,7 +98,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, device: "str | torch.device | None") -> int:
-    from . import checkpoint, data, distributed, models, training
+    from . import augment, checkpoint, data, distributed, models, training
     from .device import seed_everything
 
     recipe = training.RECIPES["fast" if args.fast else "default"]
@@ -108,6 +108,8 @@ def _train(args: argparse.Namespace, device: "str | torch.device | None") -> int
     if not distributed.is_main():
         distributed.barrier()  # under torchrun rank 0 reads (or downloads) the data first, the others after it
     train_data = data.get_dataset(args.data, "train", root=args.root)
+    if args.data == "digits":  # + 480 printed digits: no hand in MNIST draws a printed 1's foot (augment.py)
+        train_data = augment.with_printed_digits(train_data)
     test_data = data.get_dataset(args.data, "test", root=args.root)
     if distributed.is_main():
         distributed.barrier()

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Subset, TensorDataset
 
 from imgrec_lib import distributed
+from imgrec_lib.augment import with_printed_digits
 from imgrec_lib.checkpoint import load_checkpoint
 from imgrec_lib.data import digits
 from imgrec_lib.device import seed_everything
@@ -29,7 +30,9 @@ from imgrec_lib.training import RECIPES, batches, fit
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
 TRAIN = ["train", "--fast", "--epochs", str(EPOCHS), "--quiet", "--checkpoint", "a.pt"]
-PER_PROCESS_IMAGES = 4000 // 128 * 64  # 31 steps of 64 images in each of 2 processes: the global batch stays 128
+# `train --data digits` trains on 4,000 digits + 480 printed ones (augment.with_printed_digits): 35 steps
+# of 64 images in each of 2 processes, so the global batch stays 128.
+PER_PROCESS_IMAGES = 4480 // 128 * 64
 TIMEOUT = 180  # seconds; a run takes ~10 s at low load: reaching this means a hang
 
 WORKER = '''\
@@ -191,7 +194,7 @@ def test_two_processes_reach_the_accuracy_of_one(resumed):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = fit(CourseCNN(**recipe["model"]), digits("train"), digits("test"), seed=0, progress=False,
+        one = fit(CourseCNN(**recipe["model"]), with_printed_digits(digits("train")), digits("test"), seed=0, progress=False,
                   **dict(recipe["fit"], epochs=EPOCHS))
     finally:
         torch.set_num_threads(threads)
