@@ -1,7 +1,7 @@
-"""Before `make hub` starts JupyterHub: the exchange folder, the hub's state folder, and a check
-that every account in the roster exists on this machine and can run the course's Python (the hub
-starts each one's server as that Unix user). Run as root, with the same IMGREC_HUB_* variables as
-hub/jupyterhub_config.py.
+"""Before `make hub` starts JupyterHub: the exchange folder, the hub's state folder, the course's
+instructor-only files closed to other accounts, and a check that every account in the roster exists
+on this machine and can run the course's Python (the hub starts each one's server as that Unix
+user). Run as root, with the same IMGREC_HUB_* variables as hub/jupyterhub_config.py.
 
     python hub/prepare.py
 """
@@ -14,6 +14,14 @@ from pathlib import Path
 from traitlets.config.loader import PyFileConfigLoader
 
 HUB = Path(__file__).resolve().parent
+
+# The course folder is open to every account (their Python, .venv, and imgrec_lib live in it), so
+# what only instructors may see is closed one by one: the names nbgrader_config.py gives (solutions
+# are nbgrader's source folder), made if missing so that nbgrader later writes inside a closed
+# folder; nbgrader's default names and git's history (it holds the solutions) where they exist.
+PRIVATE_FOLDERS = ("solutions", "submitted", "autograded", "feedback")
+PRIVATE_IF_PRESENT = ("source", "release", ".git")
+GRADEBOOK = "gradebook.db"
 
 
 def load_hub_config():
@@ -31,6 +39,28 @@ def make_folders(exchange: Path, state: Path) -> None:
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def close_private(course: Path) -> list[Path]:
+    """Make the instructors' files in `course` the owner's only (folders 0700, the gradebook 0600; an
+    empty gradebook file is one SQLite fills in), and return those other accounts can still read:
+    none unless the file system ignores permissions. The course service runs as the course folder's
+    owner, so instructors keep their access; what this makes is given to that owner."""
+    owner = course.stat()
+    private = [course / name for name in PRIVATE_FOLDERS]
+    private += [course / name for name in PRIVATE_IF_PRESENT if (course / name).exists()]
+    for path in [*private, course / GRADEBOOK]:
+        if not path.exists():
+            if path in private:
+                path.mkdir()
+            else:
+                path.touch()
+            os.chown(path, owner.st_uid, owner.st_gid)
+        try:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError:
+            pass  # reported below
+    return [path for path in [*private, course / GRADEBOOK] if path.stat().st_mode & 0o077]
+
+
 def missing_accounts(names: list[str]) -> list[str]:
     missing = []
     for name in names:
@@ -41,13 +71,17 @@ def missing_accounts(names: list[str]) -> list[str]:
     return missing
 
 
-def unreachable(program: Path) -> Path | None:
-    """The first folder above `program` that other accounts may not enter (e.g. a Python installed
-    under /root by pyenv), or None: every person's server runs the course's Python."""
-    for folder in program.resolve().parents:
-        if not folder.stat().st_mode & 0o001:
-            return folder
-    return None
+def unreachable(path: Path, need: int = 0o005) -> Path | None:
+    """The first folder on the way to `path` that other accounts may not enter, or `path` itself if
+    they lack `need` on it (0o004 read, 0o001 run or enter), or None. Both ways are checked: the path
+    as written (the course's .venv/bin/python lies in the course folder, e.g. in a home of mode 0750)
+    and the one its links lead to (e.g. a Python installed under /root by pyenv)."""
+    path = Path(os.path.abspath(path))
+    for way in (path, path.resolve()):
+        for folder in reversed(way.parents):  # from / down
+            if not folder.stat().st_mode & 0o001:
+                return folder
+    return None if path.stat().st_mode & need == need else path
 
 
 def main() -> int:
@@ -62,15 +96,27 @@ def main() -> int:
         print(f"no Unix account for {', '.join(missing)}: create them (useradd -m NAME; passwd NAME) "
               "or take them out of the roster", file=sys.stderr)
         return 1
-    closed = unreachable(Path(sys.executable))
-    if closed:
-        print(f"the course's Python ({Path(sys.executable).resolve()}) is in {closed}, which other accounts "
-              "cannot enter: make the course's .venv from a Python they can run (e.g. /usr/bin/python3)",
-              file=sys.stderr)
-        return 1
+    for path in (Path(sys.executable), HUB.parent / "imgrec_lib"):  # every person's server needs both
+        closed = unreachable(path)
+        if closed == Path(os.path.abspath(path)):
+            print(f"other accounts cannot read {closed}: chmod o+rx {closed}", file=sys.stderr)
+            return 1
+        if closed:
+            print(f"other accounts cannot enter {closed}, on the way to {path}: no one's server could "
+                  f"start. chmod o+x {closed}, or keep the course in a folder they can enter, e.g. "
+                  "/srv/imgrec owned by an instructor (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+            return 1
+    course = Path(config.JupyterHub.services[0]["cwd"])
     exchange = Path(config.Spawner.environment["IMGREC_EXCHANGE"])
     make_folders(exchange, Path(config.JupyterHub.cookie_secret_file).parent)
-    print(f"exchange {exchange}; accounts: {', '.join(users)}")
+    still_open = close_private(course)
+    if still_open:
+        print(f"could not close {', '.join(map(str, still_open))} to other accounts (does the file system "
+              "keep Unix permissions?): students would see the solutions and each other's work; move the "
+              "course to a local folder, e.g. /srv/imgrec", file=sys.stderr)
+        return 1
+    print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS)}, {GRADEBOOK}; "
+          f"accounts: {', '.join(users)}")
     return 0
 
 

@@ -37,7 +37,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hub"))
-from prepare import make_folders  # noqa: E402  (hub/prepare.py, what `make hub` runs first)
+from prepare import close_private, make_folders  # noqa: E402  (hub/prepare.py, what `make hub` runs first)
 # the same Chromium, offline rules and fixture as the other browser checks
 from test_browser import SHOTS, browser, free_port, local_only  # noqa: E402, F401 (browser is a fixture)
 
@@ -94,6 +94,7 @@ def hub(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub")
     make_course(tmp / "course")
     make_folders(tmp / "exchange", tmp / "state")
+    assert close_private(tmp / "course") == []  # nbgrader then writes in closed folders
     (tmp / "home" / "course-service").mkdir(parents=True)
     (tmp / "roster.txt").write_text(f"instructor {INSTRUCTOR}\nstudent {RIGHT}\nstudent {WRONG}\n")
     (tmp / "hub_config.py").write_text(hub_config(tmp))

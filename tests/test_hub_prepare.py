@@ -1,0 +1,99 @@
+"""hub/prepare.py, what `make hub` runs before JupyterHub, on temporary folders (no hub started):
+it closes the instructors' files of the course folder to every other account, makes the exchange
+like /tmp, and finds a folder that would keep each person's server from starting."""
+
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hub"))
+from prepare import PRIVATE_FOLDERS, close_private, make_folders, unreachable  # noqa: E402
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_course_folder_stays_open_and_what_only_instructors_may_see_is_closed(tmp_path):
+    course = tmp_path / "course"
+    for name in ("solutions/01_convolution", "lessons/01_convolution", "submitted/ana", ".git", "imgrec_lib"):
+        (course / name).mkdir(parents=True)
+    (course / "solutions" / "01_convolution" / "01_convolution.ipynb").write_text("{}")
+    for folder in (course, course / "solutions", course / "submitted", course / ".git"):
+        folder.chmod(0o755)  # as a git clone under the default umask leaves them
+
+    assert close_private(course) == []
+
+    for name in PRIVATE_FOLDERS:  # made where missing (autograded/, feedback/), closed everywhere
+        assert mode(course / name) == 0o700, name
+    assert mode(course / ".git") == 0o700  # git's history holds the solutions too
+    assert mode(course / "gradebook.db") == 0o600 and (course / "gradebook.db").stat().st_size == 0
+    assert (course / "gradebook.db").stat().st_uid == course.stat().st_uid  # the course service's account
+    assert mode(course) == 0o755 and mode(course / "lessons") == 0o755  # everyone's Python and lessons
+    assert not (course / "source").exists()  # nbgrader's default names: closed only where present
+
+
+def test_an_existing_gradebook_is_kept_and_closed(tmp_path):
+    (tmp_path / "gradebook.db").write_bytes(b"grades")
+    (tmp_path / "gradebook.db").chmod(0o644)
+    assert close_private(tmp_path) == []
+    assert mode(tmp_path / "gradebook.db") == 0o600 and (tmp_path / "gradebook.db").read_bytes() == b"grades"
+
+
+def test_prepare_makes_the_exchange_like_tmp_and_the_hubs_state_for_root_only(tmp_path):
+    make_folders(tmp_path / "srv" / "exchange", tmp_path / "state")
+    assert mode(tmp_path / "srv" / "exchange") == 0o1777
+    assert mode(tmp_path / "state") == 0o700
+
+
+@pytest.fixture
+def home():
+    """A home folder with a course whose .venv/bin/python links to the system's Python (here
+    TOP/usr/bin/python3), all in folders of mode 0755 under TOP (not pytest's folder, which is 0700)."""
+    with tempfile.TemporaryDirectory() as top:
+        top = Path(top)
+        system = top / "usr" / "bin" / "python3"
+        system.parent.mkdir(parents=True)
+        system.touch(mode=0o755)
+        home = top / "home" / "teach"
+        python = home / "course" / ".venv" / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.symlink_to(system)
+        for folder in (*python.parents, *system.parents):
+            if folder.is_relative_to(top):
+                folder.chmod(0o755)
+        yield home
+
+
+def test_a_course_python_that_everyone_can_run_passes(home):
+    assert unreachable(home / "course" / ".venv" / "bin" / "python") is None
+
+
+def test_a_home_of_mode_0750_on_the_way_to_the_courses_python_is_found(home):
+    home.chmod(0o750)  # useradd's default on many systems: the link's target is fine, its folder not
+    assert unreachable(home / "course" / ".venv" / "bin" / "python") == home
+
+
+def test_a_python_installed_where_others_cannot_enter_is_found(home):
+    root = home.parents[1] / "root"  # as pyenv's Python under /root
+    root.mkdir(mode=0o700)
+    root.chmod(0o700)
+    hidden = root / "python"
+    hidden.touch(mode=0o755)
+    python = home / "course" / ".venv" / "bin" / "python"
+    python.unlink()
+    python.symlink_to(hidden)
+    assert unreachable(python) == root
+
+
+def test_a_library_folder_others_cannot_read_is_found(home):
+    library = home / "course" / "imgrec_lib"
+    library.mkdir(mode=0o700)
+    library.chmod(0o700)
+    assert unreachable(library) == library
+    library.chmod(0o755)
+    assert unreachable(library) is None
