@@ -6,6 +6,9 @@ Docker or Kubernetes (deploy/README.md says what was and was not run):
   config loader, and JupyterHub accepts the roles, groups and services they define;
 - both agree on the course: the service name, the groups nbgrader reads, the instructor role's
   scopes, the exchange folder the single-user image's nbgrader settings name;
+- the grading Job's two containers can talk (one group, a group-writable socket), one failed pod
+  fails only its submission, every volume and secret a pod names is defined in the kit, and every
+  image is one the README says to replace;
 - the image definition installs what constraints.txt pins: the same Python, the same torch and
   torchvision (CPU builds by default, the PyPI CUDA builds for the GPU variant), every pip install
   through the constraints, and no solutions in the students' image;
@@ -15,7 +18,11 @@ Docker or Kubernetes (deploy/README.md says what was and was not run):
 from __future__ import annotations
 
 import re
+import socket
+import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,8 +52,8 @@ def pins() -> dict[str, str]:
 
 def test_every_yaml_file_of_the_kit_parses_into_the_kinds_it_should():
     kinds = {name: [d["kind"] for d in documents(name)] for name in ("course-service.yaml", "grading-job.yaml")}
-    assert kinds == {"course-service.yaml": ["PersistentVolumeClaim", "PersistentVolumeClaim", "Secret",
-                                             "Deployment", "Service"],
+    assert kinds == {"course-service.yaml": ["PersistentVolumeClaim", "PersistentVolumeClaim", "PersistentVolumeClaim",
+                                             "Secret", "Deployment", "Service"],
                      "grading-job.yaml": ["Job", "NetworkPolicy"]}
     assert set(values()) >= {"hub", "singleuser", "cull", "scheduling"}
 
@@ -116,7 +123,7 @@ def test_the_kubernetes_pieces_fit_together():
     assert v["cull"]["enabled"] and v["cull"]["timeout"] > 0
     assert v["scheduling"]["userPlaceholder"]["enabled"] and v["scheduling"]["userPlaceholder"]["replicas"] > 0
 
-    claim, _, secret, deployment, service = documents("course-service.yaml")
+    claim, _, _, secret, deployment, service = documents("course-service.yaml")
     assert claim["metadata"]["name"] == "nbgrader-exchange" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -155,3 +162,72 @@ def test_the_image_installs_what_constraints_pins():
     for copied in re.findall(r"^COPY (?:--\S+ )?(.+) \S+$", logical, re.M):
         for path in copied.split():
             assert (ROOT / path).exists() or path.startswith("checkpoints/"), f"COPY {path}: not in the repository"
+
+
+def pods() -> dict[str, dict]:
+    """The pod templates of the kit's Deployment and Job, by name."""
+    found = {}
+    for name in ("course-service.yaml", "grading-job.yaml"):
+        for d in documents(name):
+            if d["kind"] in ("Deployment", "Job"):
+                found[d["metadata"]["name"]] = d["spec"]["template"]["spec"]
+    return found
+
+
+def test_every_volume_and_secret_a_pod_names_is_defined_in_the_kit():
+    defined = {(d["kind"], d["metadata"]["name"]) for name in ("course-service.yaml", "grading-job.yaml")
+               for d in documents(name)}
+    assert pods().keys() == {"imgrec-course", "imgrec-grade-01-convolution"}
+    for name, pod in pods().items():
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            for mount in container["volumeMounts"]:
+                assert mount["name"] in volumes, f"{name}/{container['name']}: no volume {mount['name']}"
+            for env in container.get("env", []):
+                if "secretKeyRef" in env.get("valueFrom", {}):
+                    assert ("Secret", env["valueFrom"]["secretKeyRef"]["name"]) in defined, env
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                assert ("PersistentVolumeClaim", claim) in defined, f"{name}: claim {claim} is not in the kit"
+
+
+def test_every_image_the_kit_names_is_one_to_replace():
+    text = "\n".join((DEPLOY / name).read_text() for name in ("course-service.yaml", "grading-job.yaml"))
+    images = re.findall(r"image: (\S+)", text) + [values()["singleuser"]["image"]["name"]]
+    assert images and all(image.startswith("REPLACE-") for image in images), images
+    assert "replace every `REPLACE-...`" in (DEPLOY / "README.md").read_text()
+
+
+def test_the_grading_job_fails_one_submission_at_a_time_and_its_containers_share_the_socket():
+    job, _ = documents("grading-job.yaml")
+    spec = job["spec"]
+    assert 0 < spec["backoffLimitPerIndex"] <= 3 and "backoffLimit" not in spec  # not: one failure ends all
+    pod = spec["template"]["spec"]
+    kernel, grader = pod["containers"]
+    group = pod["securityContext"]["fsGroup"]  # the emptyDir's group, and both containers'
+    assert group not in (0, 1000, kernel["securityContext"]["runAsGroup"])  # not the image's or the kernel's own
+    assert kernel["securityContext"]["runAsUser"] != 1000  # the grader runs as the image's user, 1000
+    (socket_volume,) = [v for v in pod["volumes"] if v["name"] == "exchange"]
+    assert "emptyDir" in socket_volume
+    assert {m["name"] for m in kernel["volumeMounts"]} & {m["name"] for m in grader["volumeMounts"]} == {"exchange"}
+
+
+def test_the_runner_makes_its_socket_writable_by_its_group(tmp_path):
+    """What the Job's kernel container runs: the socket it listens on is srw-rw---- (the grader, in
+    the same group, must write to it to connect), whatever the umask."""
+    path = tmp_path / "runner.sock"
+    runner = subprocess.Popen([sys.executable, "-c", "import os, sys; os.umask(0o022); "
+                               "from grading.runner import main; sys.exit(main(['--listen', sys.argv[1]]))",
+                               str(path)], cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            assert runner.poll() is None and time.monotonic() < deadline, "the runner did not listen"
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))  # after the mode is set: listen() comes after the chmod
+            assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    finally:
+        runner.kill()
+        runner.wait()
