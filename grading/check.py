@@ -4,12 +4,14 @@
 
 Each notebook is copied and graded by the same sandboxed path as `make autograde`, hidden tests
 included, in a scratch course with its own gradebook: lessons/ is only read, never written. It
-prints the score of each exercise and writes nbgrader's feedback page to checked/LESSON.html.
+prints the score of each exercise, notes an answer that calls its reference (as `make autograde`
+does), and writes nbgrader's feedback page to checked/LESSON.html.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import sys
@@ -47,6 +49,18 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
     flags = graded.report.get("reference_copies", {})
     lines += [f"  note: {exercise} calls its reference: {'; '.join(r)}" for exercise, r in flags.items()]
     return lines + [f"  note: {note}" for note in graded.report.get("notes", [])]
+
+
+def release_of(source):
+    """The lesson as handed out, made from the instructor's `source` in memory: solutions and hidden
+    tests cleared as `nbgrader generate_assignment` clears them. lessons/ holds the learner's own
+    answers, so it cannot serve to tell their code from the release's (grading/references.py)."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    release = copy.deepcopy(source)
+    for step in (ClearSolutions(), ClearHiddenTests()):  # nbgrader's default stubs, as nbgrader_config.py keeps them
+        release, _ = step.preprocess(release, {})
+    return release
 
 
 def feedback_page(course: Path, lesson: str, graded, out: Path) -> None:
@@ -100,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: no lessons/{name}/{name}.ipynb with a solutions/ counterpart; skipped")
                 continue
             with tempfile.TemporaryDirectory(prefix="imgrec-copy-") as scratch:
-                copy = Path(scratch) / path.name
-                shutil.copy(path, copy)  # graded from a copy: lessons/ is never opened for writing
+                copied = Path(scratch) / path.name
+                shutil.copy(path, copied)  # graded from a copy: lessons/ is never opened for writing
                 source = nbformat.read(source_path, as_version=4)
-                graded = worker.grade(copy, source, None, judge, options)
+                graded = worker.grade(copied, source, release_of(source), judge, options)
             if graded.notebook is None:
                 print(f"{name}: could not be graded: {graded.report['not_graded']}")
                 continue

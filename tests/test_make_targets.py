@@ -97,6 +97,42 @@ def quiz_course(folder: Path) -> Path:
     return folder / "solutions" / "quiz" / "quiz.ipynb"
 
 
+def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
+    """`make check` flags what `make autograde` flags: a learner's mse that calls torch's, not their own relu."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def meta(gid, **flags):
+        return {"nbgrader": {"schema_version": 3, "grade_id": gid, "grade": False, "solution": False,
+                             "locked": False, "task": False, **flags}}
+
+    def exercise(name, args, body, test):
+        return [new_code_cell(f"def {name}({args}):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
+                              metadata=meta(name, solution=True)),
+                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\ntest_{name}({name})\n",
+                              metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
+
+    cells = [new_code_cell("import numpy as np"),
+             *exercise("mse", "x, y", "return float(np.mean((np.asarray(x) - np.asarray(y)) ** 2))",
+                       "assert mse(np.ones(3), np.zeros(3)) == 1.0, 'mse: expected 1.0'"),
+             *exercise("relu", "x", "return np.maximum(x, 0)", "assert (relu(np.array([-1.0, 2.0])) == [0, 2]).all(), 'relu'")]
+    source = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                "language": "python"}})
+    for folder in ("solutions", "lessons"):
+        (tmp_path / folder / "quiz").mkdir(parents=True)
+    nbformat.write(source, tmp_path / "solutions" / "quiz" / "quiz.ipynb")
+    mine = nbformat.from_dict(source)
+    mine.cells[1].source = ("def mse(x, y):\n    import torch\n"
+                            "    return torch.nn.functional.mse_loss(torch.as_tensor(x), torch.as_tensor(y)).item()\n")
+    mine.cells[3].source = "def relu(x):\n    return np.where(np.asarray(x) > 0, x, 0.0)\n"  # the learner's own
+    nbformat.write(mine, tmp_path / "lessons" / "quiz" / "quiz.ipynb")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    result = subprocess.run([sys.executable, "-m", "grading", "check", "quiz", "--unsafe-no-sandbox"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "quiz: 2 / 2 points" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    notes = [line for line in result.stdout.splitlines() if "calls its reference" in line]
+    assert len(notes) == 1 and "note: mse calls its reference" in notes[0] and "mse_loss" in notes[0], result.stdout
+
+
 def grade_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grading", "grade", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
