@@ -101,12 +101,20 @@ def main() -> int:
         if closed == Path(os.path.abspath(path)):
             print(f"other accounts cannot read {closed}: chmod o+rx {closed}", file=sys.stderr)
             return 1
+        if closed in Path(os.path.abspath(path)).parents:
+            print(f"other accounts cannot enter {closed}, on the way to {path}: no one's server could start. "
+                  "Keep the course in a folder every account can enter, e.g. /srv/imgrec owned by an "
+                  f"instructor (docs/INSTRUCTOR_GUIDE.md), or chmod o+x {closed}", file=sys.stderr)
+            return 1
         if closed:
-            print(f"other accounts cannot enter {closed}, on the way to {path}: no one's server could "
-                  f"start. chmod o+x {closed}, or keep the course in a folder they can enter, e.g. "
-                  "/srv/imgrec owned by an instructor (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+            print(f"{path} leads to {path.resolve()}, in {closed}, which other accounts cannot enter: make the "
+                  "course's .venv from a Python every account can run (rm -rf .venv; make install "
+                  "PYTHON=/usr/bin/python3)", file=sys.stderr)
             return 1
     course = Path(config.JupyterHub.services[0]["cwd"])
+    if course.stat().st_uid == 0:
+        print(f"warning: {course} is root's, so the course service runs as root and every instructor gets a "
+              "root terminal: chown -R an instructor's account on it (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
     exchange = Path(config.Spawner.environment["IMGREC_EXCHANGE"])
     make_folders(exchange, Path(config.JupyterHub.cookie_secret_file).parent)
     still_open = close_private(course)

@@ -2,6 +2,7 @@
 it closes the instructors' files of the course folder to every other account, makes the exchange
 like /tmp, and finds a folder that would keep each person's server from starting."""
 
+import os
 import stat
 import sys
 import tempfile
@@ -97,3 +98,38 @@ def test_a_library_folder_others_cannot_read_is_found(home):
     assert unreachable(library) == library
     library.chmod(0o755)
     assert unreachable(library) is None
+
+
+@pytest.fixture
+def hub_settings(home, monkeypatch):
+    """`sudo make hub`'s settings for a course in `home`: a roster of root alone (an account that
+    exists everywhere), the exchange and the hub's state beside it, and the course's Python taken
+    to be the fixture's link (this machine's own Python may live under /root)."""
+    top = home.parents[1]
+    (top / "roster.txt").write_text("instructor root\n")
+    for name, value in {"ROSTER": top / "roster.txt", "COURSE": home / "course", "EXCHANGE": top / "exchange",
+                        "STATE": top / "state"}.items():
+        monkeypatch.setenv(f"IMGREC_HUB_{name}", str(value))
+    monkeypatch.setattr(sys, "executable", str(home / "course" / ".venv" / "bin" / "python"))
+    return home
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
+def test_make_hub_closes_the_course_before_it_starts(hub_settings, capsys):
+    import prepare
+
+    course = hub_settings / "course"
+    assert prepare.main() == 0
+    assert mode(course / "solutions") == 0o700 and mode(course / "gradebook.db") == 0o600
+    assert mode(hub_settings.parents[1] / "exchange") == 0o1777
+    assert "course service runs as root" in capsys.readouterr().err  # this course folder is root's
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
+def test_make_hub_stops_when_no_ones_server_could_start(hub_settings, capsys):
+    import prepare
+
+    hub_settings.chmod(0o750)
+    assert prepare.main() == 1
+    assert f"other accounts cannot enter {hub_settings}, on the way to" in capsys.readouterr().err
+    assert not (hub_settings / "course" / "solutions").exists()  # nothing done before the check passes
