@@ -159,6 +159,8 @@ def test_the_image_installs_what_constraints_pins():
     assert all(re.search(rf"^{extra} = \[", project, re.M) for extra in extras), extras
     singleuser = logical.split("AS singleuser", 1)[1].split("FROM ", 1)[0]
     assert "solutions" not in singleuser and "grading" not in singleuser, "students must not get the solutions"
+    grader = logical.split("AS grader", 1)[1]
+    assert "chmod -R go-rwx /course/solutions" in grader, "the Job's kernel container (uid 65534) must not read them"
     for copied in re.findall(r"^COPY (?:--\S+ )?(.+) \S+$", logical, re.M):
         for path in copied.split():
             assert (ROOT / path).exists() or path.startswith("checkpoints/"), f"COPY {path}: not in the repository"
