@@ -18,10 +18,11 @@ HUB = Path(__file__).resolve().parent
 # The course folder is open to every account (their Python, .venv, and imgrec_lib live in it), so
 # what only instructors may see is closed one by one: the names nbgrader_config.py gives (solutions
 # are nbgrader's source folder), made if missing so that nbgrader later writes inside a closed
-# folder; nbgrader's default names and git's history (it holds the solutions) where they exist.
+# folder; nbgrader's default names and git's history (it holds the solutions) where they exist; the
+# files of scores and logs `make autograde` writes (made empty if missing: writing keeps the mode).
 PRIVATE_FOLDERS = ("solutions", "submitted", "autograded", "feedback")
 PRIVATE_IF_PRESENT = ("source", "release", ".git")
-GRADEBOOK = "gradebook.db"
+PRIVATE_FILES = ("gradebook.db", "grades.csv", "grading_report.json", ".nbgrader.log")
 
 
 def load_hub_config():
@@ -40,14 +41,15 @@ def make_folders(exchange: Path, state: Path) -> None:
 
 
 def close_private(course: Path) -> list[Path]:
-    """Make the instructors' files in `course` the owner's only (folders 0700, the gradebook 0600; an
-    empty gradebook file is one SQLite fills in), and return those other accounts can still read:
+    """Make the instructors' files in `course` the owner's only (folders 0700, files 0600; an empty
+    gradebook file is one SQLite fills in), and return those other accounts can still read:
     none unless the file system ignores permissions. The course service runs as the course folder's
     owner, so instructors keep their access; what this makes is given to that owner."""
     owner = course.stat()
     private = [course / name for name in PRIVATE_FOLDERS]
     private += [course / name for name in PRIVATE_IF_PRESENT if (course / name).exists()]
-    for path in [*private, course / GRADEBOOK]:
+    files = [course / name for name in PRIVATE_FILES]
+    for path in [*private, *files]:
         if not path.exists():
             if path in private:
                 path.mkdir()
@@ -58,7 +60,7 @@ def close_private(course: Path) -> list[Path]:
             path.chmod(0o700 if path.is_dir() else 0o600)
         except OSError:
             pass  # reported below
-    return [path for path in [*private, course / GRADEBOOK] if path.stat().st_mode & 0o077]
+    return [path for path in [*private, *files] if path.stat().st_mode & 0o077]
 
 
 def missing_accounts(names: list[str]) -> list[str]:
@@ -123,7 +125,7 @@ def main() -> int:
               "keep Unix permissions?): students would see the solutions and each other's work; move the "
               "course to a local folder, e.g. /srv/imgrec", file=sys.stderr)
         return 1
-    print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS)}, {GRADEBOOK}; "
+    print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS + PRIVATE_FILES)}; "
           f"accounts: {', '.join(users)}")
     return 0
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hub"))
-from prepare import PRIVATE_FOLDERS, close_private, make_folders, unreachable  # noqa: E402
+from prepare import PRIVATE_FILES, PRIVATE_FOLDERS, close_private, make_folders, unreachable  # noqa: E402
 
 
 def mode(path: Path) -> int:
@@ -32,7 +32,8 @@ def test_the_course_folder_stays_open_and_what_only_instructors_may_see_is_close
     for name in PRIVATE_FOLDERS:  # made where missing (autograded/, feedback/), closed everywhere
         assert mode(course / name) == 0o700, name
     assert mode(course / ".git") == 0o700  # git's history holds the solutions too
-    assert mode(course / "gradebook.db") == 0o600 and (course / "gradebook.db").stat().st_size == 0
+    for name in PRIVATE_FILES:  # the gradebook, grades.csv, the grading report, nbgrader's log
+        assert mode(course / name) == 0o600 and (course / name).stat().st_size == 0, name
     assert (course / "gradebook.db").stat().st_uid == course.stat().st_uid  # the course service's account
     assert mode(course) == 0o755 and mode(course / "lessons") == 0o755  # everyone's Python and lessons
     assert not (course / "source").exists()  # nbgrader's default names: closed only where present
