@@ -116,7 +116,7 @@ def main() -> int:
     course = Path(config.JupyterHub.services[0]["cwd"])
     if course.stat().st_uid == 0:
         print(f"warning: {course} is root's, so the course service runs as root and every instructor gets a "
-              "root terminal: chown -R an instructor's account on it (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+              f"root terminal: give it to an instructor, chown -R INSTRUCTOR: {course} (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
     exchange = Path(config.Spawner.environment["IMGREC_EXCHANGE"])
     make_folders(exchange, Path(config.JupyterHub.cookie_secret_file).parent)
     still_open = close_private(course)
