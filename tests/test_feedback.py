@@ -916,6 +916,7 @@ VARIANTS = [
     ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_float_counts, ["dtype float64", "counts are integers"]),
     ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_rows_normalised, ["each row divided by its sum"]),
     ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_size_from_labels, ["size taken from the labels"]),
+    ("08", "test_confusion_matrix", "confusion_matrix", confusion_matrix_bincount_in_the_labels_dtype, ["overflows", "int64"]),
     ("08", "test_confusion_matrix_hidden", "confusion_matrix", confusion_matrix_bincount_in_the_labels_dtype, ["overflows", "int64"]),
 ]
 
@@ -939,6 +940,25 @@ def test_the_instructors_answer_passes_every_test_cell(number, test):
     assert len(tests) == 2, f"lesson {number}: expected {test} and {test}_hidden, found {tests}"
     for grade_id in tests:
         assert run_test_cell(number, grade_id, **bound(number, grade_id)) is None
+
+
+@pytest.mark.parametrize("grade_id", ["test_predict", "test_predict_hidden"])
+def test_predict_without_eval_fails_when_the_notebook_replaces_train(grade_id, monkeypatch):
+    """An answer cell that makes Module.train always switch to eval mode cannot hide a missing model.eval():
+    the probes set each module's .training themselves."""
+    train = torch.nn.Module.train
+    monkeypatch.setattr(torch.nn.Module, "train", lambda self, mode=True: train(self, False))
+    message = run_test_cell("08", grade_id, **bound("08", grade_id, predict=predict_without_eval))
+    assert message is not None, f"{grade_id} passed predict without model.eval() when Module.train is replaced"
+    assert "eval" in message.splitlines()[0], message
+
+
+@pytest.mark.parametrize("grade_id", ["test_predict", "test_predict_hidden"])
+def test_predict_fails_clearly_when_the_model_cannot_be_left_in_train_mode(grade_id, monkeypatch):
+    """If the notebook keeps every module out of train mode, the probe cannot set it, and the test says so."""
+    monkeypatch.setattr(torch.nn.Module, "training", property(lambda self: False, lambda self, value: None), raising=False)
+    message = run_test_cell("08", grade_id, **bound("08", grade_id, predict=predict_without_eval))
+    assert message is not None and "Leave PyTorch as it is" in message.splitlines()[0], message
 
 
 def test_a_graded_call_of_a_wrong_answer_prints_no_warning(capfd):
