@@ -108,13 +108,15 @@ def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
     def exercise(name, args, body, test):
         return [new_code_cell(f"def {name}({args}):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
                               metadata=meta(name, solution=True)),
-                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\ntest_{name}({name})\n",
+                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\n"
+                              f"test_{name}({name})\n",
                               metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
 
     cells = [new_code_cell("import numpy as np"),
              *exercise("mse", "x, y", "return float(np.mean((np.asarray(x) - np.asarray(y)) ** 2))",
                        "assert mse(np.ones(3), np.zeros(3)) == 1.0, 'mse: expected 1.0'"),
-             *exercise("relu", "x", "return np.maximum(x, 0)", "assert (relu(np.array([-1.0, 2.0])) == [0, 2]).all(), 'relu'")]
+             *exercise("relu", "x", "return np.maximum(x, 0)",
+                       "assert (relu(np.array([-1.0, 2.0])) == [0, 2]).all(), 'relu: expected [0, 2]'")]
     source = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
     for folder in ("solutions", "lessons"):
