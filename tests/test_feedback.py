@@ -624,6 +624,8 @@ def train_step_variant(form):
             optimizer.zero_grad()
         if form == "model.eval()":
             model.eval()
+        if form == "model.train()":
+            model.train()
         loss = loss_fn(model(X), y)
         if form == "step before backward":
             optimizer.step()
@@ -648,6 +650,7 @@ train_step_step_before_backward = train_step_variant("step before backward")
 train_step_returns_a_tensor = train_step_variant("tensor")
 train_step_without_step = train_step_variant("no step")
 train_step_calls_eval = train_step_variant("model.eval()")
+train_step_calls_train = train_step_variant("model.train()")
 
 
 class UntrainedCNN(SpecCNN):
@@ -665,9 +668,24 @@ class LabelsNotLogits(torch.nn.Module):
         return self.net(x).argmax(dim=1)
 
 
+class LooksUpTheTestDigits(SpecCNN):
+    """Issue 15's lookup table: the test digits ship with their labels, so forward finds each image among
+    them (exact match of the pixels) and returns one-hot logits; its weights learned nothing."""
+
+    def forward(self, x):
+        from imgrec_lib import data
+
+        images, labels = data.load_digits_arrays("test")
+        table = {image.tobytes(): label for image, label in zip(images, labels)}
+        keys = (x[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
+        found = torch.tensor([table.get(key.tobytes(), 0) for key in keys])
+        return torch.nn.functional.one_hot(found, 10).float().to(x.device)
+
+
 with torch.random.fork_rng():
     torch.manual_seed(0)
-    AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS = UntrainedCNN(), LabelsNotLogits()
+    AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS, A_LOOKUP_TABLE = UntrainedCNN(), LabelsNotLogits(), LooksUpTheTestDigits()
+    ANOTHER_NETWORK = __import__("imgrec_lib.models").models.CourseCNN()  # models.CourseCNN(), not MyCNN
 THE_HISTORY = {"train_loss": [2.3, 0.4], "train_accuracy": [0.3, 0.9]}  # trained_model = training.fit(...)
 
 
@@ -894,9 +912,13 @@ VARIANTS = [
     ("07", "test_train_step", "train_step", train_step_without_step, ["never change", "optimizer.step() missing"]),
     ("07", "test_train_step", "train_step", train_step_returns_a_tensor, ["loss tensor itself", "loss.item()"]),
     ("07", "test_train_step", "train_step", train_step_calls_eval, ["model.eval()"]),
+    ("07", "test_train_step", "train_step", train_step_calls_train, ["model.train()"]),
     ("07", "test_trained_model", "trained_model", AN_UNTRAINED_MODEL, ["chance", "not trained"]),
     ("07", "test_trained_model", "trained_model", A_MODEL_OF_LABELS, ["one number per digit", "logits"]),
     ("07", "test_trained_model", "trained_model", THE_HISTORY, ["history training.fit returns"]),
+    ("07", "test_trained_model", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
+    ("07", "test_trained_model_hidden", "trained_model", A_LOOKUP_TABLE, ["at least 96%", "trained_model's weights"]),
+    ("07", "test_trained_model_hidden", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
     ("08", "test_predict", "predict", predict_without_load_image, ["skipped preprocessing", "inference.load_image"]),
     ("08", "test_predict", "predict", predict_returning_logits, ["logits, not probabilities"]),
     ("08", "test_predict", "predict", predict_without_eval, ["model.eval() missing"]),
