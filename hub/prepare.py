@@ -14,6 +14,7 @@ from pathlib import Path
 from traitlets.config.loader import PyFileConfigLoader
 
 HUB = Path(__file__).resolve().parent
+LIBRARY = HUB.parent / "imgrec_lib"  # every person's server imports it from here (an editable install)
 
 # The course folder is open to every account (their Python, .venv, and imgrec_lib live in it), so
 # what only instructors may see is closed one by one: the names nbgrader_config.py gives (solutions
@@ -98,7 +99,7 @@ def main() -> int:
         print(f"no Unix account for {', '.join(missing)}: create them (useradd -m NAME; passwd NAME) "
               "or take them out of the roster", file=sys.stderr)
         return 1
-    for path in (Path(sys.executable), HUB.parent / "imgrec_lib"):  # every person's server needs both
+    for path in (Path(sys.executable), LIBRARY):  # every person's server needs both
         closed = unreachable(path)
         if closed == Path(os.path.abspath(path)):
             print(f"other accounts cannot read {closed}: chmod o+rx {closed}", file=sys.stderr)

@@ -112,6 +112,12 @@ def hub_settings(home, monkeypatch):
                         "STATE": top / "state"}.items():
         monkeypatch.setenv(f"IMGREC_HUB_{name}", str(value))
     monkeypatch.setattr(sys, "executable", str(home / "course" / ".venv" / "bin" / "python"))
+    import prepare
+
+    library = home / "course" / "imgrec_lib"  # the course's library, not this clone's (its folder may be 0700)
+    library.mkdir(mode=0o755)
+    library.chmod(0o755)
+    monkeypatch.setattr(prepare, "LIBRARY", library)
     return home
 
 
