@@ -21,9 +21,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torchvision
 from torch.utils.data import Dataset, Subset
-from torchvision.transforms import v2
 
 from .inference import ImageError, read_image
 
@@ -198,21 +196,27 @@ def shapes(split: str = "train", n: int | None = None, size: int = 32, seed: int
 # 3. The full data sets, through torchvision
 # ---------------------------------------------------------------------------------------------
 
-TORCHVISION_SETS = {
-    "mnist": torchvision.datasets.MNIST,
-    "fashion-mnist": torchvision.datasets.FashionMNIST,
-    "cifar10": torchvision.datasets.CIFAR10,
-}
+# Names of the classes in torchvision.datasets. torchvision is imported where it is used, not at
+# the top: importing it takes ~1.5 s, and most lessons (and every graded notebook) never need it.
+TORCHVISION_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def _to_unit_tensor() -> v2.Compose:
+def _torchvision_class(name: str):
+    import torchvision
+
+    return getattr(torchvision.datasets, TORCHVISION_SETS[name])
+
+
+def _to_unit_tensor():
     """PIL image -> plain float32 tensor (C, H, W) in [0, 1]."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()])
 
 
 def _manual_layout(name: str, root: Path) -> str:
     """How to place a data set's files under ``root`` by hand."""
-    cls = TORCHVISION_SETS[name]
+    cls = _torchvision_class(name)
     if name == "cifar10":
         return (f"download {cls.url} and unpack it into {root}, so that "
                 f"{root / cls.base_folder / 'data_batch_1'} exists")
@@ -242,7 +246,7 @@ def torchvision_dataset(name: str, split: str = "train", root: str | Path = "dat
     if name not in TORCHVISION_SETS:
         raise DataError(f"unknown torchvision data set {name!r}; choose one of {list(TORCHVISION_SETS)}")
     _check_split(split)
-    cls, root = TORCHVISION_SETS[name], Path(root)
+    cls, root = _torchvision_class(name), Path(root)
     make = partial(cls, root, train=split == "train", transform=_to_unit_tensor())
     try:
         dataset = make(download=False)  # the local files first
@@ -281,14 +285,6 @@ def _class_folders(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-class _ImageFolder(torchvision.datasets.ImageFolder):
-    """``ImageFolder`` that skips hidden folders such as ``.ipynb_checkpoints``."""
-
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        classes = [p.name for p in _class_folders(Path(directory))]
-        return classes, {name: i for i, name in enumerate(classes)}
-
-
 def image_folder(path: str | Path, image_size: int = 28, channels: int = 1) -> Dataset:
     """Your own images, laid out as ``root/<class name>/<image files>``. Lesson 08.
 
@@ -308,9 +304,13 @@ def image_folder(path: str | Path, image_size: int = 28, channels: int = 1) -> D
         raise DataError(f"{path} is a file, not a folder. {layout}")
     if not _class_folders(path):
         raise DataError(f"no class sub-folders in {path}. {layout}")
+    from torchvision.transforms import v2
+
+    from .folders import ImageFolder
+
     transform = v2.Compose([v2.Resize((image_size, image_size), antialias=True), v2.ToPureTensor()])
     try:
-        return _ImageFolder(str(path), transform=transform, loader=partial(_load_image, channels=channels))
+        return ImageFolder(str(path), transform=transform, loader=partial(_load_image, channels=channels))
     except FileNotFoundError as error:  # a class folder without image files
         raise DataError(f"no images in {path}: {error}. {layout}") from None
 

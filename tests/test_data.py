@@ -300,6 +300,23 @@ def test_image_folder_reads_every_kind_of_image(folder):
     assert items["photo.jpg"][1] == 1 and items["grey.png"][1] == 0
 
 
+def test_image_folder_pickles_for_spawned_workers_and_keeps_its_classes(folder):
+    import pickle
+
+    ds = pickle.loads(pickle.dumps(data.image_folder(folder)))  # what a spawned DataLoader worker gets
+    assert ds.classes == ["cat", "dog"] and len(ds) == 5 and ds[0][0].shape == (1, 28, 28)
+
+
+def test_importing_data_leaves_torchvision_unimported():
+    """A lesson's set-up cell imports `data`; torchvision (~1.5 s) waits until a data set needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys; from imgrec_lib import data; data.digits('test'); print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_image_folder_colour_and_size(folder):
     ds = data.image_folder(folder, image_size=32, channels=3)
     X, y = data.as_tensors(ds)
