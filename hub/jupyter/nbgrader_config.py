@@ -12,7 +12,10 @@ c = get_config()  # noqa: F821  (nbgrader provides get_config)
 c.CourseDirectory.course_id = "imgrec"
 c.Exchange.root = os.environ.get("IMGREC_EXCHANGE", "/srv/nbgrader/exchange")
 
-if os.environ.get("JUPYTERHUB_USER"):  # a person's own server (not the course service)
+# A person's own server. The course service has a JUPYTERHUB_USER too when it runs as the course
+# folder's owner (JupyterHub names the account it runs as), so only JUPYTERHUB_SERVICE_NAME, which
+# JupyterHub sets for services alone, tells the two apart.
+if os.environ.get("JUPYTERHUB_USER") and not os.environ.get("JUPYTERHUB_SERVICE_NAME"):
     # Their courses are the hub groups they belong to: nbgrader-<course> or formgrade-<course>.
     c.Authenticator.plugin_class = JupyterHubAuthPlugin
     # A submission is signed with the hub's name for its user: the Unix name when each server runs
