@@ -1,7 +1,8 @@
 """Before `make hub` starts JupyterHub: the exchange folder, the hub's state folder, the course's
-instructor-only files closed to other accounts, and a check that every account in the roster exists
-on this machine and can run the course's Python (the hub starts each one's server as that Unix
-user). Run as root, with the same IMGREC_HUB_* variables as hub/jupyterhub_config.py.
+instructor-only files and the roster closed to other accounts, a check that every account in the
+roster exists on this machine and can run the course's Python (the hub starts each one's server as
+that Unix user), and warnings for home folders that classmates can read. Run as root, with the same
+IMGREC_HUB_* variables as hub/jupyterhub_config.py.
 
     python hub/prepare.py
 """
@@ -74,6 +75,23 @@ def missing_accounts(names: list[str]) -> list[str]:
     return missing
 
 
+def open_homes(homes: dict[str, Path], groups: dict[str, set[int]]) -> list[str]:
+    """The names in `homes` (name: home folder) whose home another of them may enter or read: open
+    to every account (o+r or o+x: 0711 is enough to open a notebook whose name one knows, and the
+    lessons' names are known), or to a group another name in `groups` (name: its group ids) is in.
+    Each person's server keeps their notebooks and fetched feedback there."""
+    found = []
+    for name, home in homes.items():
+        try:
+            info = home.stat()
+        except OSError:
+            continue  # no home folder: JupyterHub says so when their server starts
+        shared = any(info.st_gid in groups.get(other, set()) for other in homes if other != name)
+        if info.st_mode & 0o005 or (info.st_mode & 0o050 and shared):
+            found.append(name)
+    return found
+
+
 def unreachable(path: Path, need: int = 0o005) -> Path | None:
     """The first folder on the way to `path` that other accounts may not enter, or `path` itself if
     they lack `need` on it (0o004 read, 0o001 run or enter), or None. Both ways are checked: the path
@@ -96,7 +114,7 @@ def main() -> int:
     users = sorted(config.Authenticator.allowed_users)
     missing = missing_accounts(users)
     if missing:
-        print(f"no Unix account for {', '.join(missing)}: create them (useradd -m NAME; passwd NAME) "
+        print(f"no Unix account for {', '.join(missing)}: create them (useradd -m -K HOME_MODE=0700 NAME; passwd NAME) "
               "or take them out of the roster", file=sys.stderr)
         return 1
     for path in (Path(sys.executable), LIBRARY):  # every person's server needs both
@@ -111,23 +129,46 @@ def main() -> int:
             return 1
         if closed:
             print(f"{path} leads to {path.resolve()}, in {closed}, which other accounts cannot enter: make the "
-                  "course's .venv from a Python every account can run (rm -rf .venv; make install "
-                  "PYTHON=/usr/bin/python3)", file=sys.stderr)
+                  "course's .venv, as the course's owner, from a Python 3.11.5 or later that every account can "
+                  "run, e.g. one in /opt (docs/INSTRUCTOR_GUIDE.md: a Python for the class): rm -rf .venv; "
+                  "make install PYTHON=/opt/python/cpython-3.11.../bin/python3.11", file=sys.stderr)
             return 1
     course = Path(config.JupyterHub.services[0]["cwd"])
-    if course.stat().st_uid == 0:
-        print(f"warning: {course} is root's, so the course service runs as root and every instructor gets a "
-              f"root terminal: give it to an instructor, chown -R INSTRUCTOR: {course} (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+    owner = course.stat().st_uid
+    venv = Path(os.path.abspath(sys.executable)).parents[1]  # make hub runs .venv/bin/python
+    proxy = Path(config.ConfigurableHTTPProxy.command[0]).parents[1]  # hub/node_modules
+    not_owners = [path for path in (venv, proxy) if path.exists() and path.stat().st_uid != owner]
+    if owner != 0 and not_owners:
+        name = pwd.getpwuid(owner).pw_name
+        print(f"{' and '.join(map(str, not_owners))} should be {name}'s, like the course (were they built by "
+              f"sudo make?): chown -R {name}: {' '.join(map(str, not_owners))}, then run make install and make hub-proxy "
+              f"as {name} before sudo make hub (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+        return 1
+    if owner == 0:
+        print(f"warning: {course} is root's, so the course service runs as root and every instructor in the roster "
+              f"gets a root terminal: give the course to an instructor, chown -R INSTRUCTOR: {course}. Either way, "
+              "root runs the course folder's files at each make hub, so every instructor can act as root: list "
+              "as instructors only people you trust with this machine (docs/INSTRUCTOR_GUIDE.md)", file=sys.stderr)
+    accounts = {name: pwd.getpwnam(name) for name in users}
+    readable = open_homes({name: Path(a.pw_dir) for name, a in accounts.items()},
+                          {name: set(os.getgrouplist(name, a.pw_gid)) for name, a in accounts.items()})
+    if readable:
+        print(f"warning: other accounts can read the home folders of {', '.join(readable)}, where their notebooks "
+              "and feedback are: a student could copy a classmate's answers. Close them: "
+              f"chmod 700 {' '.join(accounts[name].pw_dir for name in readable)} (docs/INSTRUCTOR_GUIDE.md)",
+              file=sys.stderr)
     exchange = Path(config.Spawner.environment["IMGREC_EXCHANGE"])
     make_folders(exchange, Path(config.JupyterHub.cookie_secret_file).parent)
+    roster = Path(os.environ.get("IMGREC_HUB_ROSTER", HUB / "roster.txt"))  # as in hub/jupyterhub_config.py
+    roster.chmod(0o600)  # the class list: root reads it, its owner edits it, students do not see it
     still_open = close_private(course)
     if still_open:
         print(f"could not close {', '.join(map(str, still_open))} to other accounts (does the file system "
               "keep Unix permissions?): students would see the solutions and each other's work; move the "
               "course to a local folder, e.g. /srv/imgrec", file=sys.stderr)
         return 1
-    print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS + PRIVATE_FILES)}; "
-          f"accounts: {', '.join(users)}")
+    print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS + PRIVATE_FILES)}, "
+          f"{roster.name}; accounts: {', '.join(users)}")
     return 0
 
 

@@ -1,6 +1,8 @@
 """hub/prepare.py, what `make hub` runs before JupyterHub, on temporary folders (no hub started):
-it closes the instructors' files of the course folder to every other account, makes the exchange
-like /tmp, and finds a folder that would keep each person's server from starting."""
+it closes the instructors' files of the course folder and the roster to every other account, makes
+the exchange like /tmp, finds a folder that would keep each person's server from starting and home
+folders that classmates could read; and hub/jupyter/nbgrader_config.py tells the course service
+from a person's server."""
 
 import os
 import stat
@@ -12,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hub"))
-from prepare import PRIVATE_FILES, PRIVATE_FOLDERS, close_private, make_folders, unreachable  # noqa: E402
+from prepare import PRIVATE_FILES, PRIVATE_FOLDERS, close_private, make_folders, open_homes, unreachable  # noqa: E402
 
 
 def mode(path: Path) -> int:
@@ -140,3 +142,64 @@ def test_make_hub_stops_when_no_ones_server_could_start(hub_settings, capsys):
     assert prepare.main() == 1
     assert f"other accounts cannot enter {hub_settings}, on the way to" in capsys.readouterr().err
     assert not (hub_settings / "course" / "solutions").exists()  # nothing done before the check passes
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
+def test_make_hub_closes_the_roster(hub_settings):
+    import prepare
+
+    roster = hub_settings.parents[1] / "roster.txt"
+    roster.chmod(0o644)  # as `cp roster.example.txt roster.txt` leaves it
+    assert prepare.main() == 0
+    assert mode(roster) == 0o600  # the class list is no student's business
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
+def test_make_hub_stops_when_root_built_the_venv_of_an_instructors_course(hub_settings, capsys):
+    import prepare
+
+    course = hub_settings / "course"
+    os.chown(course, 65534, 65534)  # the course is an instructor's (here: nobody's); its .venv stays root's
+    assert prepare.main() == 1
+    error = capsys.readouterr().err
+    assert str(course / ".venv") in error and "should be nobody's" in error, error
+    assert not (course / "solutions").exists()
+
+
+def test_home_folders_a_classmate_could_read_are_named(tmp_path):
+    homes = {}
+    for name, folder_mode in {"ana": 0o755, "bo": 0o700, "cy": 0o711, "dee": 0o750}.items():
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        homes[name].chmod(folder_mode)
+    alone = {name: set() for name in homes}  # no one in another's group (useradd's own group each)
+    assert open_homes(homes, alone) == ["ana", "cy"]  # 0755: Debian's default; 0711 opens the known names
+    shared = {**alone, "bo": {homes["dee"].stat().st_gid}}  # bo is in dee's group (e.g. all in `users`)
+    assert open_homes(homes, shared) == ["ana", "cy", "dee"]
+    homes["dee"].chmod(0o700)
+    assert open_homes(homes, shared) == ["ana", "cy"]
+
+
+def nbgrader_settings(monkeypatch, **env):
+    """hub/jupyter/nbgrader_config.py as nbgrader loads it in a server started with `env`."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    for key in ("JUPYTERHUB_USER", "JUPYTERHUB_SERVICE_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "hub" / "jupyter")).load_config()
+
+
+def test_the_course_service_run_as_its_owner_is_not_taken_for_a_student(monkeypatch):
+    from nbgrader.auth import JupyterHubAuthPlugin
+
+    # the course folder is an instructor's: JupyterHub runs the service as that account and names it
+    service = nbgrader_settings(monkeypatch, JUPYTERHUB_SERVICE_NAME="imgrec", JUPYTERHUB_USER="teach")
+    assert "plugin_class" not in service.Authenticator  # formgrader sees every student of the course
+    assert "student_id" not in service.CourseDirectory
+    assert service.CourseDirectory.course_id == "imgrec"
+
+    student = nbgrader_settings(monkeypatch, JUPYTERHUB_USER="ana")  # a person's own server
+    assert student.Authenticator.plugin_class is JupyterHubAuthPlugin  # their courses: their hub groups
+    assert student.CourseDirectory.student_id == "ana"
