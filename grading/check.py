@@ -1,11 +1,13 @@
-"""A learner's self-check: grade your own notebooks in lessons/ the way the instructor will.
+"""A learner's self-check: grade your own notebooks in lessons/ against the tests in this clone's solutions/.
 
     python -m grading check [LESSON ...]        (make check, or make check LESSON=01_convolution)
 
-Each notebook is copied and graded by the same sandboxed path as `make autograde`, hidden tests
-included, in a scratch course with its own gradebook: lessons/ is only read, never written. It
-prints the score of each exercise, notes an answer that calls its reference (as `make autograde`
-does), and writes nbgrader's feedback page to checked/LESSON.html.
+Each notebook is copied and graded by the same sandboxed path as `make autograde`, against the
+reference tests published in this clone's solutions/ (hidden tests included), in a scratch course
+with its own gradebook: lessons/ is only read, never written. Your instructor grades with their own
+copy of the tests, which may differ. It prints the score of each exercise (with the error an answer
+cell raised, if one did), notes an answer that calls its reference (as `make autograde` does), and
+writes nbgrader's feedback page to checked/LESSON.html.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +24,58 @@ from pathlib import Path
 from grading import autograde, sandbox, worker  # first: grading/__init__.py makes nbformat quick
 
 import nbformat  # noqa: E402
+
+NOTICE = ("graded against the reference tests published in this clone's solutions/ (hidden tests included); "
+          "your instructor's own tests may differ")
+LIMIT = 400  # characters of a test's message shown per exercise; the whole message is on the feedback page
+
+
+def reason(evalue: str, limit: int = LIMIT) -> str:
+    """The first line of a test's message, shortened to about `limit` characters if long, keeping its
+    "that is ..." clause, which names the mistake, whole: after a long array, or an array printed on
+    several lines, it would be cut off."""
+    text = evalue.strip()
+    first = text.splitlines()[0] if text else ""
+    match = re.search(r"(;\s*)?\bthat is .*", text)  # `.` stops at the line's end
+    if match is None:
+        return first if len(first) <= limit else first[:limit].rstrip() + " ..."
+    clause, inside = match.group(0), match.start() < len(first)
+    head = first[: match.start()] if inside else first
+    room = max(limit - len(clause), limit // 2)
+    if inside and len(head) <= room:
+        return first
+    return f"{head[:room].rstrip()} ... {clause.lstrip('; ')}"
+
+
+def answer_errors(graded) -> dict[str, tuple[int, str]]:
+    """{exercise: (cell number, "ename: evalue")} for each answer cell of the graded notebook that
+    raised (an answer not yet written, a bare NotImplementedError, is left out): the tests of that
+    exercise fail because of it, whatever their own message says."""
+    found = {}
+    for number, cell in enumerate(graded.cells, start=1):
+        meta = worker.notebooks.nbgrader_meta(cell)
+        if cell.cell_type != "code" or not meta.get("solution") or worker.notebooks.is_test_cell(cell):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                ename, evalue = str(output.get("ename", "")), str(output.get("evalue", "")).strip()
+                if not (ename == "NotImplementedError" and not evalue):
+                    found[worker.notebooks.grade_id(cell)] = (number, f"{ename}: {reason(evalue, 300)}" if evalue
+                                                              else ename)
+                break
+    return found
+
+
+def mark_answer_errors(source, graded) -> None:
+    """On the feedback page too: each failing test of an exercise whose answer cell raised starts with
+    a line saying so (the graded notebook is changed in place)."""
+    raised, owner = answer_errors(graded), worker.exercises_of_tests(source)
+    for cell in graded.cells:
+        exercise = owner.get(worker.notebooks.grade_id(cell)) if worker.notebooks.is_test_cell(cell) else None
+        if exercise in raised and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            number, error = raised[exercise]
+            cell.outputs.insert(0, nbformat.v4.new_output(
+                "stream", name="stderr", text=f"your cell {number} raised {error}; this test fails because of it\n"))
 
 
 def score_lines(source, graded: worker.Graded) -> list[str]:
@@ -31,19 +86,22 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
                if worker.notebooks.is_test_cell(c)}
     owner = worker.exercises_of_tests(source)
     passed = set(graded.report.get("passed", []))
+    raised = answer_errors(graded.notebook)
     lines = []
     for exercise in dict.fromkeys(owner.values()):
         tests = [t for t in points if owner.get(t) == exercise]
         got = sum(points[t] for t in tests if t in passed)
         line = f"  {exercise:28s} {got:g} / {sum(points[t] for t in tests):g}"
+        if exercise in raised and any(t not in passed for t in tests):
+            number, error = raised[exercise]
+            line += f"   your cell {number} raised {error}; the tests below fail because of it"
         for test in tests:
             errors = [o for o in outputs.get(test, []) if o.get("output_type") == "error"]
             if test not in passed and errors:
-                ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", "")).strip()
-                # the whole first line of the test's message: it names the mistake (often near its end)
-                why = "not answered yet" if ename == "NotImplementedError" and not evalue else \
-                    f"{ename}: {evalue.splitlines()[0][:400] if evalue else ''}"
-                line += f"   {test}: {why}"
+                ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", ""))
+                why = "not answered yet" if ename == "NotImplementedError" and not evalue.strip() else \
+                    f"{ename}: {reason(evalue)}"
+                line += ("\n    " if exercise in raised else "   ") + f"{test}: {why}"
                 break
         lines.append(line)
     flags = graded.report.get("reference_copies", {})
@@ -87,7 +145,8 @@ def feedback_page(course: Path, lesson: str, graded, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m grading check", description=__doc__.splitlines()[0],
+                                     epilog=f"The score is {NOTICE}.")
     parser.add_argument("lessons", nargs="*", help="lesson folders, e.g. 01_convolution (default: all)")
     parser.add_argument("--unsafe-no-sandbox", action="store_true", help="run without a sandbox")
     args = parser.parse_args(argv)
@@ -104,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         except sandbox.SandboxUnavailable as error:
             sys.exit(str(error))
     judge = worker.Judge(options)
+    print(f"make check: {NOTICE}", flush=True)
     total = [0.0, 0.0]
     try:
         for name in names:
@@ -128,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             total[0] += got
             total[1] += sum(points.values())
             out = course / "checked" / f"{name}.html"
+            mark_answer_errors(source, graded.notebook)
             try:
                 feedback_page(course, name, graded.notebook, out)
                 where = f"feedback: {out.relative_to(course)}"

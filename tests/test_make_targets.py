@@ -135,6 +135,54 @@ def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
     assert len(notes) == 1 and "note: mse calls its reference" in notes[0] and "mse_loss" in notes[0], result.stdout
 
 
+
+def test_check_says_what_it_grades_with_and_shows_the_named_mistake_and_an_answer_cells_error(tmp_path):
+    """`make check` says it grades with this clone's solutions/; a long message keeps its "that is ..."
+    clause; an answer cell that raised is reported before the test it breaks."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def meta(gid, **flags):
+        return {"nbgrader": {"schema_version": 3, "grade_id": gid, "grade": False, "solution": False,
+                             "locked": False, "task": False, **flags}}
+
+    def exercise(name, body, test):
+        return [new_code_cell(f"def {name}(x):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
+                              metadata=meta(name, solution=True)),
+                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\n"
+                              f"test_{name}({name})\n", metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
+
+    long_test = ("got = np.asarray(double(np.arange(300.0)))\n    assert (got == 2 * np.arange(300.0)).all(), "
+                 "f'expected {(2 * np.arange(300.0)).tolist()}, got {got.tolist()}; that is x + 1, not 2 * x'")
+    cells = [new_code_cell("import numpy as np"),
+             *exercise("double", "return 2 * np.asarray(x)", long_test),
+             *exercise("half", "return np.asarray(x) / 2", "assert half(4.0) == 2.0, 'half: expected 2.0'")]
+    source = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                "language": "python"}})
+    for folder in ("solutions", "lessons"):
+        (tmp_path / folder / "quiz").mkdir(parents=True)
+    nbformat.write(source, tmp_path / "solutions" / "quiz" / "quiz.ipynb")
+    mine = nbformat.from_dict(source)
+    mine.cells[1].source = "def double(x):\n    return np.asarray(x) + 1\n"
+    mine.cells[3].source = "import not_a_module_anyone_has\n\ndef half(x):\n    return np.asarray(x) / 2\n"
+    nbformat.write(mine, tmp_path / "lessons" / "quiz" / "quiz.ipynb")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "grading", "check", "quiz", "--unsafe-no-sandbox"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env=env)
+    out = result.stdout
+    assert "quiz: 0 / 2 points" in out, out[-2000:] + result.stderr[-2000:]
+    assert "reference tests published in this clone's solutions/" in out.splitlines()[0], out
+    double = next(line for line in out.splitlines() if line.strip().startswith("double"))
+    assert double.endswith("... that is x + 1, not 2 * x") and len(double) < 500, double
+    half = out[out.index("  half"):]
+    assert half.index("your cell 4 raised ModuleNotFoundError: No module named 'not_a_module_anyone_has'") \
+        < half.index("test_half: RuntimeError"), out
+    assert "your cell 4 raised ModuleNotFoundError" in (tmp_path / "checked" / "quiz.html").read_text()
+    help_text = subprocess.run([sys.executable, "-m", "grading", "check", "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60, env=env).stdout
+    assert "this clone's solutions/" in " ".join(help_text.split()) and "may differ" in help_text, help_text
+
+
 def grade_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grading", "grade", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
