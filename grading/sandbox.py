@@ -4,9 +4,11 @@ Inside, the student's notebook sees a read-only system, the course's Python envi
 imgrec_lib read-only, an empty private /tmp (size-limited; gone when the sandbox ends) and no
 network. It cannot see the course folder (solutions/, the gradebook, submitted/, feedback/), the
 instructor's home or another submission. When the grader runs as root the sandbox also runs as
-the unprivileged user `nobody`, in its own memory and pids cgroup (v1 or v2); otherwise the
-limits are rlimits. The sandbox is a new PID namespace: when it ends, or is killed at its wall
-time, every process it started ends with it (daemons, double forks and setsid included).
+the unprivileged user `nobody`, in its own memory and pids cgroup (v1 or v2). Otherwise (the hub's
+course service grades as the course's owner) the limits are rlimits: address space per process,
+file size, and processes and threads counted in the sandbox's own user namespace (Linux 5.14 and
+later). The sandbox is a new PID namespace: when it ends, or is killed at its wall time, every
+process it started ends with it (daemons, double forks and setsid included).
 
 What comes out is only what the program inside writes to stdout, read up to a byte limit.
 """
@@ -215,15 +217,33 @@ def _preexec(groups: list[Path], limits: Limits, as_root: bool):
     return setup
 
 
+def counts_tasks_per_user_namespace() -> bool:
+    """Linux 5.14 and later count RLIMIT_NPROC per user namespace: set inside a sandbox's own
+    namespace it counts that sandbox's processes and threads alone. Before, it counted every
+    process of the grader's account (its other sandboxes, its Jupyter server)."""
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
 def _argv(command: list[str], binds: dict[str, str], env: dict[str, str], limits: Limits,
           sandboxed: bool) -> tuple[list[str], dict | None, bool]:
-    """The command line that starts `command` in a sandbox (or, unsandboxed, as it is)."""
+    """The command line that starts `command` in a sandbox (or, unsandboxed, as it is). Started by
+    root it becomes `nobody`; started by another account there is no pids cgroup, so `prlimit`,
+    inside the sandbox's user namespace, caps its processes and threads."""
     if not sandboxed:  # --unsafe-no-sandbox: the same program, with the grader's permissions
         return command, {**os.environ, **env}, False
     as_root = os.geteuid() == 0
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
-            "--no-new-privs"] if as_root else []
-    return bwrap_args(binds, env, limits, as_root) + ["--", *drop, *command], None, as_root
+    if as_root:
+        first = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+                 "--no-new-privs"]
+    elif shutil.which("prlimit") and counts_tasks_per_user_namespace():  # util-linux, as setpriv
+        first = [shutil.which("prlimit"), f"--nproc={limits.pids}:{limits.pids}", "--"]
+    else:
+        first = []
+    return bwrap_args(binds, env, limits, as_root) + ["--", *first, *command], None, as_root
 
 
 class Service:

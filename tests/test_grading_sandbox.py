@@ -125,3 +125,61 @@ def test_a_course_under_tmp_is_reachable_inside(tmp_path):
     result = sandbox.run([sys.executable, str(script)], b"", {str(folder): str(folder)}, sandbox.sandbox_env(limits),
                          limits)
     assert result.stdout.strip() == b"reached", result.stderr_tail[-500:]
+
+
+NOT_ROOT = """
+import json, mmap, os, subprocess, sys
+sys.path.insert(0, {folder!r})
+import sandbox
+
+sandbox.python_binds = lambda: []  # the system's Python, in /usr: bound anyway
+others = [subprocess.Popen(["sleep", "60"]) for _ in range(40)]  # the grader's other processes
+limits = sandbox.Limits(wall_seconds=60, pids=32, memory_bytes=256 * 2**20)
+code = '''
+import json, mmap, os
+forks = 0
+try:
+    while forks < 100:
+        if os.fork() == 0:
+            os.read(os.pipe()[0], 1)  # waits until the sandbox ends
+        forks += 1
+except OSError:
+    pass
+try:
+    mmap.mmap(-1, 5 * 2**30)  # address space only: nothing is touched
+    mapped = True
+except OSError:
+    mapped = False
+print(json.dumps({{"forks": forks, "mapped": mapped, "uid": os.getuid()}}))
+'''
+result = sandbox.run(["/usr/bin/python3", "-c", code], b"", {{}}, sandbox.sandbox_env(limits), limits)
+for other in others:
+    other.kill()
+print(result.stdout.decode() or result.stderr_tail)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root to become another account, and the system's Python")
+@pytest.mark.skipif(not sandbox.counts_tasks_per_user_namespace(), reason="Linux before 5.14")
+def test_without_root_a_sandbox_caps_its_processes_and_address_space():
+    """The hub's course service grades as the course's owner, without cgroups: here the grader is
+    `nobody`, with 40 processes of its own running, and the system's Python (this one's may live
+    where `nobody` cannot enter). A sandbox of 32 processes forks about 30 times whatever the
+    grader runs elsewhere, and cannot map 5 GiB (256 MiB of memory + 4 GiB of address space)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        shutil.copy(ROOT / "grading" / "sandbox.py", folder)
+        done = subprocess.run(["setpriv", f"--reuid={sandbox.NOBODY}", f"--regid={sandbox.NOBODY}", "--clear-groups",
+                               "/usr/bin/python3", "-c", NOT_ROOT.format(folder=folder)],
+                              capture_output=True, text=True, cwd="/", timeout=120,
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    seen = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+    assert seen, done.stdout + done.stderr
+    assert seen["uid"] == sandbox.NOBODY
+    assert 20 <= seen["forks"] < 32, seen  # its own processes only: not the grader's 40
+    assert not seen["mapped"], seen
