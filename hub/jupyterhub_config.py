@@ -19,6 +19,7 @@ them). Every setting below can be changed with an environment variable, named be
 
 import os
 import pwd
+import signal
 import sys
 from pathlib import Path
 
@@ -68,6 +69,12 @@ USER_ENV = {
 }
 
 c = get_config()  # noqa: F821  (JupyterHub provides get_config)
+
+# A hub started in the background (`nohup sudo make hub &`, a script) ignores SIGINT until it sets
+# its own handler, which it does only after starting the course service: the service inherited the
+# ignore, missed the hub's SIGINT at shutdown and stopped on SIGTERM 30 s later. Default it is.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ---- the hub, its proxy and its state ---------------------------------------------------------
 c.JupyterHub.bind_url = f"{'https' if SSL_CERT else 'http'}://{IP}:{PORT}"

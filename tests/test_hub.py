@@ -14,12 +14,15 @@ instructor (`teach`) and two students (`ana` answers right, `bo` wrong), all thr
 What differs from `make hub`: a shared test password instead of PAM, and every server runs as the
 account running the test (SimpleLocalProcessSpawner, a home folder each) instead of as each
 person's Unix account: here the course's Python lives under /root, where no other account can
-run it. The roles, groups, exchange, course service and nbgrader settings are the hub's own.
+run it. The course service runs as a named account, as in `make hub` for a course an instructor
+owns (here the test's account). The roles, groups, exchange, course service and nbgrader settings
+are the hub's own.
 """
 
 from __future__ import annotations
 
 import ctypes
+import getpass
 import json
 import os
 import re
@@ -65,7 +68,8 @@ def make_course(folder: Path) -> None:
 
 def hub_config(tmp: Path) -> str:
     """The hub's configuration with the two changes of the module docstring, and what a test needs:
-    JupyterLab settings that put every cell in the page, a quick stop, the service's own home."""
+    JupyterLab settings that put every cell in the page, a quick stop, the service run as a named
+    account (as `make hub` runs it for a course an instructor owns)."""
     settings = tmp / "lab-settings"  # every cell in the DOM, and no news pop-up over the page
     for plugin, values in {"@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
                            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}.items():
@@ -81,8 +85,11 @@ c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp / 'home' / '{username}'
 c.LocalProcessSpawner.interrupt_timeout = 1  # then SIGTERM: a quick stop at the end
 c.Spawner.args = {['--allow-root'] if os.getuid() == 0 else []!r}
 c.Spawner.environment["JUPYTERLAB_SETTINGS_DIR"] = {str(settings)!r}
+# as for a course folder an instructor owns: the service runs as a named account (here the test's),
+# so JupyterHub gives it a JUPYTERHUB_USER and that account's HOME
+c.JupyterHub.services[0]["user"] = {getpass.getuser()!r}
 c.JupyterHub.services[0]["environment"].update(JUPYTERLAB_SETTINGS_DIR={str(settings)!r},
-                                               HOME={str(tmp / 'home' / 'course-service')!r})
+                                               JUPYTERLAB_WORKSPACES_DIR={str(tmp / 'workspaces')!r})
 """
 
 
@@ -95,7 +102,6 @@ def hub(tmp_path_factory):
     make_course(tmp / "course")
     make_folders(tmp / "exchange", tmp / "state")
     assert close_private(tmp / "course") == []  # nbgrader then writes in closed folders
-    (tmp / "home" / "course-service").mkdir(parents=True)
     (tmp / "roster.txt").write_text(f"instructor {INSTRUCTOR}\nstudent {RIGHT}\nstudent {WRONG}\n")
     (tmp / "hub_config.py").write_text(hub_config(tmp))
     port, service_port = free_port(), free_port()
@@ -129,8 +135,23 @@ def hub(tmp_path_factory):
 
 def end_with_this_process() -> None:
     """In the hub's process before it starts: Linux sends it SIGTERM when the test's process ends,
-    even killed (the hub then stops the servers it started, the service and the proxy)."""
+    even killed (the hub then stops the servers it started, the service and the proxy). And SIGINT
+    ignored, as in a hub started in the background (`nohup sudo make hub &`)."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def ignored_signals(course: Path) -> int:
+    """The mask of signals the course service's process ignores (/proc/PID/status, SigIgn)."""
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes().split(b"\0")
+            status = (process / "status").read_text()
+        except OSError:
+            continue
+        if f"--ServerApp.root_dir={course.resolve()}".encode() in command:
+            return int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    raise AssertionError(f"no course service process for {course}")
 
 
 def stop(process: subprocess.Popen, tmp: Path) -> None:
@@ -288,6 +309,8 @@ def test_release_submit_grade_feedback_through_the_hub(hub, browser):
     base, tmp = hub
     course = tmp / "course"
     started = time.monotonic()
+    # the hub stops the service with SIGINT first: ignored, it would wait 30 s for SIGTERM
+    assert not ignored_signals(course) & (1 << (signal.SIGINT - 1)), "the course service ignores SIGINT"
 
     students = {name: log_in(browser, base, name) for name in (RIGHT, WRONG)}  # their servers start meanwhile
     teacher = log_in(browser, base, INSTRUCTOR, next_url="/services/imgrec/formgrader")
