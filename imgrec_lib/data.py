@@ -23,8 +23,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .inference import ImageError, read_image
-
 EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "mnist_5k.npz"
 EMBEDDED_SHA256 = "e21ac568447f500075931cb906ae68fc2dd5da83bd281f58ab93d01bb5b65a8f"
 DIGIT_CLASSES = [str(d) for d in range(10)]
@@ -274,6 +272,8 @@ def torchvision_dataset(name: str, split: str = "train", root: str | Path = "dat
 def _load_image(path: str, channels: int = 1) -> torch.Tensor:
     """Read one image file as float32 (channels, h, w) in [0, 1], decoded as ``load_image`` decodes
     it (``inference.read_image``). A file that cannot be read raises ``DataError`` naming it."""
+    from .inference import ImageError, read_image  # here: its image libraries take ~0.5 s to import
+
     try:
         x = torch.from_numpy(read_image(path, channels)).float()
     except ImageError as error:

@@ -307,14 +307,16 @@ def test_image_folder_pickles_for_spawned_workers_and_keeps_its_classes(folder):
     assert ds.classes == ["cat", "dog"] and len(ds) == 5 and ds[0][0].shape == (1, 28, 28)
 
 
-def test_importing_data_leaves_torchvision_unimported():
-    """A lesson's set-up cell imports `data`; torchvision (~1.5 s) waits until a data set needs it."""
+def test_importing_data_and_training_leaves_torchvision_and_the_image_libraries_unimported():
+    """A lesson's set-up cell imports `data` and `training`; torchvision (~1.5 s) and scikit-image
+    (~0.5 s) wait until a torchvision set, a folder or an image file needs them."""
     import subprocess
     import sys
 
-    code = "import sys; from imgrec_lib import data; data.digits('test'); print('torchvision' in sys.modules)"
+    code = ("import sys; from imgrec_lib import data, training; data.digits('test'); "
+            "print(sorted(m for m in ('torchvision', 'skimage', 'imgrec_lib.inference') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
 
 
 def test_image_folder_colour_and_size(folder):
