@@ -66,10 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify image files (PNG, JPEG; any size)")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
-    predict.add_argument("--top-k", type=int, default=3, help="how many classes to print (default: 3)")
+    predict.add_argument("--top-k", type=_at_least_one, default=3, help="how many classes to print (default: 3)")
     predict.add_argument("--show", type=Path, default=None, metavar="DIR",
                          help="also write the picture the model actually saw for each image into DIR, as "
-                              "<image name>.seen.png, enlarged 8x: when a prediction is wrong, look there first")
+                              "<image name>.seen.png, enlarged 8x: when a prediction is wrong, look there first. "
+                              "Two images of one name get .seen.png and .2.seen.png; a later run replaces them")
     predict.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                          help=f"checkpoint file (default: {DEFAULT_CHECKPOINT})")
     predict.add_argument("--device", default="numpy",
@@ -77,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "starts without importing PyTorch; or cpu, cuda, cuda:1, mps to run it with PyTorch "
                               "(IMGREC_DEVICE is not read here)")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type for a count: a wrong one is a usage error (exit 2), like any other."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _positive(name: str, value: int | float | None) -> None:
@@ -166,8 +178,15 @@ def evaluate(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     from . import checkpoint, inference, numpy_net
 
-    _positive("top-k", args.top_k)
     device = None if args.device == "numpy" else args.device
+    if device is not None:
+        from .device import available_devices, pick_device
+
+        try:
+            pick_device(device)
+        except ValueError:
+            raise ValueError(f"--device {device} is not available on this machine: use numpy (the default) or one "
+                             f"of {', '.join(available_devices())}") from None
     net = None
     if device is None:
         ckpt = checkpoint.load_checkpoint(args.checkpoint, as_numpy=True)
@@ -183,7 +202,7 @@ def predict(args: argparse.Namespace) -> int:
     for path in args.images:  # one at a time, so one bad file does not hide the others' answers
         try:
             x = inference.load_pixels(path, ckpt["input_shape"])
-        except inference.ImageError as err:
+        except (inference.ImageError, inference.NoDigitError) as err:
             print(f"error: {err}", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue

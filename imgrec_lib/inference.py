@@ -11,14 +11,15 @@ drawing classifies right:
 - for a 1-channel 28x28 model, ``invert="auto"`` turns any picture of one digit into what MNIST's
   digits look like (``preprocess_digit``), in small steps that lesson 08 shows one by one
   (``digit_steps``): the uneven light of a phone photo is flattened (``flatten_background``),
-  ruled lines and grids are taken away (``remove_lines``), ink is told from paper by a threshold
+  ruled lines and grids are taken away (``remove_lines``), so is the strip of desk along the edges
+  of a photo taken at an angle (``remove_desk``), ink is told from paper by a threshold
   chosen for this picture (``ink_mask``, Otsu's method), the digit is its largest connected
   component and the pieces near it (``keep_digit``), it is cut out (``crop_digit``), a pen too
   thin or too bold is redrawn with MNIST's (``normalise_strokes``), and it is scaled into a 20x20
   box with its centre of mass at pixel (14, 14) (``mnist_layout``, as in LeCun et al., "The MNIST
   database"). Dark ink on light paper or light on dark, either works; a 28x28 digit already laid
-  out like MNIST passes unchanged. ``python -m imgrec_lib predict --show DIR`` saves what the
-  model saw.
+  out like MNIST passes unchanged. A picture without a digit (a blank page) raises
+  ``NoDigitError``. ``python -m imgrec_lib predict --show DIR`` saves what the model saw.
 
 All of that is NumPy, SciPy, scikit-image and PIL (``load_pixels`` gives the model's input as an
 array); PyTorch is imported only by the functions that take or give tensors, so that
@@ -34,6 +35,8 @@ Example::
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Sequence
@@ -47,9 +50,11 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "ImageError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes", "prepare_image",
-    "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit", "digit_steps", "is_mnist_layout", "is_dark_on_light",
-    "flatten_background", "remove_lines", "ink_mask", "keep_digit", "crop_digit", "stroke_width",
+    "ImageError", "NoDigitError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes",
+    "prepare_image", "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit",
+    "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light",
+    "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "keep_digit",
+    "crop_digit", "stroke_width",
     "normalise_strokes", "mnist_layout",
 ]
 
@@ -57,10 +62,16 @@ MNIST_SHAPE = (1, 28, 28)
 MNIST_BOX = 20  # MNIST digits are scaled to fit a 20x20 box inside the 28x28 frame
 MNIST_PEN = 2.8  # MNIST's median stroke width in pixels (ink area / centre-line length, at 28x28)
 WORK_SIDE = 512  # photos are shrunk to this longer side first: plenty for one digit, and fast
+NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
+MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black)
 
 
 class ImageError(Exception):
-    """An image file that cannot be read: missing, empty, not an image, or corrupt. Lesson 08."""
+    """An image file that cannot be read: missing, empty, not an image, corrupt, or too large. Lesson 08."""
+
+
+class NoDigitError(ValueError):
+    """A picture with no digit in it: blank, or only marks too faint to be a pen's. Lesson 08."""
 
 
 # --------------------------------------------------------------------------- loading images
@@ -72,10 +83,12 @@ def read_image(source: str | Path | IO[bytes], channels: int = 1, name: str | No
 
     The one decoder under ``load_image`` and ``data.image_folder``, so a model sees the same
     picture when it predicts as when it was trained: a photo's EXIF rotation is applied,
-    transparent pixels are laid over white paper, 16-bit grey is scaled so that 65535 is white.
+    transparent pixels are laid over white paper (black paper when what is drawn is light: white
+    ink), 16-bit grey is scaled so that 65535 is white.
     ``source`` is a path or a binary file object; ``name`` (default: the path) is what an
     ``ImageError`` names when the file is not an image, is corrupt, or has colours PIL cannot
-    convert. ``min_side`` lets a large JPEG be decoded at 1/2, 1/4 or 1/8 of its size (JPEG's own
+    convert, or is larger than PIL's guard against decompression bombs (``Image.MAX_IMAGE_PIXELS``,
+    89 megapixels). ``min_side`` lets a large JPEG be decoded at 1/2, 1/4 or 1/8 of its size (JPEG's own
     scaling, several times faster than decoding it whole) as long as its longer side stays at least
     ``min_side`` pixels: what the digit pipeline does with a phone photo.
     """
@@ -94,7 +107,8 @@ def load_image(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
     ``input_shape`` is the model's (C, H, W); C is 1 (grey) or 3 (RGB). ``invert``: True or False
     to invert or not; ``"auto"`` does MNIST-style preprocessing for 1-channel 28x28 models (see the
     module docstring) and nothing special for other shapes. Raises ``ImageError`` with a one-line
-    message when the file cannot be read.
+    message when the file cannot be read, ``NoDigitError`` (a ``ValueError``) when the MNIST-style
+    preprocessing finds no digit in it.
     """
     import torch
 
@@ -112,7 +126,7 @@ def load_pixels(path: str | Path, input_shape: Sequence[int] = MNIST_SHAPE,
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     x = read_image(path, _check_shape(input_shape)[0], min_side=_work_side(input_shape, invert))
-    return _for_model(x, input_shape, invert)
+    return _for_model(x, input_shape, invert, str(path))
 
 
 def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
@@ -123,13 +137,15 @@ def image_from_bytes(data: bytes, input_shape: Sequence[int] = MNIST_SHAPE,
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     x = read_image(io.BytesIO(data), _check_shape(input_shape)[0], name, min_side=_work_side(input_shape, invert))
-    return torch.from_numpy(_for_model(x, input_shape, invert))
+    return torch.from_numpy(_for_model(x, input_shape, invert, name))
 
 
 def _decode(source, name: str, min_side: int | None = None) -> Image.Image:
     """Open and fully decode an image, turning PIL's many exceptions into one ``ImageError``."""
     try:
-        img = Image.open(source)
+        with warnings.catch_warnings():  # PIL only warns between its limit and twice that: refuse them all
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source)
         try:
             if min_side is not None and img.format == "JPEG" and img.mode in ("L", "RGB"):
                 w, h = img.size
@@ -142,7 +158,13 @@ def _decode(source, name: str, min_side: int | None = None) -> Image.Image:
         return img
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file PIL can read (expected PNG or JPEG)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        size = f": {int(pixels.group(1)):,} pixels" if pixels else ""
+        raise ImageError(f"{name} is too large{size}, more than the {Image.MAX_IMAGE_PIXELS or 0:,} this reads (PIL's "
+                         "guard against decompression bombs); scale it down, e.g. to 2000 pixels on its longer "
+                         "side, and try again") from None
+    except (OSError, SyntaxError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{name}: the image is corrupt or truncated ({reason})") from None
 
@@ -156,18 +178,21 @@ def prepare_image(img: Image.Image, input_shape: Sequence[int] = MNIST_SHAPE,
     colours (e.g. a LAB TIFF) to grey or RGB."""
     import torch
 
-    return torch.from_numpy(_for_model(_to_array(img, _check_shape(input_shape)[0], name), input_shape, invert))
+    return torch.from_numpy(_for_model(_to_array(img, _check_shape(input_shape)[0], name), input_shape, invert, name))
 
 
-def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str) -> np.ndarray:
+def _for_model(x: np.ndarray, input_shape: Sequence[int], invert: bool | str, name: str = "the image") -> np.ndarray:
     """Pixels (h, w) or (h, w, 3) in [0, 1] -> float32 (C, H, W) for the model: inverted if
-    asked, laid out like MNIST for a 28x28 grey model, else fitted into (H, W) and padded with
-    the border's median colour."""
+    asked, laid out like MNIST for a 28x28 grey model (``NoDigitError`` naming ``name`` when
+    there is no digit), else fitted into (H, W) and padded with the border's median colour."""
     channels, height, width = _check_shape(input_shape)
     if invert not in (True, False, "auto"):
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
     if invert == "auto" and (channels, height, width) == MNIST_SHAPE:
-        return preprocess_digit(x)[None]
+        try:
+            return preprocess_digit(x)[None]
+        except NoDigitError as e:
+            raise NoDigitError(str(e).replace("no digit found:", f"no digit found in {name}:", 1)) from None
     if invert is True:
         x = 1.0 - x
     pixels = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
@@ -197,9 +222,12 @@ def _to_array(img: Image.Image, channels: int, name: str) -> np.ndarray:
         a = np.clip(a / (255.0 if img.mode == "F" else 65535.0), 0.0, 1.0)
         return a if channels == 1 else np.repeat(a[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")  # composite transparent pixels onto white paper
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba).convert("RGB")
+        rgba = img.convert("RGBA")  # composite transparent pixels onto paper: white, or black under light ink
+        a = np.asarray(rgba)
+        seen = a[..., 3] > 127
+        light = seen.any() and np.median(a[..., :3][seen].mean(axis=1)) > 127
+        paper = Image.new("RGBA", rgba.size, (0, 0, 0, 255) if light else (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba).convert("RGB")
     target = "L" if channels == 1 else "RGB"
     try:
         img = img.convert(target)  # CMYK, P, 1, YCbCr, ... convert; a few modes such as LAB do not
@@ -256,9 +284,10 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     """Grey (h, w) in [0, 1] of either polarity -> an ink map: paper 0, ink up to 1. Lesson 08.
 
     A phone photo is lit unevenly: one corner of the paper can be darker than the ink in another.
-    So the paper's brightness is estimated at every pixel (a maximum filter wider than any pen
-    stroke wipes the ink out, a heavy Gaussian blur smooths what is left) and each pixel is divided
-    by it: what remains is how much darker than its own paper the pixel is. Pictures under 100
+    So the paper's brightness is estimated at every pixel (a closing, a maximum filter wider than
+    any pen stroke that wipes the ink out and a minimum filter as wide that brings the edge of a
+    shadow back where it was, then a Gaussian blur) and each pixel is divided by it: what remains
+    is how much darker than its own paper the pixel is. Pictures under 100
     pixels (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
@@ -268,10 +297,10 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     if min(h, w) < 100:
         paper = np.full_like(x, max(float(np.median(_border(x))), 1e-3))
     else:  # on a copy 1/4 the size, each pixel the mean of 4x4 (noise averages out, and the
-        # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
+        # closing would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        paper = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=k), sigma=k / 2)
+        paper = ndimage.gaussian_filter(ndimage.grey_closing(small, size=k), sigma=k / 4)
         paper = _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 
@@ -279,22 +308,71 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
 def ink_mask(ink: np.ndarray) -> np.ndarray:
     """Which pixels are ink: above a threshold chosen for this picture by Otsu's method (the level
     that best splits the pixels into two groups), and above 0.1 so that plain paper's noise never
-    counts. Lesson 08."""
+    counts. When that mask is a net with many holes, printed lines that ``remove_lines`` could not
+    take away (squared paper photographed at an angle), the threshold is the upper of three levels
+    (paper, printed lines, pen; multi-Otsu): a pen is darker than the lines printed on paper. Lesson 08."""
     if ink.max() <= 0.1:
         return np.zeros(ink.shape, dtype=bool)
-    return ink > max(float(filters.threshold_otsu(ink)), 0.1)
+    mask = ink > max(float(filters.threshold_otsu(ink)), 0.1)
+    if min(ink.shape) >= 100 and ndimage.label(~mask)[1] > NET:
+        try:
+            mask = ink > max(float(filters.threshold_multiotsu(ink, classes=3)[1]), 0.1)
+        except ValueError:  # fewer than three grey levels: keep the two
+            pass
+    return mask
 
 
 def remove_lines(ink: np.ndarray) -> np.ndarray:
-    """The ink map without ruled lines or a grid. A row of the page that has ink along most of its
-    width is a printed line, not a digit, whose strokes cover a part of any row: so the ink that
-    three quarters of each row has (its 25th percentile) is taken away from the whole row, and the
-    same for each column. Where the pen crosses a line, the darker pen survives. Lesson 08."""
+    """The ink map without ruled lines or a grid. A printed line crosses the whole page: it has ink
+    along most of its row, up to both ends, and it is thin. A digit's stroke stops before the
+    picture's edges (the bar of a 7, the stem of a 1 in a tightly cropped picture), and the desk at
+    the edge of a photo is a wide dark area, not a thin line: both stay. So the ink that a line
+    leaves along each row (``line_levels``) is taken away from the whole row, and the same for each
+    column. Where the pen crosses a line, the darker pen survives. Lesson 08."""
     if min(ink.shape) < 100:  # a small picture is all digit
         return ink
-    rows = np.percentile(ink[:, ::4], 25, axis=1, keepdims=True)  # every 4th pixel along a line is enough
-    cols = np.percentile(ink[::4, :], 25, axis=0, keepdims=True)
-    return np.clip(ink - rows - cols, 0.0, 1.0)
+    rows, cols = line_levels(ink), line_levels(ink.T)
+    return np.clip(ink - rows[:, None] - cols[None, :], 0.0, 1.0)
+
+
+def line_levels(ink: np.ndarray, thin: int = 3) -> np.ndarray:
+    """How much ink a printed line puts on each row of ``ink`` (h, w) -> (h,): the ink that three
+    quarters of the row has (its 25th percentile), if the row also has ink at both of its ends,
+    and only as much as it has more than the rows ``thin`` pixels above and below it (a line is
+    thin; the rows along a dark area all have its ink). Lesson 08."""
+    level = np.percentile(ink[:, ::4], 25, axis=1)  # every 4th pixel along a line is enough
+    end = max(1, ink.shape[1] // 50)  # a line reaches the last 2% of the row at either end
+    level = np.minimum(level, np.minimum(ink[:, :end].max(axis=1), ink[:, -end:].max(axis=1)))
+    padded = np.pad(level, thin, mode="edge")
+    return np.clip(level - np.maximum(padded[:-2 * thin], padded[2 * thin:]), 0.0, None)
+
+
+def remove_desk(ink: np.ndarray) -> np.ndarray:
+    """The ink map without what lies outside the page. A photo of a page taken at a slight angle
+    shows a strip of the desk along the picture's edges, darker than the paper: as much "ink" as
+    the pen, and often more of it. It is told from the digit by where it is: it runs along the
+    picture's border (``along_border``), where a digit at most touches it. Such ink, and a pixel
+    or two of its blurred rim, is set to 0; unless nothing would be left. Lesson 08."""
+    if min(ink.shape) < 100:  # a small picture is all digit
+        return ink
+    outside = along_border(ink_mask(ink))
+    if not outside.any():
+        return ink
+    rim = ndimage.maximum_filter(outside.view(np.uint8), size=5) > 0  # 2 pixels more all round
+    page = np.where(rim, 0.0, ink).astype(ink.dtype)
+    return page if page.max() > 0.1 else ink  # 0.1: as ink_mask, the paper's noise is no ink
+
+
+def along_border(mask: np.ndarray, run: float = 0.1) -> np.ndarray:
+    """The pieces of ``mask`` that lie along the picture's border: each touches it along at least
+    ``run`` (a fraction) of the picture's shorter side in one go. A digit, a ruled line or a
+    neighbouring digit cut by the crop touches it for a pen's width at most. Lesson 08."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    ring = np.concatenate([labels[0, :], labels[1:, -1], labels[-1, -2::-1], labels[-2:0:-1, 0]])
+    starts = np.flatnonzero(np.diff(ring, prepend=-1))  # runs of one label around the border
+    lengths = np.diff(starts, append=len(ring))
+    long = ring[starts][(lengths >= run * min(mask.shape)) & (ring[starts] > 0)]
+    return np.isin(labels, long)
 
 
 def keep_digit(mask: np.ndarray) -> np.ndarray:
@@ -378,13 +456,15 @@ def mnist_layout(crop: np.ndarray) -> np.ndarray:
 
 def digit_steps(x: np.ndarray) -> dict[str, np.ndarray]:
     """Every step from a grey picture (h, w) in [0, 1] to the (28, 28) the model sees, by name, in
-    order: picture, ink, no_lines, mask, digit, crop, strokes, mnist. Lesson 08 shows each one."""
+    order: picture, ink, no_lines, page, mask, digit, crop, strokes, mnist. Lesson 08 shows each
+    one. ``has_digit(steps)`` says whether there was a digit at all."""
     steps = {"picture": _shrink(x, WORK_SIDE)}
     steps["ink"] = flatten_background(steps["picture"])
     steps["no_lines"] = remove_lines(steps["ink"])
-    steps["mask"] = ink_mask(steps["no_lines"])
+    steps["page"] = remove_desk(steps["no_lines"])
+    steps["mask"] = ink_mask(steps["page"])
     steps["digit"] = keep_digit(steps["mask"])
-    steps["crop"] = crop_digit(steps["no_lines"], steps["digit"])
+    steps["crop"] = crop_digit(steps["page"], steps["digit"])
     steps["strokes"] = normalise_strokes(steps["crop"])
     steps["mnist"] = mnist_layout(steps["strokes"])
     return steps
@@ -394,11 +474,28 @@ def preprocess_digit(x: np.ndarray) -> np.ndarray:
     """A grey picture of one digit (h, w) in [0, 1], any size, either polarity -> (28, 28) float32
     laid out like MNIST. What ``load_image``, the CLI and the widgets do for a 28x28 grey model;
     ``digit_steps`` shows the steps. A 28x28 digit laid out like MNIST already comes back as it
-    is (inverted if it is dark on light). Lesson 08."""
+    is (inverted if it is dark on light). Raises ``NoDigitError`` when there is no digit (a blank
+    page, paper without a digit). Lesson 08."""
     light_on_dark = 1.0 - x if x.shape == (28, 28) and is_dark_on_light(x) else x
     if is_mnist_layout(light_on_dark):
         return light_on_dark.astype(np.float32)
-    return digit_steps(x)["mnist"]
+    steps = digit_steps(x)
+    if not has_digit(steps):
+        raise NoDigitError("no digit found: the picture looks blank (no mark stands out from the paper); check that "
+                           "it is the right file, or photograph the digit larger and darker")
+    return steps["mnist"]
+
+
+def has_digit(steps: dict[str, np.ndarray]) -> bool:
+    """Whether ``digit_steps`` found a digit, not a speck: ink kept, its strokes (their darkest
+    10%) at least ``MIN_INK`` dark, and at least 2% of the picture's longer side tall or wide
+    (a digit 16 pixels tall in a 12-megapixel photo is still one). Lesson 08."""
+    digit = steps["digit"]
+    if not digit.any():
+        return False
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    return side >= 0.02 * max(digit.shape) and float(np.percentile(steps["page"][digit], 90)) >= MIN_INK
 
 
 def is_mnist_layout(x: np.ndarray) -> bool:
@@ -530,7 +627,8 @@ def predict_files(model: torch.nn.Module, paths: str | Path | Sequence[str | Pat
 
     The model runs in eval mode under ``torch.inference_mode()``. ``input_shape`` (C, H, W) defaults
     to the model's ``config`` (in_channels, image_size), else (1, 28, 28); ``invert`` as in
-    ``load_image``. A file that cannot be read raises ``ImageError`` naming it.
+    ``load_image``. A file that cannot be read raises ``ImageError`` naming it, a picture without a
+    digit ``NoDigitError``.
     """
     import torch
 

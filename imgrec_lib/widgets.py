@@ -428,7 +428,7 @@ class UploadClassifier(widgets.VBox):
         """Classify the bytes of an image file; what an upload does."""
         try:
             self.input = inference.image_from_bytes(data, self.input_shape, name=name)
-        except inference.ImageError as e:
+        except (inference.ImageError, inference.NoDigitError) as e:  # not an image; no digit in it
             self.input, self.prediction, self.error = None, None, str(e)
             self.result.value = f"<p style='color:#c44e52'>{e}</p>"
             return None
@@ -498,7 +498,12 @@ class DigitPad(widgets.VBox):
         img = Image.fromarray((pixels * 255).astype(np.uint8)).resize((self.grid * 8, self.grid * 8),
                                                                      Image.Resampling.NEAREST)
         img = img.filter(ImageFilter.GaussianBlur(radius=3))
-        self.input = inference.prepare_image(img, (1, 28, 28), invert="auto")
+        try:
+            self.input = inference.prepare_image(img, (1, 28, 28), invert="auto")
+        except inference.NoDigitError:  # every cell on: no digit to see
+            self.input, self.prediction = None, None
+            self.result.value = "<p>no digit found: the pad is full; clear some cells</p>"
+            return
         self.prediction = inference.predict_tensor(self.model, self.input, self.classes, top_k=self.top_k)
         self.preview.value = _png(self.input)
         self.result.value = _ranking_html(self.prediction)

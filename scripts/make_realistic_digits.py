@@ -2,7 +2,7 @@
 
     python scripts/make_realistic_digits.py OUT_DIR [--sheet contact_sheet.png]
 
-Writes 240 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
+Writes 270 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
 seeded): the same files on every machine. ``OUT_DIR/labels.csv`` lists ``path,label,category``.
 Nothing here is MNIST: the digits are hand-made pen strokes or font glyphs, so the set tests what
 the model and ``imgrec_lib.inference`` do with pictures they were not trained on.
@@ -16,6 +16,8 @@ Categories:
     mnist28     28x28, laid out like MNIST or filling the frame; half of them dark on light
     lined       ruled paper (blue rules, a red margin), photographed
     squared     squared (grid) paper, photographed
+    desk        a page photographed at an angle on a desk: dark, light or wooden strips of desk along
+                the picture's edges, from a sliver to a wide wedge
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-CATEGORIES = ("strokes", "fonts", "photos", "ink", "offcentre", "mnist28", "lined", "squared")
-PER_DIGIT = 3  # images of each digit in each category: 8 x 10 x 3 = 240
+CATEGORIES = ("strokes", "fonts", "photos", "ink", "offcentre", "mnist28", "lined", "squared", "desk")
+PER_DIGIT = 3  # images of each digit in each category: 9 x 10 x 3 = 270
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
          "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "cmr10.ttf", "DejaVuSans-Oblique.ttf",
@@ -159,6 +161,29 @@ def _rules(draw, rng, w, h, squared: bool) -> None:
         draw.line([(x, 0), (x, h)], fill=(220, 90, 90), width=width + 1)
 
 
+def _on_desk(rng, page: Image.Image) -> Image.Image:
+    """The page as a phone sees it on a desk: turned by up to 7 degrees, in perspective, and framed
+    so that the desk shows along some or all of the picture's edges (the frame 0-8% wider than the
+    page). The desk is dark grey, black, wood or a light table, with a little grain."""
+    w, h = page.size
+    angle, zoom = math.radians(rng.uniform(-7, 7)), rng.uniform(1.0, 1.08)
+    cx, cy = w / 2 + rng.uniform(-0.03, 0.03) * w, h / 2 + rng.uniform(-0.03, 0.03) * h
+    corners = []  # where the picture's corners fall on the page (PIL's QUAD: top-left, bottom-left, ...)
+    for x, y in ((0, 0), (0, h), (w, h), (w, 0)):
+        dx, dy = (x - w / 2) * zoom, (y - h / 2) * zoom
+        corners += [cx + dx * math.cos(angle) - dy * math.sin(angle) + rng.uniform(-0.02, 0.02) * w,
+                    cy + dx * math.sin(angle) + dy * math.cos(angle) + rng.uniform(-0.02, 0.02) * h]
+    photo = page.transform((w, h), Image.Transform.QUAD, corners, resample=Image.Resampling.BILINEAR)
+    inside = Image.new("L", (w, h), 255).transform((w, h), Image.Transform.QUAD, corners,
+                                                    resample=Image.Resampling.BILINEAR)
+    colour = np.array([(60, 58, 55), (30, 30, 32), (120, 80, 50), (160, 125, 85), (200, 200, 195)][rng.integers(5)])
+    grain = 1 + 0.08 * np.sin(np.arange(h)[:, None] / rng.uniform(3, 9) + rng.uniform(0, 6) * np.sin(np.arange(w) / 97))
+    desk = np.clip(colour * grain[..., None] / 255, 0, 1)
+    a = np.asarray(inside, dtype=float)[..., None] / 255
+    rgb = np.asarray(photo, dtype=float) / 255 * a + desk * (1 - a)
+    return Image.fromarray((rgb * 255).round().astype(np.uint8))
+
+
 # --------------------------------------------------------------------------- one image per category
 
 def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -197,16 +222,18 @@ def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> t
         centre = (rng.uniform(height, w - height), rng.uniform(height, h - height))
         _draw_strokes(ImageDraw.Draw(img), _hand(rng, digit), centre, height, pen=rng.uniform(3, 8), colour=pen_ink)
         return _png(img), "png"
-    # photos, lined, squared: a page photographed with a phone
+    # photos, lined, squared, desk: a page photographed with a phone
     w, h = (1600, 1200) if (digit + k) % 3 else (1200, 1600)
     page = Image.new("RGB", (w, h), (245, 242, 232))
     draw = ImageDraw.Draw(page)
-    if category in ("lined", "squared"):
-        _rules(draw, rng, w, h, squared=category == "squared")
+    if category in ("lined", "squared") or (category == "desk" and k == 2):
+        _rules(draw, rng, w, h, squared=category == "squared" or (category == "desk" and digit % 2 == 1))
     height = min(w, h) * rng.uniform(0.25, 0.5)
     centre = (w / 2 + rng.uniform(-0.15, 0.15) * w, h / 2 + rng.uniform(-0.15, 0.15) * h)
     ink = (pen_ink,) * 3 if k != 1 else (30, 45, 140)
     _draw_strokes(draw, _hand(rng, digit), centre, height, pen=rng.uniform(6, 16), colour=ink)
+    if category == "desk":
+        page = _on_desk(rng, page)
     rgb = np.asarray(page, dtype=float) / 255
     light = _lighting(rng, h, w) * (_shadow(rng, h, w) if category == "photos" or k == 0 else 1)
     rgb = rgb * light[..., None] * np.array([1.0, 0.97, 0.9])  # a warm indoor light

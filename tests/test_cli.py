@@ -207,6 +207,31 @@ def test_help_lists_the_commands_and_exit_codes(capsys):
         assert word in out
 
 
+def test_predict_says_when_a_picture_has_no_digit(trained, digit_files, tmp_path, capfd):
+    checkpoint, _ = trained
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (1600, 1200), (250, 250, 245)).save(blank)
+    result = run(capfd, "predict", str(blank), str(digit_files[0][0]), "--checkpoint", str(checkpoint))
+    assert result.returncode == cli.EXIT_BAD_INPUT, "like any other image that cannot be used"
+    assert result.stderr == f"error: no digit found in {blank}: the picture looks blank " \
+                            "(no mark stands out from the paper); check that it is the right file, " \
+                            "or photograph the digit larger and darker\n"
+    assert len(result.stdout.strip().splitlines()) == 1 and "blank" not in result.stdout, "no made-up answer"
+
+
+def test_predict_top_k_below_1_is_a_usage_error(digit_files, capsys):
+    assert exit_code("predict", str(digit_files[0][0]), "--top-k", "0") == cli.EXIT_USAGE
+    assert "--top-k: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_predict_on_a_missing_device_names_the_ones_there_are(trained, digit_files, capfd):
+    checkpoint, _ = trained
+    result = run(capfd, "predict", str(digit_files[0][0]), "--device", "cuda:99", "--checkpoint", str(checkpoint))
+    assert result.returncode == cli.EXIT_BAD_INPUT
+    assert result.stderr.startswith("error: --device cuda:99 is not available on this machine: use numpy (the default)")
+    assert "IMGREC_DEVICE" not in result.stderr, "predict does not read it"
+
+
 def test_predict_rejects_an_image_folder_with_a_clear_error(trained, tmp_path, capfd):
     checkpoint, _ = trained
     result = run(capfd, "predict", str(tmp_path), "--checkpoint", str(checkpoint))

@@ -79,6 +79,12 @@ def test_every_mode_loads_to_the_model_shape_in_0_1(tmp_path, mode, shape):
 def test_any_size_gives_the_model_shape(w, h, mode, shape, seed):
     pixels = np.random.default_rng(seed).integers(0, 256, size=(h, w, 4), dtype=np.uint8)
     img = Image.fromarray(pixels, "RGBA").convert(mode)
+    if shape == (1, 28, 28):  # a digit's preprocessing may find no digit in noise: it says so
+        try:
+            x = prepare_image(img, shape)
+        except inference.NoDigitError as e:
+            assert "no digit found in the image: the picture looks blank" in str(e)
+            return
     x = prepare_image(img, shape)
     assert x.shape == shape and x.dtype == torch.float32
     assert torch.isfinite(x).all() and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
@@ -190,10 +196,46 @@ def test_white_on_black_mnist_file_loads_unchanged(tmp_path):
     assert torch.allclose(x[0], torch.from_numpy(digit).float() / 255, atol=1e-6)
 
 
-def test_blank_page_gives_a_black_image(tmp_path):
+@pytest.mark.parametrize("size", [(5, 5), (28, 28), (100, 80), (1600, 1200)])
+def test_a_blank_page_raises_no_digit_found(tmp_path, size):
     path = tmp_path / "blank.png"
-    Image.new("L", (100, 80), 255).save(path)
-    assert float(load_image(path).abs().max()) == 0.0
+    Image.new("L", size, 255).save(path)
+    with pytest.raises(inference.NoDigitError, match=r"no digit found in .*blank\.png: the picture looks blank"):
+        load_image(path)
+    assert load_image(path, (1, 32, 32)).min() == 1.0  # other models get the white picture they asked for
+
+
+def test_paper_without_a_digit_raises_no_digit_found(tmp_path):
+    """A photo of blank paper: uneven light, sensor noise, a speck of dust, JPEG; no digit."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(0.95, 0.55, 800)[None, :] * np.ones((600, 1)) + rng.normal(0, 0.03, (600, 800))
+    x[300:302, 400:402] *= 0.8
+    path = tmp_path / "paper.jpg"
+    Image.fromarray((x * 255).astype(np.uint8)).save(path, quality=70)
+    with pytest.raises(inference.NoDigitError, match="paper.jpg"):
+        load_image(path)
+    with pytest.raises(inference.NoDigitError, match="upload.jpg"):
+        image_from_bytes(path.read_bytes(), name="upload.jpg")
+
+
+def test_white_ink_on_a_transparent_background_is_read(tmp_path):
+    img = Image.new("RGBA", (120, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(img).line([(30, 30), (90, 30), (50, 130)], fill=(255, 255, 255, 255), width=9)  # a white 7
+    img.save(tmp_path / "seven.png")
+    m = load_image(tmp_path / "seven.png")[0]
+    assert float(m.max()) > 0.9 and float(m[:3].max()) < 0.05  # the 7, light on dark, in MNIST's box
+
+
+def test_a_huge_image_says_how_large_it_is_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 is "huge" here: no need for 300 megapixels
+    path = tmp_path / "huge.png"
+    Image.new("L", (40, 30), 255).save(path)  # 1,200 pixels: over the limit, under twice it (PIL only warns)
+    with pytest.raises(ImageError, match=r"huge\.png is too large: 1,200 pixels, more than the 1,000 this reads .*; "
+                                         r"scale it down"):
+        load_image(path)
+    Image.new("L", (100, 30), 255).save(path)  # over twice the limit: PIL's DecompressionBombError
+    with pytest.raises(ImageError, match="scale it down"):
+        load_image(path)
 
 
 def test_digit_drawn_on_paper_gets_the_prediction_of_the_original(tmp_path):
@@ -442,12 +484,65 @@ def test_the_crop_holds_the_digit_not_a_shadow_or_specks():
 def test_the_steps_come_in_order_and_end_in_mnist_layout():
     x, _ = photo_of_a_seven(rules=40, shadow=True)
     steps = inference.digit_steps(x)
-    assert list(steps) == ["picture", "ink", "no_lines", "mask", "digit", "crop", "strokes", "mnist"]
+    assert list(steps) == ["picture", "ink", "no_lines", "page", "mask", "digit", "crop", "strokes", "mnist"]
     m = torch.from_numpy(steps["mnist"])
     assert m.shape == (28, 28) and float(m.max()) > 0.9
     cy, cx = centre_of_mass(m)
     assert abs(cy - 14) < 0.6 and abs(cx - 14) < 0.6
     assert np.array_equal(inference.preprocess_digit(x), steps["mnist"])
+
+
+def photo_on_a_desk(angle=5.0, desk=0.25, pen=4, size=(512, 384)):
+    """``photo_of_a_seven`` turned by ``angle`` degrees as a phone held slightly askew sees it: a
+    strip and wedges of dark desk (grey level ``desk``) along the picture's edges, more ink than the
+    thin 7. Also where the 7 is."""
+    x, digit = photo_of_a_seven(size=size, gradient=0.3, pen=pen)
+    w, h = size
+    small = (round(w * 0.96), round(h * 0.96))  # the page a little smaller than the picture: desk all round
+    pictures = []
+    for page, fill in ((x * 255, desk * 255), (digit * 255.0, 0)):
+        turned = Image.fromarray(page.astype(np.uint8)).rotate(angle, resample=Image.Resampling.BILINEAR,
+                                                               fillcolor=int(fill)).resize(small)
+        canvas = Image.new("L", size, int(fill))
+        canvas.paste(turned, ((w - small[0]) // 2, (h - small[1]) // 2))
+        pictures.append(np.asarray(canvas, dtype=np.float64) / 255)
+    return pictures[0], pictures[1] > 0.5
+
+
+@pytest.mark.parametrize("angle", [-6.0, -2.0, 2.0, 4.0])
+def test_the_desk_at_the_edge_of_a_photo_is_not_the_digit(angle):
+    x, digit = photo_on_a_desk(angle)
+    wedge = (x < 0.3) & ~ndimage.binary_dilation(digit, iterations=4)
+    assert wedge[0].any() and wedge.sum() > 2 * digit.sum(), "the desk shows, and it is larger than the 7"
+    steps = inference.digit_steps(x)
+    kept = steps["digit"]
+    assert (kept & digit).sum() > 0.5 * digit.sum(), "the 7 is kept"
+    assert (kept & ~ndimage.binary_dilation(digit, iterations=4)).sum() < 0.05 * kept.sum(), "and nothing else"
+    rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+    true_rows, true_cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    assert abs(rows[0] - true_rows[0]) <= 3 and abs(rows[-1] - true_rows[-1]) <= 3
+    assert abs(cols[0] - true_cols[0]) <= 3 and abs(cols[-1] - true_cols[-1]) <= 3
+    assert not (steps["mask"] & wedge).any(), "the desk is gone before the ink is thresholded"
+
+
+@pytest.mark.parametrize("stroke", ["1", "4", "7"])
+def test_a_long_stroke_near_the_edge_of_a_tight_crop_is_kept(stroke):
+    """A digit cropped with 8 pixels to spare: its stem (1, 4) or bar (7) runs along almost the
+    whole picture, like a ruled line, but stops short of the edges: it is not a line."""
+    h, w = 320, 200
+    paper = Image.new("L", (w, h), 250)
+    draw = ImageDraw.Draw(paper)
+    shapes = {"1": [[(60, 60), (130, 8), (130, h - 8)]],
+              "4": [[(140, h - 8), (140, 8), (8, 210), (w - 8, 210)]],
+              "7": [[(8, 12), (w - 8, 12), (70, h - 8)]]}
+    for line in shapes[stroke]:
+        draw.line(line, fill=20, width=9)
+    x = np.asarray(paper, dtype=np.float64) / 255
+    ink = inference.flatten_background(x)
+    assert np.array_equal(inference.remove_lines(ink) > 0.3, ink > 0.3), "nothing of the digit is taken away"
+    kept = inference.digit_steps(x)["digit"]
+    rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+    assert rows[0] <= 12 and rows[-1] >= h - 12 and cols[-1] - cols[0] >= 60
 
 
 @pytest.mark.parametrize("pen", [2, 4, 30])
