@@ -167,8 +167,11 @@ def main() -> int:
               "keep Unix permissions?): students would see the solutions and each other's work; move the "
               "course to a local folder, e.g. /srv/imgrec", file=sys.stderr)
         return 1
+    instructors = [name for group, members in config.JupyterHub.load_groups.items()
+                   if group.startswith("formgrade-") for name in members["users"]]
     print(f"exchange {exchange}; closed to students: {', '.join(PRIVATE_FOLDERS + PRIVATE_FILES)}, "
-          f"{roster.name}; accounts: {', '.join(users)}")
+          f"{roster.name}; accounts: {', '.join(users)}; instructors, who can act as root through the course "
+          f"folder: {', '.join(instructors) or 'none'}")
     return 0
 
 

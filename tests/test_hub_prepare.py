@@ -131,7 +131,9 @@ def test_make_hub_closes_the_course_before_it_starts(hub_settings, capsys):
     assert prepare.main() == 0
     assert mode(course / "solutions") == 0o700 and mode(course / "gradebook.db") == 0o600
     assert mode(hub_settings.parents[1] / "exchange") == 0o1777
-    assert "course service runs as root" in capsys.readouterr().err  # this course folder is root's
+    said = capsys.readouterr()
+    assert "course service runs as root" in said.err  # this course folder is root's
+    assert "instructors, who can act as root through the course folder: root" in said.out
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
