@@ -22,14 +22,19 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   lambdas defined elsewhere in the notebook that it uses (followed ``MAX_DEPTH`` levels deep);
 - code that hides what it calls (``eval``, ``exec``, ``compile``, ``__import__``, ``getattr`` with a
   computed name, ``globals()`` / ``vars()`` lookups, ``sys.modules``, ...) in an answer cell, or in a
-  helper of the student's that an answer uses, is reported for review by hand.
+  helper of the student's that an answer uses, is reported for review by hand; so are an import of
+  a module that is not installed where grading runs (a file the notebook wrote, then imported), a
+  use of a name from such a module, and a change to ``sys.path``.
 
 What it cannot see: methods reached through objects whose type it does not know
 (``self.helper()``, ``obj.method()``; only the torch.Tensor methods named in ``REFERENCES`` are caught
-on any object), code written to a file and imported, names built at run time that it cannot fold
-into a literal (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers
-that copy a reference's source text instead of calling it. A finding is a reason to look, not a
-verdict: the instructor decides.
+on any object), code that a cell no answer uses writes to a file under the name of an installed
+module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
+(reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers that copy a
+reference's source text instead of calling it. Nothing is checked while the notebook runs: the
+kernel is the student's process, and a guard placed in it could be removed, bypassed with a copy of
+the reference's code, or made to report nothing. A finding is a reason to look, not a verdict: the
+instructor decides.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import ast
 import builtins
 import functools
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +161,10 @@ _OBFUSCATION = {
     "runpy.run_module": "runpy.run_module", "importlib.util.spec_from_file_location": "importlib.util",
     "importlib.util.module_from_spec": "importlib.util", "pickle.loads": "pickle.loads",
     "marshal.loads": "marshal.loads", "types.FunctionType": "types.FunctionType",
+    "importlib.reload": "importlib.reload", "importlib.machinery.SourceFileLoader": "importlib.machinery",
+    "importlib.machinery.SourcelessFileLoader": "importlib.machinery", "zipimport.zipimporter": "zipimport",
 }
+_SYS_PATH_CHANGES = {"insert", "append", "extend", "__setitem__", "__iadd__"}
 _DUNDER_ATTRIBUTES = {"__dict__", "__globals__", "__builtins__", "__getattribute__", "__code__", "__subclasses__",
                       "__loader__", "__closure__"}
 _IPYTHON_RUNNERS = {"run_cell", "ex", "ev", "safe_execfile", "safe_run_module", "run_code"}
@@ -209,6 +218,19 @@ def canonical(name: str) -> str:
         else:
             return name
     return name
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    """Whether the top-level package of a dotted module name can be imported where grading runs (a
+    module the notebook wrote to a file at run time cannot)."""
+    top = module.split(".")[0]
+    if not top or top in sys.builtin_module_names or top == "builtins":
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True  # a module it cannot look up without importing: no finding
 
 
 def _matches(name: str, reference: str) -> bool:
@@ -557,8 +579,23 @@ class _Search:
                     self.add(f"{who} looks a module up in sys.modules, which hides what is called: review by hand {at}")
                 if student and isinstance(node, ast.Attribute) and node.attr in _DUNDER_ATTRIBUTES:
                     self.add(f"{who} uses .{node.attr}, which can hide what is called: review by hand {at}")
+                if student and not found:
+                    self.not_installed(node, scope, who, at)
+            if student and isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+                for module in [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]:
+                    if module and not _installed(module):
+                        self.add(f"{who} imports {module}, a module not installed where grading runs (a file the "
+                                 f"notebook wrote?), which hides what is called: review by hand {at}")
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, who, at, student, cell, depth)
+
+    def not_installed(self, node: ast.AST, scope: _Scope, who: str, at: str) -> None:
+        """A name taken from a module that is not installed where grading runs (written at run time?)."""
+        for name in sorted(_resolve(node, scope)):
+            if "." in name and not _installed(name):
+                self.add(f"{who} uses {name} (written `{ast.unparse(node)}`), from a module not installed where "
+                         f"grading runs (a file the notebook wrote?), which hides what is called: review by hand {at}")
+                return
 
     def follow(self, node: ast.Name, scope: _Scope, who: str, at: str, depth: int, verb: str = "uses") -> None:
         """A name bound to the student's own function, class or expression: search that too."""
@@ -591,6 +628,8 @@ class _Search:
                     self.add(f"{via}{found} {at}")
                 elif isinstance(node, ast.Name):
                     self.follow(node, scope, f"{via}an expression that", at, depth)
+                if student and not found:
+                    self.not_installed(node, scope, f"{via}an expression that", at)
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, f"{via}an expression that", at, student, cell, depth)
 
@@ -602,6 +641,9 @@ class _Search:
         if not student:
             return
         names = {canonical(f) for f in _resolve(func, scope)}
+        if isinstance(func, ast.Attribute) and func.attr in _SYS_PATH_CHANGES and "sys.path" in {
+                canonical(n) for n in _resolve(func.value, scope)}:
+            self.add(f"{who} changes sys.path, so that an import can load code the notebook wrote: review by hand {at}")
         for name in sorted(names):
             if name == "builtins.getattr" and len(node.args) >= 2:
                 attr = _const_str(node.args[1])

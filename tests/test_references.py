@@ -229,6 +229,34 @@ def test_01_literal_getattr_importlib_and_sys_modules_are_resolved():
          "conv2d", "imgrec_lib.conv.conv2d", "globals()")
 
 
+
+def test_09_a_module_the_notebook_writes_and_imports_is_reported():
+    """Issue 15's route: the reference imported through a .py file written at run time, its folder put on
+    sys.path; the import, each name taken from that module, and the sys.path change are reported."""
+    writer = ("import sys, os, tempfile\nfolder = tempfile.mkdtemp()\n"
+              "with open(os.path.join(folder, '_helper_mod.py'), 'w') as f:\n"
+              "    f.write('from imgrec_lib.normalization import batchnorm_backward as bb, dropout_forward as df')\n"
+              "sys.path.insert(0, folder)\nimport _helper_mod\n")
+    found = flagged("09", {"batchnorm_backward": writer + "def batchnorm_backward(dout, x, gamma, eps=1e-5):\n"
+                                                          "    return _helper_mod.bb(dout, x, gamma, eps)\n",
+                           "dropout_forward": "def dropout_forward(x, p=0.5, training=True, seed=None):\n"
+                                              "    return _helper_mod.df(x, p, training, seed)\n"})
+    assert sorted(found) == ["batchnorm_backward", "dropout_forward"], found
+    text = "\n".join(found["batchnorm_backward"])
+    for fragment in ("changes sys.path", "imports _helper_mod, a module not installed", "uses _helper_mod.bb"):
+        assert fragment in text, text
+    only({"dropout_forward": found["dropout_forward"]}, "dropout_forward", "uses _helper_mod.df", "not installed")
+    # the writer in a cell of its own, before the exercise: the answer's name from that module is reported
+    only(flagged("09", {"dropout_forward": "def dropout_forward(x, p=0.5, training=True, seed=None):\n"
+                                           "    return _helper_mod.df(x, p, training, seed)\n"},
+                 {"dropout_forward": [writer]}), "dropout_forward", "_helper_mod.df", "review by hand")
+    # an installed module is no finding
+    assert flagged("09", {"dropout_forward": "import math\ndef dropout_forward(x, p=0.5, training=True, seed=None):\n"
+                                             "    keep = np.random.default_rng(seed).random(x.shape) >= p\n"
+                                             "    return (x * keep / (1 - p) if p < 1 else 0 * x) if training else x.copy(), "
+                                             "keep if training else np.ones(x.shape, bool)\n"}) == {}
+
+
 def test_01_conv_output_size_through_a_re_export():
     found = flagged("01", {"conv_output_size": "from imgrec_lib import pooling\nconv_output_size = pooling.conv_output_size"})
     only(found, "conv_output_size", "imgrec_lib.conv.conv_output_size")
