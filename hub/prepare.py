@@ -137,7 +137,9 @@ def main() -> int:
     owner = course.stat().st_uid
     venv = Path(os.path.abspath(sys.executable)).parents[1]  # make hub runs .venv/bin/python
     proxy = Path(config.ConfigurableHTTPProxy.command[0]).parents[1]  # hub/node_modules
-    not_owners = [path for path in (venv, proxy) if path.exists() and path.stat().st_uid != owner]
+    not_owners = [path for path in (venv, proxy)  # pip or npm run by root leave root's files in them
+                  if any(entry.lstat().st_uid != owner for entry in
+                         [path, *path.glob("*"), *path.glob("lib/python*/site-packages/*")] if entry.exists())]
     if owner != 0 and not_owners:
         name = pwd.getpwuid(owner).pw_name
         print(f"{' and '.join(map(str, not_owners))} should be {name}'s, like the course (were they built by "

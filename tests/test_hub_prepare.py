@@ -157,7 +157,7 @@ def test_make_hub_closes_the_roster(hub_settings):
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="make hub runs as root")
-def test_make_hub_stops_when_root_built_the_venv_of_an_instructors_course(hub_settings, capsys):
+def test_make_hub_stops_when_root_built_the_venv_of_an_instructors_course(hub_settings, capsys, monkeypatch):
     import prepare
 
     course = hub_settings / "course"
@@ -166,6 +166,25 @@ def test_make_hub_stops_when_root_built_the_venv_of_an_instructors_course(hub_se
     error = capsys.readouterr().err
     assert str(course / ".venv") in error and "should be nobody's" in error, error
     assert not (course / "solutions").exists()
+
+    for path in (course / ".venv", *(course / ".venv").rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    hub_config = prepare.load_hub_config  # its proxy in the course's hub/ (this clone's is root's)
+    monkeypatch.setattr(prepare, "load_hub_config", lambda: proxy_in(hub_config(), course / "hub"))
+    assert prepare.main() == 0  # the owner's .venv
+    site = course / ".venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    for folder in (site, site.parent, site.parents[1]):
+        os.chown(folder, 65534, 65534)
+    assert prepare.main() == 0
+    (site / "added_by_root.dist-info").mkdir()  # `sudo make hub` ran pip in the owner's .venv
+    assert prepare.main() == 1
+
+
+def proxy_in(config, hub: Path):
+    """The hub's configuration with its proxy in `hub`/node_modules."""
+    config.ConfigurableHTTPProxy.command = [str(hub / "node_modules" / ".bin" / "configurable-http-proxy")]
+    return config
 
 
 def test_home_folders_a_classmate_could_read_are_named(tmp_path):
