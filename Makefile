@@ -13,7 +13,7 @@ EXTRAS := lab,test,book,hub
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-proxy nbval
+.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-owner-first hub-proxy nbval
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -87,7 +87,14 @@ $(CHP): hub/package.json hub/package-lock.json
 
 hub-proxy: $(CHP)  ## install JupyterHub's proxy (configurable-http-proxy, npm) into hub/node_modules
 
-hub: $(STAMP) $(CHP)  ## serve the course to a class with JupyterHub (sudo make hub; accounts in hub/roster.txt)
+# `sudo make hub` in a course an instructor owns must not build .venv or hub/node_modules as root:
+# they would be root's, and the owner could no longer update them. The owner installs them first.
+hub-owner-first:
+	@if [ "$$(id -u)" = 0 ] && [ "$$(stat -c %u .)" != 0 ] && ! $(MAKE) -s -q $(STAMP) $(CHP) 2>/dev/null; then \
+	  echo "this course folder is $$(stat -c %U .)'s: run make install and make hub-proxy as $$(stat -c %U .) first, then sudo make hub (docs/INSTRUCTOR_GUIDE.md)" >&2; \
+	  exit 1; fi
+
+hub: hub-owner-first $(STAMP) $(CHP)  ## serve the course to a class with JupyterHub (sudo make hub; accounts in hub/roster.txt)
 	$(BIN)/python hub/prepare.py
 	$(BIN)/jupyterhub -f hub/jupyterhub_config.py
 

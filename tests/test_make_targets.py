@@ -228,3 +228,25 @@ def test_the_kubernetes_job_parses_and_uses_the_commands_that_exist():
         assert flag in grader["args"][0] and flag.split()[0] in help_text, flag
     assert all(m.get("readOnly") is True for m in grader["volumeMounts"] if m["name"] == "exchange")
     assert not any(m["name"] == "work" for m in kernel["volumeMounts"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks what root does in a course someone else owns")
+def test_sudo_make_hub_builds_nothing_in_an_instructors_course_until_they_installed_it(tmp_path):
+    course = tmp_path / "course"
+    (course / "hub").mkdir(parents=True)
+    for name in ("Makefile", "pyproject.toml", "constraints.txt", "hub/package.json", "hub/package-lock.json"):
+        shutil.copy(ROOT / name, course / name)
+    tmp_path.chmod(0o755)
+    subprocess.run(["chown", "-R", "nobody:", str(course)], check=True)
+    result = subprocess.run(["make", "hub"], cwd=course, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert result.returncode != 0 and "course folder is nobody's: run make install and make hub-proxy as nobody" \
+        in result.stderr, result.stdout + result.stderr
+    assert not (course / ".venv").exists() and not (course / "hub" / "node_modules").exists()
+    # Once the owner has installed both, the check lets `make hub` go on.
+    for stamp in (".venv/.installed", "hub/node_modules/configurable-http-proxy/package.json"):
+        (course / stamp).parent.mkdir(parents=True, exist_ok=True)
+        (course / stamp).touch()
+    checked = subprocess.run(["make", "hub-owner-first"], cwd=course, capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert checked.returncode == 0, checked.stderr
