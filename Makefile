@@ -21,6 +21,9 @@ help:  ## list the targets
 # The venv is (re)built only when pyproject.toml or constraints.txt change; a second `make`
 # finds the stamp newer than both and starts at once.
 $(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))' || { \
+	  echo "$(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the course needs 3.11.5 or newer:" \
+	    "install one (conda env create -f environment.yml, or uv python install 3.11) and run make PYTHON=/path/to/that/python3" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade "pip>=23"
 	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[$(EXTRAS)]"

@@ -250,3 +250,15 @@ def test_sudo_make_hub_builds_nothing_in_an_instructors_course_until_they_instal
     checked = subprocess.run(["make", "hub-owner-first"], cwd=course, capture_output=True, text=True, timeout=60,
                              env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
     assert checked.returncode == 0, checked.stderr
+
+
+def test_make_install_with_a_too_old_python_says_which_and_what_to_do(tmp_path):
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    old = tmp_path / "python3.11.2"  # answers as Debian 12's python3 does
+    old.write_text('#!/bin/sh\ncase "$2" in *platform*) echo 3.11.2;; *) exit 1;; esac\n')
+    old.chmod(0o755)
+    result = subprocess.run(["make", "install", f"PYTHON={old}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert result.returncode != 0 and "is Python 3.11.2; the course needs 3.11.5 or newer" in result.stderr
+    assert "make PYTHON=" in result.stderr and not (tmp_path / ".venv").exists()
