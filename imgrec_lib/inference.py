@@ -284,10 +284,9 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     """Grey (h, w) in [0, 1] of either polarity -> an ink map: paper 0, ink up to 1. Lesson 08.
 
     A phone photo is lit unevenly: one corner of the paper can be darker than the ink in another.
-    So the paper's brightness is estimated at every pixel (a closing, a maximum filter wider than
-    any pen stroke that wipes the ink out and a minimum filter as wide that brings the edge of a
-    shadow back where it was, then a Gaussian blur) and each pixel is divided by it: what remains
-    is how much darker than its own paper the pixel is. Pictures under 100
+    So the paper's brightness is estimated at every pixel (a maximum filter wider than any pen
+    stroke wipes the ink out, a heavy Gaussian blur smooths what is left) and each pixel is divided
+    by it: what remains is how much darker than its own paper the pixel is. Pictures under 100
     pixels (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
@@ -297,10 +296,10 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     if min(h, w) < 100:
         paper = np.full_like(x, max(float(np.median(_border(x))), 1e-3))
     else:  # on a copy 1/4 the size, each pixel the mean of 4x4 (noise averages out, and the
-        # closing would pick up noise): the paper's light changes slowly, and it is 16x less work
+        # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        paper = ndimage.gaussian_filter(ndimage.grey_closing(small, size=k), sigma=k / 4)
+        paper = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=k), sigma=k / 2)
         paper = _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 
@@ -352,14 +351,17 @@ def remove_desk(ink: np.ndarray) -> np.ndarray:
     shows a strip of the desk along the picture's edges, darker than the paper: as much "ink" as
     the pen, and often more of it. It is told from the digit by where it is: it runs along the
     picture's border (``along_border``), where a digit at most touches it. Such ink, and a pixel
-    or two of its blurred rim, is set to 0; unless nothing would be left. Lesson 08."""
+    or two of its blurred rim, is set to 0; then once more for what lies along the page's edge
+    (a shadow there, fainter than the desk); unless nothing would be left. Lesson 08."""
     if min(ink.shape) < 100:  # a small picture is all digit
         return ink
-    outside = along_border(ink_mask(ink))
-    if not outside.any():
-        return ink
-    rim = ndimage.maximum_filter(outside.view(np.uint8), size=5) > 0  # 2 pixels more all round
-    page = np.where(rim, 0.0, ink).astype(ink.dtype)
+    page, gone = ink, np.zeros(ink.shape, dtype=bool)
+    for _ in range(2):  # the desk; then what lies along the page's edge, seen once the desk is gone (a shadow)
+        outside = along_border(ink_mask(page) | gone)
+        if not outside.any():
+            break
+        gone = ndimage.maximum_filter(outside.view(np.uint8), size=5) > 0  # 2 pixels more all round
+        page = np.where(gone, 0.0, ink).astype(ink.dtype)
     return page if page.max() > 0.1 else ink  # 0.1: as ink_mask, the paper's noise is no ink
 
 
