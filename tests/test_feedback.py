@@ -414,6 +414,11 @@ def linear_backward_dw_transposed(dout, x, w):
     return dx, dw.T, db
 
 
+def linear_backward_dx_with_w_transposed(dout, x, w):
+    dx, dw, db = dense.linear_backward(dout, x, w)
+    return dout @ w.T, dw, db
+
+
 def linear_backward_dw_over_n(dout, x, w):
     dx, dw, db = dense.linear_backward(dout, x, w)
     return dx, dw / len(x), db
@@ -475,18 +480,37 @@ def conv_backward_padded_dx(dout, x, w, stride=1, padding=0):
     return np.pad(dx, ((0, 0), (0, 0), (padding, padding), (padding, padding))), dw, db
 
 
-def conv_backward_written(dout, x, w, stride=1, padding=0):
-    """The plan of the text with dxp[window] = ... instead of +=."""
+def conv_backward(dout, x, w, stride=1, padding=0, form="right"):
+    """The plan of the text, with `form` one of the classic mistakes."""
     s, p = stride, padding
     kh, kw = w.shape[2:]
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    w_dx = w[:, :, ::-1, ::-1] if form == "flipped dx" else w
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
             window = xp[:, :, i * s : i * s + kh, j * s : j * s + kw]
-            dw += np.einsum("nf,nckl->fckl", dout[:, :, i, j], window)
-            dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] = np.einsum("nf,fckl->nckl", dout[:, :, i, j], w)
+            dw_share = np.einsum("nf,nckl->fckl", dout[:, :, i, j], window)
+            dw = dw_share if form == "dw written" else dw + dw_share
+            dx_share = np.einsum("nf,fckl->nckl", dout[:, :, i, j], w_dx)
+            if form == "dx written":
+                dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] = dx_share
+            else:
+                dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] += dx_share
     return dxp[:, :, p : p + x.shape[2], p : p + x.shape[3]], dw, dout.sum(axis=(0, 2, 3))
+
+
+def conv_backward_written(dout, x, w, stride=1, padding=0):
+    """dxp[window] = ... instead of +=."""
+    return conv_backward(dout, x, w, stride, padding, "dx written")
+
+
+def conv_backward_dw_written(dout, x, w, stride=1, padding=0):
+    return conv_backward(dout, x, w, stride, padding, "dw written")
+
+
+def conv_backward_flipped_dx(dout, x, w, stride=1, padding=0):
+    return conv_backward(dout, x, w, stride, padding, "flipped dx")
 
 
 # ----------------------------------------------------------------------------- lesson 06
@@ -495,11 +519,18 @@ def sgd(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0, form="tor
     if not velocities:
         velocities.extend(np.zeros_like(p) for p in params)
     for p, g, v in zip(params, grads, velocities):
-        g = g if form == "no weight decay" else g + weight_decay * p
+        if form == "grads changed":
+            g += weight_decay * p  # the caller's gradient changes
+        else:
+            g = g if form == "no weight decay" else g + weight_decay * p
         if form == "textbook":
             v *= momentum
             v -= lr * g
             p += v
+        elif form == "lr inside":
+            v *= momentum
+            v += lr * g
+            p -= v
         elif form == "not in place":
             v *= momentum
             v += g
@@ -516,6 +547,14 @@ def sgd_textbook(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
 
 def sgd_not_in_place(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
     sgd(params, grads, velocities, lr, momentum, weight_decay, form="not in place")
+
+
+def sgd_lr_inside_the_velocity(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="lr inside")
+
+
+def sgd_changes_the_grads(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="grads changed")
 
 
 def sgd_dampening(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
@@ -877,6 +916,8 @@ VARIANTS = [
     ("05", "test_linear_backward", "linear_backward", linear_backward_mean_db, ["db is the sum"]),
     ("05", "test_linear_backward", "linear_backward", linear_backward_dw_transposed, ["x.T @ dout"]),
     ("05", "test_linear_backward", "linear_backward", linear_backward_dw_over_n, ["dw divided by N"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_dx_with_w_transposed, ["raised ValueError",
+                                                                                         "dout @ w.T"]),
     ("05", "test_relu_backward", "relu_backward", relu_backward_at_zero, ["x >= 0"]),
     ("05", "test_relu_backward", "relu_backward", relu_backward_mask_only, ["mask x > 0 alone"]),
     ("05", "test_relu_backward", "relu_backward", relu_backward_in_place, ["changed dout in place"]),
@@ -887,7 +928,11 @@ VARIANTS = [
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_padded_dx, ["cut the padding off"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_written, ["instead of added with +="]),
-    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dw_written, ["dw written with = instead of"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_flipped_dx, ["dx computed with the kernel flipped"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form v = momentum * v - lr * g"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_lr_inside_the_velocity, ["lr inside the velocity"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_changes_the_grads, ["grads changed in place"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_not_in_place, ["in place"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_dampening, ["(1 - momentum) * g"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_no_weight_decay, ["weight_decay ignored"]),

@@ -90,6 +90,8 @@ def drop_backward(kind):
     def dropout_backward(dout, keep, p=0.5):
         if kind == "no scaling":
             return dout * keep
+        if kind == "no p = 1 guard":
+            return dout * keep / (1 - p)
         return dout * ~keep / (1 - p)
     return dropout_backward
 
@@ -135,6 +137,7 @@ VARIANTS = [
     ("test_dropout_forward", "dropout_forward", drop_forward("keep probability p"), "with probability p"),
     ("test_dropout_backward", "dropout_backward", drop_backward("no scaling"), "forgot the factor"),
     ("test_dropout_backward", "dropout_backward", drop_backward("opposite"), "not its opposite"),
+    ("test_dropout_backward", "dropout_backward", drop_backward("no p = 1 guard"), "1 - p = 0 without a guard"),
     ("test_residual_block", "ResidualBlock", residual_block("relu before add"), "ReLU before the addition"),
     ("test_residual_block", "ResidualBlock", residual_block("no final relu"), "no ReLU after the addition"),
     ("test_residual_block", "ResidualBlock", residual_block("bias"), "bias=False"),
