@@ -36,7 +36,7 @@ def reason(evalue: str, limit: int = LIMIT) -> str:
     several lines, it would be cut off."""
     text = evalue.strip()
     first = text.splitlines()[0] if text else ""
-    match = re.search(r"(;\s*)?\bthat is .*", text)  # `.` stops at the line's end
+    match = re.search(r"([;.]\s*)?\b(that is|it matches a classic mistake) .*", text, re.IGNORECASE)  # to the line's end
     if match is None:
         return first if len(first) <= limit else first[:limit].rstrip() + " ..."
     clause, inside = match.group(0), match.start() < len(first)
@@ -44,7 +44,7 @@ def reason(evalue: str, limit: int = LIMIT) -> str:
     room = max(limit - len(clause), limit // 2)
     if inside and len(head) <= room:
         return first
-    return f"{head[:room].rstrip()} ... {clause.lstrip('; ')}"
+    return f"{head[:room].rstrip()} ... {clause.lstrip('; .')}"
 
 
 def answer_errors(graded) -> dict[str, tuple[int, str]]:
