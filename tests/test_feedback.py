@@ -665,6 +665,10 @@ def train_step_variant(form):
             model.eval()
         if form == "model.train()":
             model.train()
+        if form in ("model.eval(), flag kept", "model.train(), flag kept"):  # the layers change, not model.training
+            was = model.training
+            model.train(form.startswith("model.train"))
+            model.training = was
         loss = loss_fn(model(X), y)
         if form == "step before backward":
             optimizer.step()
@@ -678,7 +682,7 @@ def train_step_variant(form):
         if form == "zero_grad at the end":
             optimizer.zero_grad()
         return loss if form == "tensor" else loss.item()
-    train_step.__name__ = "train_step_" + form.replace(" ", "_").replace("()", "").replace(".", "_")
+    train_step.__name__ = "train_step_" + form.replace(" ", "_").replace("()", "").replace(".", "_").replace(",", "")
     return train_step
 
 
@@ -690,6 +694,8 @@ train_step_returns_a_tensor = train_step_variant("tensor")
 train_step_without_step = train_step_variant("no step")
 train_step_calls_eval = train_step_variant("model.eval()")
 train_step_calls_train = train_step_variant("model.train()")
+train_step_calls_eval_keeps_the_flag = train_step_variant("model.eval(), flag kept")
+train_step_calls_train_keeps_the_flag = train_step_variant("model.train(), flag kept")
 
 
 class UntrainedCNN(SpecCNN):
@@ -726,6 +732,7 @@ with torch.random.fork_rng():
     AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS, A_LOOKUP_TABLE = UntrainedCNN(), LabelsNotLogits(), LooksUpTheTestDigits()
     ANOTHER_NETWORK = __import__("imgrec_lib.models").models.CourseCNN()  # models.CourseCNN(), not MyCNN
 THE_HISTORY = {"train_loss": [2.3, 0.4], "train_accuracy": [0.3, 0.9]}  # trained_model = training.fit(...)
+A_HISTORY = __import__("imgrec_lib.training").training.History([2.3, 0.4], [0.3, 0.9])  # what fit returns now
 
 
 # ----------------------------------------------------------------------------- lesson 08
@@ -958,9 +965,15 @@ VARIANTS = [
     ("07", "test_train_step", "train_step", train_step_returns_a_tensor, ["loss tensor itself", "loss.item()"]),
     ("07", "test_train_step", "train_step", train_step_calls_eval, ["model.eval()"]),
     ("07", "test_train_step", "train_step", train_step_calls_train, ["model.train()"]),
+    ("07", "test_train_step", "train_step", train_step_calls_eval_keeps_the_flag, ["one of its layers", "model.eval()"]),
+    ("07", "test_train_step", "train_step", train_step_calls_train_keeps_the_flag, ["one of its layers", "model.train()"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_calls_eval_keeps_the_flag, ["model.eval()"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_calls_train_keeps_the_flag, ["model.train()"]),
     ("07", "test_trained_model", "trained_model", AN_UNTRAINED_MODEL, ["chance", "not trained"]),
     ("07", "test_trained_model", "trained_model", A_MODEL_OF_LABELS, ["one number per digit", "logits"]),
     ("07", "test_trained_model", "trained_model", THE_HISTORY, ["history training.fit returns"]),
+    ("07", "test_trained_model", "trained_model", A_HISTORY, ["history training.fit returns"]),
+    ("07", "test_trained_model_hidden", "trained_model", A_HISTORY, ["history training.fit returns"]),
     ("07", "test_trained_model", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
     ("07", "test_trained_model_hidden", "trained_model", A_LOOKUP_TABLE, ["at least 96%", "trained_model's weights"]),
     ("07", "test_trained_model_hidden", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
