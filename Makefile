@@ -13,7 +13,7 @@ EXTRAS := lab,test,book,hub
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub hub-owner-first hub-proxy nbval
+.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub owner-first hub-proxy nbval
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,8 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))' || { \
 	  echo "$(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the course needs 3.11.5 or newer:" \
-	    "install one (conda env create -f environment.yml, or uv python install 3.11) and run make PYTHON=/path/to/that/python3" >&2; exit 1; }
+	    "install one (conda env create -f environment.yml, or uv python install 3.11; for a class, in /opt: docs/INSTRUCTOR_GUIDE.md)" \
+	    "and run make PYTHON=/path/to/that/python3" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade "pip>=23"
 	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[$(EXTRAS)]"
@@ -90,14 +91,16 @@ $(CHP): hub/package.json hub/package-lock.json
 
 hub-proxy: $(CHP)  ## install JupyterHub's proxy (configurable-http-proxy, npm) into hub/node_modules
 
-# `sudo make hub` in a course an instructor owns must not build .venv or hub/node_modules as root:
-# they would be root's, and the owner could no longer update them. The owner installs them first.
-hub-owner-first:
-	@if [ "$$(id -u)" = 0 ] && [ "$$(stat -c %u .)" != 0 ] && ! $(MAKE) -s -q $(STAMP) $(CHP) 2>/dev/null; then \
-	  echo "this course folder is $$(stat -c %U .)'s: run make install and make hub-proxy as $$(stat -c %U .) first, then sudo make hub (docs/INSTRUCTOR_GUIDE.md)" >&2; \
+# `sudo make hub` or `sudo make autograde` in a course an instructor owns must not build .venv or
+# hub/node_modules as root: they would be root's, and the owner could no longer update them.
+OWNER_BUILDS = $(STAMP)
+hub: OWNER_BUILDS = $(STAMP) $(CHP)
+owner-first:
+	@if [ "$$(id -u)" = 0 ] && [ "$$(stat -c %u .)" != 0 ] && ! $(MAKE) -s -q $(OWNER_BUILDS) 2>/dev/null; then \
+	  echo "this course folder is $$(stat -c %U .)'s: run make install$(if $(findstring $(CHP),$(OWNER_BUILDS)), and make hub-proxy,) as $$(stat -c %U .) first, then sudo make $(MAKECMDGOALS) (docs/INSTRUCTOR_GUIDE.md)" >&2; \
 	  exit 1; fi
 
-hub: hub-owner-first $(STAMP) $(CHP)  ## serve the course to a class with JupyterHub (sudo make hub; accounts in hub/roster.txt)
+hub: owner-first $(STAMP) $(CHP)  ## serve the course to a class with JupyterHub (sudo make hub; accounts in hub/roster.txt)
 	$(BIN)/python hub/prepare.py
 	$(BIN)/jupyterhub -f hub/jupyterhub_config.py
 
@@ -124,7 +127,7 @@ lessons: $(STAMP)  ## regenerate lessons/ from solutions/ (a notebook with your 
 
 # Instructors (docs/INSTRUCTOR_GUIDE.md). FORCE=1 re-grades / re-makes what was done before;
 # WORKERS=N sandboxes at a time (default: the number of cores).
-autograde: $(STAMP) sandbox  ## grade everything under submitted/ in sandboxes, export grades.csv (FORCE=1: all again)
+autograde: owner-first $(STAMP) sandbox  ## grade everything under submitted/ in sandboxes, export grades.csv (FORCE=1: all again)
 	$(BIN)/python -m grading autograde $(if $(FORCE),--force) $(if $(WORKERS),--workers $(WORKERS))
 
 # Learners: grade your own notebooks in lessons/ (copies) the way the instructor will.
