@@ -105,6 +105,18 @@ def unreachable(path: Path, need: int = 0o005) -> Path | None:
     return None if path.stat().st_mode & need == need else path
 
 
+def someone_elses(folder: Path, owner: int) -> bool:
+    """Whether anything in `folder` (at any depth: pip or npm run by root leave root's files deep
+    inside) belongs to another account than `owner`. About a second for the course's .venv."""
+    if folder.lstat().st_uid != owner:
+        return True
+    for top, folders, files in os.walk(folder):
+        for name in folders + files:
+            if os.lstat(os.path.join(top, name)).st_uid != owner:
+                return True
+    return False
+
+
 def main() -> int:
     if os.getuid() != 0:
         print("make hub runs as root (sudo make hub): the hub starts each person's JupyterLab as their "
@@ -137,9 +149,7 @@ def main() -> int:
     owner = course.stat().st_uid
     venv = Path(os.path.abspath(sys.executable)).parents[1]  # make hub runs .venv/bin/python
     proxy = Path(config.ConfigurableHTTPProxy.command[0]).parents[1]  # hub/node_modules
-    not_owners = [path for path in (venv, proxy)  # pip or npm run by root leave root's files in them
-                  if any(entry.lstat().st_uid != owner for entry in
-                         [path, *path.glob("*"), *path.glob("lib/python*/site-packages/*")] if entry.exists())]
+    not_owners = [path for path in (venv, proxy) if path.exists() and someone_elses(path, owner)]
     if owner != 0 and not_owners:
         name = pwd.getpwuid(owner).pw_name
         print(f"{' and '.join(map(str, not_owners))} should be {name}'s, like the course (were they built by "

@@ -179,6 +179,14 @@ def test_make_hub_stops_when_root_built_the_venv_of_an_instructors_course(hub_se
     assert prepare.main() == 0
     (site / "added_by_root.dist-info").mkdir()  # `sudo make hub` ran pip in the owner's .venv
     assert prepare.main() == 1
+    (site / "added_by_root.dist-info").rmdir()
+    assert prepare.main() == 0
+    deep = site / "torch" / "lib"
+    deep.mkdir(parents=True)
+    for folder in (deep, deep.parent):
+        os.chown(folder, 65534, 65534)
+    (deep / "written_by_root.so").touch()  # deep inside, as a root pip upgrade of one package leaves it
+    assert prepare.main() == 1
 
 
 def proxy_in(config, hub: Path):
