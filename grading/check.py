@@ -48,9 +48,10 @@ def reason(evalue: str, limit: int = LIMIT) -> str:
 
 
 def answer_errors(graded) -> dict[str, tuple[int, str]]:
-    """{exercise: (cell number, "ename: evalue")} for each answer cell of the graded notebook that
-    raised (an answer not yet written, a bare NotImplementedError, is left out): the tests of that
-    exercise fail because of it, whatever their own message says."""
+    """{exercise: (cell number, "raised ename: evalue")} for each answer cell of the graded notebook
+    that raised or was stopped at its time limit (an answer not yet written, a bare
+    NotImplementedError, is left out): the tests of that exercise fail because of it, whatever their
+    own message says."""
     found = {}
     for number, cell in enumerate(graded.cells, start=1):
         meta = worker.notebooks.nbgrader_meta(cell)
@@ -59,9 +60,11 @@ def answer_errors(graded) -> dict[str, tuple[int, str]]:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 ename, evalue = str(output.get("ename", "")), str(output.get("evalue", "")).strip()
-                if not (ename == "NotImplementedError" and not evalue):
-                    found[worker.notebooks.grade_id(cell)] = (number, f"{ename}: {reason(evalue, 300)}" if evalue
-                                                              else ename)
+                if ename == "KeyboardInterrupt":  # nbclient interrupts a cell at its time limit
+                    found[worker.notebooks.grade_id(cell)] = (number, "was stopped at the time limit of a cell")
+                elif not (ename == "NotImplementedError" and not evalue):
+                    found[worker.notebooks.grade_id(cell)] = (number, f"raised {ename}: {reason(evalue, 300)}"
+                                                              if evalue else f"raised {ename}")
                 break
     return found
 
@@ -75,7 +78,7 @@ def mark_answer_errors(source, graded) -> None:
         if exercise in raised and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             number, error = raised[exercise]
             cell.outputs.insert(0, nbformat.v4.new_output(
-                "stream", name="stderr", text=f"your cell {number} raised {error}; this test fails because of it\n"))
+                "stream", name="stderr", text=f"your cell {number} {error}; this test fails because of it\n"))
 
 
 def score_lines(source, graded: worker.Graded) -> list[str]:
@@ -94,7 +97,7 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
         line = f"  {exercise:28s} {got:g} / {sum(points[t] for t in tests):g}"
         if exercise in raised and any(t not in passed for t in tests):
             number, error = raised[exercise]
-            line += f"   your cell {number} raised {error}; the tests below fail because of it"
+            line += f"   your cell {number} {error}; the tests below fail because of it"
         for test in tests:
             errors = [o for o in outputs.get(test, []) if o.get("output_type") == "error"]
             if test not in passed and errors:
