@@ -108,7 +108,8 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
                 break
         lines.append(line)
     flags = graded.report.get("reference_copies", {})
-    lines += [f"  note: {exercise} calls its reference: {'; '.join(r)}" for exercise, r in flags.items()]
+    lines += [f"  note: {exercise} calls its reference or hides what it calls (flagged for your instructor, who may "
+              f"score it 0): {'; '.join(r)}" for exercise, r in flags.items()]
     return lines + [f"  note: {note}" for note in graded.report.get("notes", [])]
 
 
