@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "with train/ and test/, each with one sub-folder per class (default: digits)")
     train.add_argument("--root", default="data", help="where torchvision data sets live (default: data)")
     train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
-    train.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the library's)")
-    train.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the library's)")
-    train.add_argument("--batch-size", type=int, default=None,
+    train.add_argument("--epochs", type=_at_least_one, default=None, help="number of epochs (default: the library's)")
+    train.add_argument("--lr", type=_above_zero, default=None, help="peak learning rate (default: the library's)")
+    train.add_argument("--batch-size", type=_at_least_one, default=None,
                        help="images per step, all processes together under torchrun (default: 128)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -91,9 +91,15 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _positive(name: str, value: int | float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"--{name} must be positive, got {value}")
+def _above_zero(text: str) -> float:
+    """argparse type for a learning rate: a number above 0, else a usage error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 def train(args: argparse.Namespace) -> int:
@@ -114,9 +120,6 @@ def _train(args: argparse.Namespace, device: "str | torch.device | None") -> int
     from .device import seed_everything
 
     recipe = training.RECIPES["fast" if args.fast else "default"]
-    _positive("epochs", args.epochs)
-    _positive("lr", args.lr)
-    _positive("batch-size", args.batch_size)
     if not distributed.is_main():
         distributed.barrier()  # under torchrun rank 0 reads (or downloads) the data first, the others after it
     train_data = data.get_dataset(args.data, "train", root=args.root)

@@ -37,6 +37,7 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     "mps" or "cpu". Without either: CUDA if there is a GPU, then Apple's MPS, then the CPU.
     Asking for a device that is not there raises ``ValueError`` naming the ones that are.
     """
+    from_env = preferred is None and bool(os.environ.get(DEVICE_ENV))
     if preferred is None:
         preferred = os.environ.get(DEVICE_ENV) or None
     if preferred is None:
@@ -62,7 +63,8 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     if not ok:
         raise ValueError(
             f"device {str(preferred)!r} is not available on this machine; available: {', '.join(available)}. "
-            f"Pass one of these, or unset {DEVICE_ENV} to pick the best automatically."
+            + (f"Set {DEVICE_ENV} to one of these, or unset it to pick the best automatically." if from_env
+               else "Pass one of these, or leave it out to pick the best automatically.")
         )
     return device
 

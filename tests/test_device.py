@@ -54,6 +54,15 @@ def test_unavailable_device_names_the_available_ones(no_accelerator, monkeypatch
         pick_device("gpu0")
 
 
+def test_the_message_names_what_chose_the_device(no_accelerator, monkeypatch):
+    with pytest.raises(ValueError, match="Pass one of these, or leave it out") as passed:
+        pick_device("cuda")
+    assert "IMGREC_DEVICE" not in str(passed.value)  # --device cuda: the environment played no part
+    monkeypatch.setenv("IMGREC_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="Set IMGREC_DEVICE to one of these, or unset it"):
+        pick_device()
+
+
 def test_env_naming_a_missing_device_says_how_to_fix_it(no_accelerator, monkeypatch):
     monkeypatch.setenv(dev.DEVICE_ENV, "cuda")
     with pytest.raises(ValueError, match=dev.DEVICE_ENV):
