@@ -236,6 +236,18 @@ def test_upload_and_classify_bad_file_and_colour_model():
     assert widget.input.shape == (3, 16, 16) and len(widget.prediction.top_k) == 3
 
 
+def test_upload_of_a_blank_page_and_a_full_pad_say_no_digit_was_found():
+    widget = W.upload_and_classify(tiny_model(), CLASSES)
+    upload(widget, "blank.png", png_bytes(Image.new("L", (400, 300), 245)))
+    assert widget.prediction is None and widget.input is None
+    assert "no digit found" in widget.error and "no digit found" in widget.result.value
+    pad = W.digit_pad(tiny_model(), CLASSES)
+    pad.draw(np.ones((14, 14)))  # every cell on
+    assert pad.prediction is None and "no digit found" in pad.result.value
+    pad.clear.click()
+    assert "click cells" in pad.result.value
+
+
 def test_digit_pad_classifies_what_is_clicked():
     model = tiny_model()
     pad = W.digit_pad(model, CLASSES)
