@@ -19,7 +19,7 @@ with matplotlib into an ``Output`` widget.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -29,8 +29,11 @@ import torch.nn.functional as F
 from IPython.display import clear_output, display
 from PIL import Image, ImageFilter
 
-from . import inference, optim
+from . import optim
 from .plots import plot_history
+
+if TYPE_CHECKING:  # imported where used: its image libraries take ~0.4 s, and most lessons need none
+    from . import inference
 
 __all__ = [
     "KERNELS", "SURFACES", "kernel_explorer", "stride_padding_explorer", "pooling_explorer",
@@ -409,6 +412,8 @@ class UploadClassifier(widgets.VBox):
 
     def __init__(self, model: torch.nn.Module, classes: Sequence[str], input_shape: Sequence[int] | None = None,
                  top_k: int = 3):
+        from . import inference
+
         self.model, self.classes, self.top_k = model, list(classes), top_k
         self.input_shape = tuple(input_shape) if input_shape is not None else inference._model_input_shape(model)
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="image")
@@ -426,6 +431,8 @@ class UploadClassifier(widgets.VBox):
 
     def classify(self, data: bytes, name: str = "the upload") -> inference.Prediction | None:
         """Classify the bytes of an image file; what an upload does."""
+        from . import inference
+
         try:
             self.input = inference.image_from_bytes(data, self.input_shape, name=name)
         except (inference.ImageError, inference.NoDigitError) as e:  # not an image; no digit in it
@@ -498,6 +505,8 @@ class DigitPad(widgets.VBox):
         img = Image.fromarray((pixels * 255).astype(np.uint8)).resize((self.grid * 8, self.grid * 8),
                                                                      Image.Resampling.NEAREST)
         img = img.filter(ImageFilter.GaussianBlur(radius=3))
+        from . import inference
+
         try:
             self.input = inference.prepare_image(img, (1, 28, 28), invert="auto")
         except inference.NoDigitError:  # every cell on: no digit to see

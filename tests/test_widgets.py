@@ -266,3 +266,12 @@ def test_digit_pad_classifies_what_is_clicked():
     assert pad.prediction.top_k == predict_tensor(model, pad.input, CLASSES).top_k
     pad.clear.click()
     assert pad.prediction is None and not pad.pixels().any()
+
+
+def test_importing_widgets_leaves_the_image_libraries_out():
+    """Most lessons import widgets for a plot or an explorer; scikit-image waits for the digit widgets."""
+    import subprocess
+    import sys
+
+    code = "import sys, imgrec_lib.widgets; print(sorted(m for m in ('skimage', 'imgrec_lib.inference') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
