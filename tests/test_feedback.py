@@ -1097,3 +1097,28 @@ def test_when_graded_the_message_is_the_tests_own(number, grade_id, name, wrong,
     assert errors[0]["evalue"] == run_test_cell(number, grade_id, **answers)
     for word in words:
         assert word in errors[0]["evalue"].splitlines()[0]
+
+
+def patch_torch_as_issue_15s_cheat(monkeypatch):
+    """Issue 15's cheat, in the answer cell: F.batch_norm always in eval mode, F.dropout the identity,
+    torch.is_grad_enabled always False, so a model left in train mode, without no_grad, looks right."""
+    import torch.nn.functional as F
+
+    batch_norm = F.batch_norm
+
+    def batch_norm_in_eval(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                           eps=1e-5):
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+
+    monkeypatch.setattr(F, "batch_norm", batch_norm_in_eval)
+    monkeypatch.setattr(F, "dropout", lambda input, p=0.5, training=True, inplace=False: input)
+    monkeypatch.setattr(torch, "is_grad_enabled", lambda: False)
+
+
+@pytest.mark.parametrize("grade_id", ["test_predict", "test_predict_hidden"])
+def test_predict_without_eval_fails_when_the_notebook_patches_torchs_functions(grade_id, monkeypatch):
+    """The probe models note their modules' modes in their own forward: patched torch functions cannot hide
+    a missing model.eval()."""
+    patch_torch_as_issue_15s_cheat(monkeypatch)
+    message = run_test_cell("08", grade_id, **bound("08", grade_id, predict=predict_without_eval))
+    assert message is not None and "model.eval() missing" in message.splitlines()[0], message
