@@ -130,7 +130,8 @@ lessons: $(STAMP)  ## regenerate lessons/ from solutions/ (a notebook with your 
 autograde: owner-first $(STAMP) sandbox  ## grade everything under submitted/ in sandboxes, export grades.csv (FORCE=1: all again)
 	$(BIN)/python -m grading autograde $(if $(FORCE),--force) $(if $(WORKERS),--workers $(WORKERS))
 
-# Learners: grade your own notebooks in lessons/ (copies) the way the instructor will.
+# Learners: grade copies of your notebooks in lessons/ in sandboxes, as `make autograde` does, with the
+# reference tests published in solutions/ (hidden ones included; your instructor's own may differ).
 check: $(STAMP) sandbox  ## score your lessons/ notebooks per exercise, feedback in checked/ (LESSON=01_convolution: one)
 	$(BIN)/python -m grading check $(LESSON)
 
