@@ -252,8 +252,9 @@ def test_formgrader_control_runs_the_unsanitised_payload(course, server, browser
     try:
         wait_for_payload(visit, CONTROL)
         status = visit.page.wait_for_function(f"document.getElementById('PWNED-{CONTROL}').dataset.put").json_value()
-        assert status == "201" and (course / f"PWNED-{CONTROL}.txt").exists(), \
-            f"the payload's PUT did not land: {visit.console}"
+        # 201 made the file; a payload that ran again (the page drawn twice on a busy machine) gets 200
+        assert status in ("201", "200") and f"PWNED-{CONTROL} PUT 201" in visit.console \
+            and (course / f"PWNED-{CONTROL}.txt").exists(), f"the payload's PUT did not land: {visit.console}"
     finally:
         visit.close()
 
