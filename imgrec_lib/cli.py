@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "with train/ and test/, each with one sub-folder per class (default: digits)")
     train.add_argument("--root", default="data", help="where torchvision data sets live (default: data)")
     train.add_argument("--model", default="course_cnn", choices=["course_cnn", "lenet5"])
-    train.add_argument("--epochs", type=_at_least_one, default=None, help="number of epochs (default: the library's)")
-    train.add_argument("--lr", type=_above_zero, default=None, help="peak learning rate (default: the library's)")
-    train.add_argument("--batch-size", type=_at_least_one, default=None,
+    train.add_argument("--epochs", type=_positive(int), default=None, help="number of epochs (default: the library's)")
+    train.add_argument("--lr", type=_positive(float), default=None, help="peak learning rate (default: the library's)")
+    train.add_argument("--batch-size", type=_positive(int), default=None,
                        help="images per step, all processes together under torchrun (default: 128)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify image files (PNG, JPEG; any size)")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
-    predict.add_argument("--top-k", type=_at_least_one, default=3, help="how many classes to print (default: 3)")
+    predict.add_argument("--top-k", type=_positive(int), default=3, help="how many classes to print (default: 3)")
     predict.add_argument("--show", type=Path, default=None, metavar="DIR",
                          help="also write the picture the model actually saw for each image into DIR, as "
                               "<image name>.seen.png, enlarged 8x: when a prediction is wrong, look there first. "
@@ -80,26 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type for a count: a wrong one is a usage error (exit 2), like any other."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _above_zero(text: str) -> float:
-    """argparse type for a learning rate: a number above 0, else a usage error (exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+def _positive(kind: type):
+    """argparse type for a count (``int``: at least 1) or a rate (``float``: above 0). A wrong one is
+    a usage error (exit 2), like any other."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}" if kind is int else
+                                             f"must be above 0, got {text}")
+        return value
+    return parse
 
 
 def train(args: argparse.Namespace) -> int:

@@ -97,39 +97,45 @@ def quiz_course(folder: Path) -> Path:
     return folder / "solutions" / "quiz" / "quiz.ipynb"
 
 
-def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
-    """`make check` flags what `make autograde` flags: a learner's mse that calls torch's, not their own relu."""
+def quiz_check(folder: Path, exercises: list[tuple[str, str, str, str]], answers: dict[int, str]):
+    """`python -m grading check quiz` in `folder`: a made-up lesson of `exercises` (name, arguments,
+    solution body, test body) in solutions/, and the learner's copy in lessons/ with `answers`
+    ({cell index: source}) in place of the solutions."""
     from nbformat.v4 import new_code_cell, new_notebook
 
     def meta(gid, **flags):
         return {"nbgrader": {"schema_version": 3, "grade_id": gid, "grade": False, "solution": False,
                              "locked": False, "task": False, **flags}}
 
-    def exercise(name, args, body, test):
-        return [new_code_cell(f"def {name}({args}):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
-                              metadata=meta(name, solution=True)),
-                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\n"
-                              f"test_{name}({name})\n",
-                              metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
-
-    cells = [new_code_cell("import numpy as np"),
-             *exercise("mse", "x, y", "return float(np.mean((np.asarray(x) - np.asarray(y)) ** 2))",
-                       "assert mse(np.ones(3), np.zeros(3)) == 1.0, 'mse: expected 1.0'"),
-             *exercise("relu", "x", "return np.maximum(x, 0)",
-                       "assert (relu(np.array([-1.0, 2.0])) == [0, 2]).all(), 'relu: expected [0, 2]'")]
+    cells = [new_code_cell("import numpy as np")]
+    for name, args, body, test in exercises:
+        cells += [new_code_cell(f"def {name}({args}):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
+                                metadata=meta(name, solution=True)),
+                  new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\ntest_{name}({name})\n",
+                                metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
     source = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
-    for folder in ("solutions", "lessons"):
-        (tmp_path / folder / "quiz").mkdir(parents=True)
-    nbformat.write(source, tmp_path / "solutions" / "quiz" / "quiz.ipynb")
+    for place in ("solutions", "lessons"):
+        (folder / place / "quiz").mkdir(parents=True)
+    nbformat.write(source, folder / "solutions" / "quiz" / "quiz.ipynb")
     mine = nbformat.from_dict(source)
-    mine.cells[1].source = ("def mse(x, y):\n    import torch\n"
-                            "    return torch.nn.functional.mse_loss(torch.as_tensor(x), torch.as_tensor(y)).item()\n")
-    mine.cells[3].source = "def relu(x):\n    return np.where(np.asarray(x) > 0, x, 0.0)\n"  # the learner's own
-    nbformat.write(mine, tmp_path / "lessons" / "quiz" / "quiz.ipynb")
-    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
-    result = subprocess.run([sys.executable, "-m", "grading", "check", "quiz", "--unsafe-no-sandbox"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    for index, text in answers.items():
+        mine.cells[index].source = text
+    nbformat.write(mine, folder / "lessons" / "quiz" / "quiz.ipynb")
+    shutil.copy(ROOT / "nbgrader_config.py", folder)
+    return subprocess.run([sys.executable, "-m", "grading", "check", "quiz", "--unsafe-no-sandbox"], cwd=folder,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
+    """`make check` flags what `make autograde` flags: a learner's mse that calls torch's, not their own relu."""
+    result = quiz_check(tmp_path, [
+        ("mse", "x, y", "return float(np.mean((np.asarray(x) - np.asarray(y)) ** 2))",
+         "assert mse(np.ones(3), np.zeros(3)) == 1.0, 'mse: expected 1.0'"),
+        ("relu", "x", "return np.maximum(x, 0)", "assert (relu(np.array([-1.0, 2.0])) == [0, 2]).all(), 'relu: expected [0, 2]'"),
+    ], {1: "def mse(x, y):\n    import torch\n"
+           "    return torch.nn.functional.mse_loss(torch.as_tensor(x), torch.as_tensor(y)).item()\n",
+        3: "def relu(x):\n    return np.where(np.asarray(x) > 0, x, 0.0)\n"})  # relu: the learner's own
     assert "quiz: 2 / 2 points" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     notes = [line for line in result.stdout.splitlines() if "calls its reference" in line]
     assert len(notes) == 1 and "note: mse calls its reference" in notes[0] and "mse_loss" in notes[0], result.stdout
@@ -139,36 +145,12 @@ def test_check_notes_an_answer_that_calls_its_reference(tmp_path):
 def test_check_says_what_it_grades_with_and_shows_the_named_mistake_and_an_answer_cells_error(tmp_path):
     """`make check` says it grades with this clone's solutions/; a long message keeps its "that is ..."
     clause; an answer cell that raised is reported before the test it breaks."""
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    def meta(gid, **flags):
-        return {"nbgrader": {"schema_version": 3, "grade_id": gid, "grade": False, "solution": False,
-                             "locked": False, "task": False, **flags}}
-
-    def exercise(name, body, test):
-        return [new_code_cell(f"def {name}(x):\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION",
-                              metadata=meta(name, solution=True)),
-                new_code_cell(f"def test_{name}({name}):\n    import numpy as np\n    {test}\n\n\n"
-                              f"test_{name}({name})\n", metadata=meta(f"test_{name}", grade=True, locked=True, points=1))]
-
     long_test = ("got = np.asarray(double(np.arange(300.0)))\n    assert (got == 2 * np.arange(300.0)).all(), "
                  "f'expected {(2 * np.arange(300.0)).tolist()}, got {got.tolist()}; that is x + 1, not 2 * x'")
-    cells = [new_code_cell("import numpy as np"),
-             *exercise("double", "return 2 * np.asarray(x)", long_test),
-             *exercise("half", "return np.asarray(x) / 2", "assert half(4.0) == 2.0, 'half: expected 2.0'")]
-    source = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                "language": "python"}})
-    for folder in ("solutions", "lessons"):
-        (tmp_path / folder / "quiz").mkdir(parents=True)
-    nbformat.write(source, tmp_path / "solutions" / "quiz" / "quiz.ipynb")
-    mine = nbformat.from_dict(source)
-    mine.cells[1].source = "def double(x):\n    return np.asarray(x) + 1\n"
-    mine.cells[3].source = "import not_a_module_anyone_has\n\ndef half(x):\n    return np.asarray(x) / 2\n"
-    nbformat.write(mine, tmp_path / "lessons" / "quiz" / "quiz.ipynb")
-    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-m", "grading", "check", "quiz", "--unsafe-no-sandbox"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = quiz_check(tmp_path, [("double", "x", "return 2 * np.asarray(x)", long_test),
+                                   ("half", "x", "return np.asarray(x) / 2", "assert half(4.0) == 2.0, 'half: expected 2.0'")],
+                        {1: "def double(x):\n    return np.asarray(x) + 1\n",
+                         3: "import not_a_module_anyone_has\n\ndef half(x):\n    return np.asarray(x) / 2\n"})
     out = result.stdout
     assert "quiz: 0 / 2 points" in out, out[-2000:] + result.stderr[-2000:]
     assert "reference tests published in this clone's solutions/" in out.splitlines()[0], out
@@ -178,8 +160,8 @@ def test_check_says_what_it_grades_with_and_shows_the_named_mistake_and_an_answe
     assert half.index("your cell 4 raised ModuleNotFoundError: No module named 'not_a_module_anyone_has'") \
         < half.index("test_half: RuntimeError"), out
     assert "your cell 4 raised ModuleNotFoundError" in (tmp_path / "checked" / "quiz.html").read_text()
-    help_text = subprocess.run([sys.executable, "-m", "grading", "check", "--help"], cwd=tmp_path,
-                               capture_output=True, text=True, timeout=60, env=env).stdout
+    help_text = subprocess.run([sys.executable, "-m", "grading", "check", "--help"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
     assert "this clone's solutions/" in " ".join(help_text.split()) and "may differ" in help_text, help_text
 
 
