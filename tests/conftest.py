@@ -31,3 +31,13 @@ def one_thread(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def autograd_left_on():
+    """A test that leaves autograd off (e.g. a no_grad block under a patched torch.is_grad_enabled)
+    fails itself, instead of every later test of its pytest worker."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("this test left autograd off (torch.is_grad_enabled() is False after it)")

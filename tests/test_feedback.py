@@ -1099,9 +1099,12 @@ def test_when_graded_the_message_is_the_tests_own(number, grade_id, name, wrong,
         assert word in errors[0]["evalue"].splitlines()[0]
 
 
-def patch_torch_as_issue_15s_cheat(monkeypatch):
+@pytest.fixture
+def torch_patched_as_issue_15s_cheat(monkeypatch):
     """Issue 15's cheat, in the answer cell: F.batch_norm always in eval mode, F.dropout the identity,
-    torch.is_grad_enabled always False, so a model left in train mode, without no_grad, looks right."""
+    torch.is_grad_enabled always False, so a model left in train mode, without no_grad, looks right.
+    A no_grad block under that lie leaves gradients off when it ends: they are switched back on after
+    the test, or every later test in this process would find autograd off."""
     import torch.nn.functional as F
 
     batch_norm = F.batch_norm
@@ -1113,12 +1116,14 @@ def patch_torch_as_issue_15s_cheat(monkeypatch):
     monkeypatch.setattr(F, "batch_norm", batch_norm_in_eval)
     monkeypatch.setattr(F, "dropout", lambda input, p=0.5, training=True, inplace=False: input)
     monkeypatch.setattr(torch, "is_grad_enabled", lambda: False)
+    yield
+    torch.set_grad_enabled(True)
 
 
 @pytest.mark.parametrize("grade_id", ["test_predict", "test_predict_hidden"])
-def test_predict_without_eval_fails_when_the_notebook_patches_torchs_functions(grade_id, monkeypatch):
+def test_predict_without_eval_fails_when_the_notebook_patches_torchs_functions(grade_id,
+                                                                              torch_patched_as_issue_15s_cheat):
     """The probe models note their modules' modes in their own forward: patched torch functions cannot hide
     a missing model.eval()."""
-    patch_torch_as_issue_15s_cheat(monkeypatch)
     message = run_test_cell("08", grade_id, **bound("08", grade_id, predict=predict_without_eval))
     assert message is not None and "model.eval() missing" in message.splitlines()[0], message
