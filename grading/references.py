@@ -52,8 +52,10 @@ import nbformat
 MAX_DEPTH = 3  # answer -> helper -> helper's helper -> one more
 
 _AUTOGRAD = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
-             "torch.func.grad", "torch.func.vjp", "torch.autograd.functional.vjp",
-             "torch.autograd.functional.jacobian")
+             "torch.func.grad", "torch.func.grad_and_value", "torch.func.vjp", "torch.func.jvp",
+             "torch.func.jacrev", "torch.func.jacfwd", "torch.func.hessian", "torch.autograd.functional.vjp",
+             "torch.autograd.functional.jvp", "torch.autograd.functional.jacobian",
+             "torch.autograd.functional.hessian")
 _LOGSUMEXP = ("imgrec_lib.activations.logsumexp", "scipy.special.logsumexp", "torch.logsumexp",
               "torch.special.logsumexp")
 _CONV = ("imgrec_lib.conv.conv2d", "imgrec_lib.conv.conv2d_naive", "imgrec_lib.conv.im2col",
@@ -785,6 +787,10 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
         search = _Search(grade_id, references, env)
         search.search(answer.tree, answer, "", 0)
         for name in sorted(_graded_names(release, release_index)):
+            if not env.names.get(name) and env.star:  # bound by nothing but a `from module import *`
+                found = search.reference_of({f"{module}.{name}" for module in env.star})
+                if found:
+                    search.add(f"`{name}` is {found}, through `from ... import *`")
             for b in env.names.get(name, []):
                 where = b.cell.where() if b.cell else "the notebook"
                 if b.cell is answer and b.kind != "name":

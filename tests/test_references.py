@@ -302,6 +302,20 @@ def test_05_conv2d_backward_by_autograd():
     only(found, "conv2d_backward", ".backward() (torch.Tensor.backward)", "line 3")
 
 
+def test_05_max_pool2d_backward_by_torch_func_jacobians():
+    found = flagged("05", {"max_pool2d_backward": (
+        "def max_pool2d_backward(dout, x, kernel_size=2, stride=None):\n"
+        "    f = lambda t: F.max_pool2d(t, kernel_size, stride)\n"
+        "    jac = torch.func.jacrev(f)(torch.tensor(x))\n"
+        "    return np.einsum('nchw,nchwijkl->ijkl', dout, jac.numpy())")})
+    only(found, "max_pool2d_backward", "torch.func.jacrev")
+
+
+def test_09_an_answer_cell_that_is_only_a_star_import_of_the_library():
+    found = flagged("09", {"dropout_backward": "from imgrec_lib.normalization import *\n"})
+    only(found, "dropout_backward", "imgrec_lib.normalization.dropout_backward", "import *")
+
+
 def test_06_adam_step_with_torch_optim_behind_a_magic():
     found = flagged("06", {"adam_step": "%time _ = 1\n"
                                         "def adam_step(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):\n"
