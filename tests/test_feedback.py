@@ -446,8 +446,8 @@ def relu_backward_in_place(dout, x):
     return dout
 
 
-def max_pool_backward(dout, x, kernel_size=2, stride=None, every_tie=False, add=True, times_dout=True):
-    """Lesson 05's loop, with switches for three classic mistakes."""
+def max_pool_backward(dout, x, kernel_size=2, stride=None, every_tie=False, add=True, times_dout=True, last_tie=False):
+    """Lesson 05's loop, with switches for four classic mistakes."""
     k = kernel_size
     s = k if stride is None else stride
     n, c = x.shape[:2]
@@ -457,6 +457,9 @@ def max_pool_backward(dout, x, kernel_size=2, stride=None, every_tie=False, add=
             window = x[:, :, i * s : i * s + k, j * s : j * s + k]
             if every_tie:
                 mask = window == window.max(axis=(2, 3), keepdims=True)
+            elif last_tie:  # the loop `if value >= best` keeps the last of tied maxima
+                last = k * k - 1 - window.reshape(n, c, k * k)[:, :, ::-1].argmax(axis=2)
+                mask = (last[:, :, None] == np.arange(k * k)).reshape(window.shape)
             else:
                 mask = (window.reshape(n, c, k * k).argmax(axis=2)[:, :, None] == np.arange(k * k)).reshape(window.shape)
             share = mask * (dout[:, :, i, j][:, :, None, None] if times_dout else 1.0)
@@ -469,6 +472,24 @@ def max_pool_backward(dout, x, kernel_size=2, stride=None, every_tie=False, add=
 
 def max_pool_backward_every_tie(dout, x, kernel_size=2, stride=None):
     return max_pool_backward(dout, x, kernel_size, stride, every_tie=True)
+
+
+def max_pool_backward_last_tie(dout, x, kernel_size=2, stride=None):
+    return max_pool_backward(dout, x, kernel_size, stride, last_tie=True)
+
+
+def max_pool_backward_default_stride_1(dout, x, kernel_size=2, stride=1):
+    """stride=1 as the default instead of None, and the output size worked out from x: with the default,
+    dout[:, :, i, j] runs past dout (IndexError)."""
+    k, s = kernel_size, stride
+    n, c, height, width = x.shape
+    dx = np.zeros_like(x)
+    for i in range((height - k) // s + 1):
+        for j in range((width - k) // s + 1):
+            window = x[:, :, i * s : i * s + k, j * s : j * s + k].reshape(n, c, k * k)
+            mask = (window.argmax(axis=2)[:, :, None] == np.arange(k * k)).reshape(n, c, k, k)
+            dx[:, :, i * s : i * s + k, j * s : j * s + k] += mask * dout[:, :, i, j][:, :, None, None]
+    return dx
 
 
 def max_pool_backward_written(dout, x, kernel_size=2, stride=None):
@@ -491,13 +512,13 @@ def conv_backward_padded_dx(dout, x, w, stride=1, padding=0):
 
 def conv_backward(dout, x, w, stride=1, padding=0, form="right"):
     """The plan of the text, with `form` one of the classic mistakes."""
-    s, p = stride, padding
+    s, p = (1 if form == "stride ignored" else stride), padding
     kh, kw = w.shape[2:]
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
     w_dx = w[:, :, ::-1, ::-1] if form == "flipped dx" else w
-    for i in range(dout.shape[2]):
-        for j in range(dout.shape[3]):
+    for i in range((xp.shape[2] - kh) // s + 1):  # dout's rows and columns (an IndexError if s is wrong)
+        for j in range((xp.shape[3] - kw) // s + 1):
             window = xp[:, :, i * s : i * s + kh, j * s : j * s + kw]
             dw_share = np.einsum("nf,nckl->fckl", dout[:, :, i, j], window)
             dw = dw_share if form == "dw written" else dw + dw_share
@@ -520,6 +541,17 @@ def conv_backward_dw_written(dout, x, w, stride=1, padding=0):
 
 def conv_backward_flipped_dx(dout, x, w, stride=1, padding=0):
     return conv_backward(dout, x, w, stride, padding, "flipped dx")
+
+
+def conv_backward_stride_ignored(dout, x, w, stride=1, padding=0):
+    """The windows one pixel apart whatever the stride: with stride 2, dout[:, :, i, j] runs past dout."""
+    return conv_backward(dout, x, w, stride, padding, "stride ignored")
+
+
+def conv_backward_dw_unpadded(dout, x, w, stride=1, padding=0):
+    """dw as the text's correlation of x with dout (conv.conv2d), but of x without its padding."""
+    dx, _, db = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, conv.conv2d(x.transpose(1, 0, 2, 3), dout.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3), db
 
 
 # ----------------------------------------------------------------------------- lesson 06
@@ -939,6 +971,14 @@ VARIANTS = [
     ("05", "test_relu_backward", "relu_backward", relu_backward_in_place, ["changed dout in place"]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_every_tie, ["tie routing"]),
     ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_every_tie, ["tie routing"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_last_tie,
+     ["tie routing to the last instead of the first"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_last_tie,
+     ["tie routing to the last instead of the first"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_default_stride_1,
+     ["raised IndexError", "stride None not handled"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_default_stride_1,
+     ["raised IndexError", "stride None not handled"]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_written, ["instead of added with +="]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_mask_only, ["not multiplied by dout"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
@@ -946,6 +986,11 @@ VARIANTS = [
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_written, ["instead of added with +="]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dw_written, ["dw written with = instead of"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_flipped_dx, ["dx computed with the kernel flipped"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dw_unpadded, ["dw computed from the unpadded x"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dw_unpadded, ["dw computed from the unpadded x"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_stride_ignored, ["raised IndexError",
+                                                                                   "the stride not handled"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_stride_ignored, ["raised IndexError"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form v = momentum * v - lr * g"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_lr_inside_the_velocity, ["lr inside the velocity"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_changes_the_grads, ["grads changed in place"]),
