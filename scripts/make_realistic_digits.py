@@ -2,7 +2,7 @@
 
     python scripts/make_realistic_digits.py OUT_DIR [--sheet contact_sheet.png]
 
-Writes 270 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
+Writes 360 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
 seeded): the same files on every machine. ``OUT_DIR/labels.csv`` lists ``path,label,category``.
 Nothing here is MNIST: the digits are hand-made pen strokes or font glyphs, so the set tests what
 the model and ``imgrec_lib.inference`` do with pictures they were not trained on.
@@ -18,6 +18,12 @@ Categories:
     squared     squared (grid) paper, photographed
     desk        a page photographed at an angle on a desk: dark, light or wooden strips of desk along
                 the picture's edges, from a sliver to a wide wedge
+    shadow      a photographed page with the shadow of a hand or a phone across it: a dark polygon,
+                its edge sharp or slightly blurred, the paper under it at 0.35-0.7 of its light,
+                crossing or touching the digit
+    framed      a digit with a box or a circle drawn round it in the same ink
+    pencil      faint pencil: light grey strokes (0.15-0.35 darker than the paper), grainy, on
+                textured paper
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-CATEGORIES = ("strokes", "fonts", "photos", "ink", "offcentre", "mnist28", "lined", "squared", "desk")
-PER_DIGIT = 3  # images of each digit in each category: 9 x 10 x 3 = 270
+CATEGORIES = ("strokes", "fonts", "photos", "ink", "offcentre", "mnist28", "lined", "squared", "desk", "shadow",
+              "framed", "pencil")
+PER_DIGIT = 3  # images of each digit in each category: 12 x 10 x 3 = 360
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
          "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "cmr10.ttf", "DejaVuSans-Oblique.ttf",
@@ -184,6 +191,47 @@ def _on_desk(rng, page: Image.Image) -> Image.Image:
     return Image.fromarray((rgb * 255).round().astype(np.uint8))
 
 
+def _cast_shadow(rng, w: int, h: int, centre, height: float) -> np.ndarray:
+    """The shadow of a phone (a long rectangle) or a hand (an arm and a palm) held over the page,
+    reaching in from outside the picture to the digit: a factor (h, w), 1 on the lit paper and
+    0.35-0.7 under the shadow. Its edge is sharp, or blurred by up to 4 px (a hand held higher)."""
+    toward = rng.uniform(0, 2 * math.pi)  # the direction the shadow reaches in, towards the digit
+    along, across = np.array([math.cos(toward), math.sin(toward)]), np.array([-math.sin(toward), math.cos(toward)])
+    tip = np.array(centre) + along * rng.uniform(-0.5, 0.7) * height + across * rng.uniform(-0.5, 0.5) * height
+    far = tip - along * 2 * max(w, h)  # well outside the picture
+    half = rng.uniform(0.25, 0.6) * height  # half the phone's or the arm's width
+    mask = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.polygon([tuple(q) for q in (far - across * half, tip - across * half, tip + across * half,
+                                     far + across * half)], fill=255)
+    if rng.random() < 0.5:  # a hand: a palm and fingers at the end of the arm
+        palm = rng.uniform(0.4, 0.6) * height
+        x, y = tip
+        draw.ellipse([x - palm, y - palm, x + palm, y + palm], fill=255)
+        for finger in np.linspace(-0.6, 0.6, 4):
+            a, b = tip + along * palm * 1.3 + across * finger * palm, tip + across * finger * palm
+            draw.line([tuple(b), tuple(a)], fill=255, width=int(palm * 0.35))
+    blur = float(rng.choice([0.0, rng.uniform(1, 4)]))
+    if blur:
+        mask = mask.filter(ImageFilter.GaussianBlur(blur))
+    darkness = 1 - rng.uniform(0.35, 0.7)
+    return 1 - darkness * np.asarray(mask, dtype=float) / 255
+
+
+def _pencil(rng, digit: int, size: int) -> np.ndarray:
+    """A digit in faint pencil on textured paper: grey (size, size) in [0, 1]. The strokes are grainy
+    (graphite catches the paper's tooth) and 0.15-0.35 darker than the paper."""
+    strokes = Image.new("L", (size, size), 0)
+    _draw_strokes(ImageDraw.Draw(strokes), _hand(rng, digit), (size / 2, size / 2), size * rng.uniform(0.5, 0.7),
+                  pen=rng.uniform(2, 6), colour=255)
+    strokes = np.asarray(strokes.filter(ImageFilter.GaussianBlur(0.7)), dtype=float) / 255
+    grain = np.clip(rng.normal(0.8, 0.25, (size, size)), 0, 1)
+    tooth = Image.fromarray((127 + 127 * rng.normal(0, 1, (size, size)).clip(-1, 1)).astype(np.uint8))
+    tooth = np.asarray(tooth.filter(ImageFilter.GaussianBlur(1.2)), dtype=float) / 255 - 0.5  # paper texture
+    paper = rng.uniform(0.88, 0.98) + 0.06 * tooth
+    return paper * (1 - rng.uniform(0.15, 0.35) * strokes * grain)
+
+
 # --------------------------------------------------------------------------- one image per category
 
 def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -222,7 +270,24 @@ def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> t
         centre = (rng.uniform(height, w - height), rng.uniform(height, h - height))
         _draw_strokes(ImageDraw.Draw(img), _hand(rng, digit), centre, height, pen=rng.uniform(3, 8), colour=pen_ink)
         return _png(img), "png"
-    # photos, lined, squared, desk: a page photographed with a phone
+    if category == "framed":
+        size = int(rng.integers(400, 700))
+        img = Image.new("L", (size, size), int(rng.integers(235, 256)))
+        draw, height, pen = ImageDraw.Draw(img), size * rng.uniform(0.4, 0.55), rng.uniform(3, 10)
+        _draw_strokes(draw, _hand(rng, digit), (size / 2, size / 2), height, pen=pen, colour=pen_ink)
+        a, b = rng.uniform(0.55, 0.75), rng.uniform(0.65, 0.85)  # the frame's half width and height, in digit heights
+        if (digit + k) % 2:  # a box, its corners off by a hand's wobble
+            frame = np.array([(-a, -b), (a, -b), (a, b), (-a, b), (-a, -b)]) + rng.uniform(-0.05, 0.05, (5, 2))
+        else:  # a circle, drawn round once and a little more
+            start = rng.uniform(0, 360)
+            frame = np.array(_arc(0, 0, a * 1.1, b * 1.05, start, start + rng.uniform(360, 390), 48))
+        _draw_strokes(draw, [frame], (size / 2, size / 2), height, pen=pen, colour=pen_ink)
+        return (_png(img), "png") if k != 2 else (_jpeg(img, 80), "jpg")
+    if category == "pencil":
+        grey = _pencil(rng, digit, int(rng.integers(400, 800)))
+        img = _camera(rng, np.repeat(grey[..., None], 3, axis=2), blur=0.0, noise=0.01).convert("L")
+        return (_png(img), "png") if k == 0 else (_jpeg(img, int(rng.integers(75, 92))), "jpg")
+    # photos, lined, squared, desk, shadow: a page photographed with a phone
     w, h = (1600, 1200) if (digit + k) % 3 else (1200, 1600)
     page = Image.new("RGB", (w, h), (245, 242, 232))
     draw = ImageDraw.Draw(page)
@@ -236,6 +301,9 @@ def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> t
         page = _on_desk(rng, page)
     rgb = np.asarray(page, dtype=float) / 255
     light = _lighting(rng, h, w) * (_shadow(rng, h, w) if category == "photos" or k == 0 else 1)
+    if category == "shadow":
+        light = 0.6 + 0.4 * light  # an even light: the hand's shadow is what is hard here
+        light *= _cast_shadow(rng, w, h, centre, height)
     rgb = rgb * light[..., None] * np.array([1.0, 0.97, 0.9])  # a warm indoor light
     img = _camera(rng, rgb, blur=rng.uniform(0.8, 2.5), noise=rng.uniform(0.01, 0.035))
     return _jpeg(img, int(rng.integers(60, 90))), "jpg"

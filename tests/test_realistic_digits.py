@@ -34,7 +34,7 @@ def test_each_category_is_deterministic_and_decodes(category):
         size = img.size
     if category == "mnist28":
         assert size == (28, 28)
-    if category in ("photos", "lined", "squared"):
+    if category in ("photos", "lined", "squared", "shadow"):
         assert sorted(size) == [1200, 1600] and ext == "jpg"
 
 
@@ -49,6 +49,44 @@ def test_a_photo_is_lit_unevenly():
     blocks = grey[:grey.shape[0] // 4 * 4, :grey.shape[1] // 4 * 4].reshape(4, grey.shape[0] // 4, 4, -1)
     paper = np.median(blocks, axis=(1, 3))  # the paper's level in a 4x4 grid of the page
     assert paper.max() - paper.min() > 40, "a phone photo's paper is not one grey"
+
+
+def grey(category, digit=3, k=0):
+    data, _ = picture(category, digit, k)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+
+
+def test_a_cast_shadow_is_hard_edged_and_dark():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        light = mrd._cast_shadow(rng, 400, 300, (200, 150), 100)
+        assert light.max() == 1.0 and 0.35 - 1e-9 <= light.min() <= 0.7 + 1e-9, "the paper under it at 0.35-0.7"
+        steepest = max(np.abs(np.diff(light, axis=0)).max(), np.abs(np.diff(light, axis=1)).max())
+        assert steepest > (1 - light.min()) / 12, "its edge goes from light to shadow within a dozen pixels"
+        assert light[150, 200] < 1 or light[100:200, 150:250].min() < 1, "it reaches the digit"
+
+
+def test_the_shadow_category_has_a_shadow_across_the_page():
+    x = grey("shadow", digit=7, k=1)
+    paper = np.percentile(x, 90)
+    shadowed = x < 0.75 * paper
+    assert 0.02 < shadowed.mean() < 0.6, "a hand's or a phone's shadow, not the whole page"
+
+
+def test_a_frame_is_drawn_round_the_digit():
+    x = grey("framed", digit=1, k=0) < 128
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    inside = x[rows[0] + 15:rows[-1] - 15, cols[0] + 15:cols[-1] - 15]
+    assert inside.any(), "the digit is inside the frame"
+    assert x[rows[0]:rows[0] + 12].sum() > 5 * inside.shape[1] // 4, "the frame's top runs across"
+
+
+def test_pencil_is_faint():
+    for digit, k in ((3, 0), (8, 1), (5, 2)):
+        x = grey("pencil", digit, k) / 255
+        paper, darkest = np.median(x), np.percentile(x, 0.1)
+        assert 0.05 < paper - darkest < 0.4, "a faint grey stroke, 0.15-0.35 darker than the paper"
+        assert np.std(x[x > paper - 0.03]) > 0.005, "textured paper, not one flat grey"
 
 
 def fake_results(accuracies, lowest, photo_ms, seeds, same=True):
