@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -31,54 +30,8 @@ LIMIT = 400  # characters of a test's message shown per exercise; the whole mess
 
 
 def reason(evalue: str, limit: int = LIMIT) -> str:
-    """The first line of a test's message, shortened to about `limit` characters if long, keeping its
-    "that is ..." clause, which names the mistake, whole: after a long array, or an array printed on
-    several lines, it would be cut off."""
-    text = evalue.strip()
-    first = text.splitlines()[0] if text else ""
-    match = re.search(r"([;.]\s*)?\b(that is|it matches a classic mistake) .*", text, re.IGNORECASE)  # to the line's end
-    if match is None:
-        return first if len(first) <= limit else first[:limit].rstrip() + " ..."
-    clause, inside = match.group(0), match.start() < len(first)
-    head = first[: match.start()] if inside else first
-    room = max(limit - len(clause), limit // 2)
-    if inside and len(head) <= room:
-        return first
-    return f"{head[:room].rstrip()} ... {clause.lstrip('; .')}"
-
-
-def answer_errors(graded) -> dict[str, tuple[int, str]]:
-    """{exercise: (cell number, "raised ename: evalue")} for each answer cell of the graded notebook
-    that raised or was stopped at its time limit (an answer not yet written, a bare
-    NotImplementedError, is left out): the tests of that exercise fail because of it, whatever their
-    own message says."""
-    found = {}
-    for number, cell in enumerate(graded.cells, start=1):
-        meta = worker.notebooks.nbgrader_meta(cell)
-        if cell.cell_type != "code" or not meta.get("solution") or worker.notebooks.is_test_cell(cell):
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                ename, evalue = str(output.get("ename", "")), str(output.get("evalue", "")).strip()
-                if ename == "KeyboardInterrupt":  # nbclient interrupts a cell at its time limit
-                    found[worker.notebooks.grade_id(cell)] = (number, "was stopped at the time limit of a cell")
-                elif not (ename == "NotImplementedError" and not evalue):
-                    found[worker.notebooks.grade_id(cell)] = (number, f"raised {ename}: {reason(evalue, 300)}"
-                                                              if evalue else f"raised {ename}")
-                break
-    return found
-
-
-def mark_answer_errors(source, graded) -> None:
-    """On the feedback page too: each failing test of an exercise whose answer cell raised starts with
-    a line saying so (the graded notebook is changed in place)."""
-    raised, owner = answer_errors(graded), worker.exercises_of_tests(source)
-    for cell in graded.cells:
-        exercise = owner.get(worker.notebooks.grade_id(cell)) if worker.notebooks.is_test_cell(cell) else None
-        if exercise in raised and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            number, error = raised[exercise]
-            cell.outputs.insert(0, nbformat.v4.new_output(
-                "stream", name="stderr", text=f"your cell {number} {error}; this test fails because of it\n"))
+    """A test's message for one line of the score (grading/notebooks.py reason)."""
+    return worker.notebooks.reason(evalue, limit)
 
 
 def score_lines(source, graded: worker.Graded) -> list[str]:
@@ -87,17 +40,16 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
               for c in source.cells if worker.notebooks.is_test_cell(c)}
     outputs = {worker.notebooks.grade_id(c): c.outputs for c in graded.notebook.cells
                if worker.notebooks.is_test_cell(c)}
-    owner = worker.exercises_of_tests(source)
+    owner = worker.notebooks.exercises_of_tests(source)
     passed = set(graded.report.get("passed", []))
-    raised = answer_errors(graded.notebook)
+    raised = worker.notebooks.answer_errors(graded.notebook)
     lines = []
     for exercise in dict.fromkeys(owner.values()):
         tests = [t for t in points if owner.get(t) == exercise]
         got = sum(points[t] for t in tests if t in passed)
         line = f"  {exercise:28s} {got:g} / {sum(points[t] for t in tests):g}"
         if exercise in raised and any(t not in passed for t in tests):
-            number, error = raised[exercise]
-            line += f"   your cell {number} {error}; the tests below fail because of it"
+            line += f"   {raised[exercise]}; the tests below fail because of it"
         for test in tests:
             errors = [o for o in outputs.get(test, []) if o.get("output_type") == "error"]
             if test not in passed and errors:
@@ -192,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
             total[0] += got
             total[1] += sum(points.values())
             out = course / "checked" / f"{name}.html"
-            mark_answer_errors(source, graded.notebook)
             try:
                 feedback_page(course, name, graded.notebook, out)
                 where = f"feedback: {out.relative_to(course)}"

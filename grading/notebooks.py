@@ -9,6 +9,8 @@
   holds only the cell's probes: the test function stays with the judge.
 - `assemble`: the staged notebook with the sandbox's outputs in the student's cells and the
   judge's outputs in the test cells.
+- `answer_errors`, `mark_answer_errors`: an answer cell that raised, said first in each test of its
+  exercise that fails (`make autograde`'s feedback and `make check` alike).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -215,3 +218,70 @@ def _valid_outputs(outputs) -> list[dict]:
             continue
         kept.append(node)
     return kept
+
+
+# ---- an answer cell that raised -----------------------------------------------------------------
+
+
+def exercises_of_tests(source) -> dict[str, str]:
+    """{test grade_id: answer grade_id}: a test belongs to the answer cell before it."""
+    owner, answer = {}, None
+    for cell in source.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution") and grade_id(cell):
+            answer = grade_id(cell)
+        elif is_test_cell(cell) and answer:
+            owner[grade_id(cell)] = answer
+    return owner
+
+
+def reason(evalue: str, limit: int = 400) -> str:
+    """The first line of a test's message, shortened to about `limit` characters if long, keeping its
+    "that is ..." clause, which names the mistake, whole: after a long array, or an array printed on
+    several lines, it would be cut off."""
+    text = evalue.strip()
+    first = text.splitlines()[0] if text else ""
+    match = re.search(r"([;.]\s*)?\b(that is|it matches a classic mistake) .*", text, re.IGNORECASE)  # to the line's end
+    if match is None:
+        return first if len(first) <= limit else first[:limit].rstrip() + " ..."
+    clause, inside = match.group(0), match.start() < len(first)
+    head = first[: match.start()] if inside else first
+    room = max(limit - len(clause), limit // 2)
+    if inside and len(head) <= room:
+        return first
+    return f"{head[:room].rstrip()} ... {clause.lstrip('; .')}"
+
+
+def answer_errors(graded) -> dict[str, str]:
+    """{exercise: "your answer cell for EXERCISE raised ename: evalue"} for each answer cell of the
+    graded notebook that raised or was stopped at its time limit (an answer not yet written, a bare
+    NotImplementedError, is left out): the tests of that exercise fail because of it, whatever their
+    own message says. The cell is named by its exercise, the one thing a learner can find it by in
+    JupyterLab (which numbers no cells; a graded notebook keeps no execution counts)."""
+    found = {}
+    for cell in graded.cells:
+        meta = nbgrader_meta(cell)
+        exercise = grade_id(cell)
+        if cell.cell_type != "code" or not meta.get("solution") or is_test_cell(cell) or not exercise:
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                ename, evalue = str(output.get("ename", "")), str(output.get("evalue", "")).strip()
+                said = f"your answer cell for {exercise}"
+                if ename == "KeyboardInterrupt":  # nbclient interrupts a cell at its time limit
+                    found[exercise] = f"{said} was stopped at the time limit of a cell"
+                elif not (ename == "NotImplementedError" and not evalue):
+                    found[exercise] = f"{said} raised {ename}: {reason(evalue, 300)}" if evalue else f"{said} raised {ename}"
+                break
+    return found
+
+
+def mark_answer_errors(source, graded) -> None:
+    """On the feedback page: each failing test of an exercise whose answer cell raised starts with a
+    line saying so (the graded notebook is changed in place)."""
+    raised, owner = answer_errors(graded), exercises_of_tests(source)
+    for cell in graded.cells:
+        exercise = owner.get(grade_id(cell)) if is_test_cell(cell) else None
+        if exercise in raised and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            cell.outputs.insert(0, nbformat.v4.new_output(
+                "stream", name="stderr", text=f"{raised[exercise]}; this test fails because of it\n"))

@@ -7,8 +7,9 @@
    when a test cell comes, the judge (grading/judge.py, its own sandbox, no student code) runs the
    test and decides it, and each call it makes to a student's function is relayed to the kernel
    and back as data (grading/serve.py);
-4. assemble the graded notebook, sanitise what the student wrote (grading/sanitize.py), flag
-   answers that delegate to a reference (grading/references.py).
+4. assemble the graded notebook, start each failing test of an exercise whose answer cell raised
+   with a line saying so, sanitise what the student wrote (grading/sanitize.py), flag answers that
+   delegate to a reference (grading/references.py).
 
 `make autograde` runs this for every submission with N workers and hands the graded notebooks to
 nbgrader (grading/autograde.py); a Kubernetes Job or a batch array can run it one submission per
@@ -184,18 +185,6 @@ class Run:
         return None
 
 
-def exercises_of_tests(source) -> dict[str, str]:
-    """{test grade_id: answer grade_id}: a test belongs to the answer cell before it."""
-    owner, answer = {}, None
-    for cell in source.cells:
-        meta = notebooks.nbgrader_meta(cell)
-        if meta.get("solution") and notebooks.grade_id(cell):
-            answer = notebooks.grade_id(cell)
-        elif notebooks.is_test_cell(cell) and answer:
-            owner[notebooks.grade_id(cell)] = answer
-    return owner
-
-
 def runner_env(options: Options, scratch: str) -> tuple[dict[str, str], dict[str, str]]:
     """(binds, environment) of the sandbox that runs a notebook; unsandboxed, the same run with the
     grader's permissions in the folder `scratch`."""
@@ -249,7 +238,7 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
     if flags:
         report["reference_copies"] = flags
         if options.zero_reference_copies:
-            owner = exercises_of_tests(source)
+            owner = notebooks.exercises_of_tests(source)
             for gid in tests:
                 if owner.get(gid) in flags:
                     reason = "; ".join(flags[owner[gid]])
@@ -258,6 +247,7 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
                         "traceback": [f"ReferenceCopy: scored 0 because the answer delegates to a reference: {reason}"]}]}
 
     graded = notebooks.assemble(staged, run.outputs, verdicts)
+    notebooks.mark_answer_errors(source, graded)  # before sanitising: the error text is the student's
     from grading.sanitize import sanitize_notebook  # noqa: PLC0415
     trusted = {c.source for c in (release or source).cells if c.cell_type in ("markdown", "raw")}
     report.update(passed=sorted(g for g, v in verdicts.items() if v.get("passed")),

@@ -286,6 +286,23 @@ def test_feedback_shows_what_each_failing_test_expected(lesson_course):
     assert "AssertionError" in html
 
 
+def test_feedback_says_first_that_an_answer_cell_raised(lesson_course):
+    """`broken`'s log_softmax answer is a syntax error: each of its failing tests starts with that in
+    the graded notebook and on the feedback page, as `make check` says it (grading/notebooks.py)."""
+    course, _, _ = lesson_course
+    graded = nbformat.read(course / "autograded" / "broken" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    said = "your answer cell for log_softmax raised SyntaxError"
+    for cell in graded.cells:
+        if grade_id(cell) in ("test_log_softmax", "test_log_softmax_hidden"):
+            assert cell.outputs[0].get("text", "").startswith(said), cell.outputs
+            assert cell.outputs[0]["text"].rstrip().endswith("this test fails because of it"), cell.outputs[0]
+        elif grade_id(cell) in ("test_mse", "test_cross_entropy"):  # passed: nothing said
+            assert said not in json.dumps(cell.outputs)
+    nbgrader("generate_feedback", LESSON, "--student", "broken", cwd=course)
+    html = (course / "feedback" / "broken" / LESSON / f"{LESSON}.html").read_text()
+    assert html.count(said) == 2, "once on each of log_softmax's two tests"
+
+
 # --- a class of 30 on a tiny synthetic assignment --------------------------------------------
 
 QUIZ = "quiz"
