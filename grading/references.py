@@ -17,18 +17,37 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
 - the roots of an exercise are its answer cell and the names its test cells grade (``conv2d``,
   ``MyCNN``, ``trained_model``), as bound when the first test cell runs;
 - a root's code is searched for the exercise's references through aliases, attribute chains,
-  assignments in other cells, ``getattr`` with a literal name, ``__import__`` /
-  ``importlib.import_module`` / ``sys.modules[...]`` with a literal module name, and functions or
-  lambdas defined elsewhere in the notebook that it uses (followed ``MAX_DEPTH`` levels deep);
-- code that hides what it calls (``eval``, ``exec``, ``compile``, ``__import__``, ``getattr`` with a
-  computed name, ``globals()`` / ``vars()`` lookups, ``sys.modules``, ...) in an answer cell, or in a
-  helper of the student's that an answer uses, is reported for review by hand; so are an import of
-  a module that is not installed where grading runs (a file the notebook wrote, then imported), a
-  use of a name from such a module, and a change to ``sys.path``.
+  assignments in other cells, and functions or lambdas defined elsewhere in the notebook that it
+  uses (followed ``MAX_DEPTH`` levels deep); through run-time lookups whose names fold to literals:
+  ``getattr`` / ``inspect.getattr_static`` / ``operator.attrgetter`` of a module, a module's
+  namespace (``m.__dict__``, ``vars(m)``, ``dict(inspect.getmembers(m))``, ``globals()``) indexed or
+  ``.get`` with a name, ``__import__`` / ``importlib.import_module`` / ``sys.modules[...]`` of a module
+  name, ``pkgutil.resolve_name("imgrec_lib.conv:conv2d")``; and through the re-exports of the
+  library and of torchvision.models (``torchvision.models.resnet18`` is
+  ``torchvision.models.resnet.resnet18``). A string in the student's code that names a reference
+  (``"imgrec_lib.conv.conv2d"``, ``"imgrec_lib.conv:conv2d"``) is a use of it;
+- in an answer cell, or in a helper of the student's that an answer uses, these are reported for
+  review by hand: code that hides what it calls (``eval``, ``exec``, ``compile``, ``__import__``,
+  ``getattr`` with a computed name, ``globals()`` / ``vars()`` / ``__dict__`` lookups,
+  ``sys.modules``, ...), any run-time lookup by name (``inspect.getattr_static``,
+  ``inspect.getmembers``, ``pkgutil.resolve_name``, ``operator.attrgetter``, ``importlib.*``,
+  ``torch.hub.load``, ``torchvision.models.get_model``), a string that names a module holding a
+  reference (``"imgrec_lib.conv"``, ``"torchvision.models.resnet"``), a string that is a reference's
+  own name (``"conv2d"``) in a cell that looks names up at run time, the class of an object made
+  by the library, torchvision or torch.nn (``type(resnet18().layer1[0])``, ``obj.__class__``; a
+  reference use when what made it is a reference), and a change to ``sys.path``;
+- an import of a module that is not installed where grading runs, and a use of a name from one,
+  are reported for review by hand only when some cell of the student's could make such a module at
+  run time: a file opened for writing, written, moved or unpacked (``open(..., "w")``,
+  ``Path.write_text``, ``shutil``, ``%%writefile``), a shell command (``!``, ``os.system``,
+  ``subprocess``), a change to ``sys.path``, ``sys.modules`` or the import machinery, a module made
+  in memory (``types.ModuleType``, ``importlib``). Without one the import can only fail (a typo such
+  as ``import torchvisionx``): no finding.
 
 What it cannot see: methods reached through objects whose type it does not know
 (``self.helper()``, ``obj.method()``; only the torch.Tensor methods named in ``REFERENCES`` are caught
-on any object), code that a cell no answer uses writes to a file under the name of an installed
+on any object), a reference class reached inside a network made by code outside the packages above,
+code that a cell no answer uses writes to a file under the name of an installed
 module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
 (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers that copy a
 reference's source text instead of calling it. Nothing is checked while the notebook runs: the
@@ -43,6 +62,7 @@ import ast
 import builtins
 import functools
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +166,8 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "dropout_backward": ("imgrec_lib.normalization.dropout_backward", "torch.nn.functional.dropout",
                          "torch.dropout", "torch.nn.Dropout", *_AUTOGRAD),
     "residual_block": ("imgrec_lib.models.ResidualBlock", "imgrec_lib.models.SmallResNet",
-                       "torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck"),
+                       "torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck",
+                       "torchvision.models.resnet"),  # the whole module: resnet18() is made of BasicBlocks
 }
 
 # Packages whose functions are matched by their last name too (torch.nn.modules.conv.Conv2d is
@@ -166,6 +187,26 @@ _OBFUSCATION = {
     "importlib.reload": "importlib.reload", "importlib.machinery.SourceFileLoader": "importlib.machinery",
     "importlib.machinery.SourcelessFileLoader": "importlib.machinery", "zipimport.zipimporter": "zipimport",
 }
+# Callables that look a name up at run time: getattr's kind (object, name), and a dotted name in a string.
+_GETATTR_LIKE = {"builtins.getattr", "inspect.getattr_static", "builtins.object.__getattribute__",
+                 "builtins.type.__getattribute__"}
+_LOOKUPS = {"inspect.getattr_static": "inspect.getattr_static", "inspect.getmembers": "inspect.getmembers",
+            "inspect.getmembers_static": "inspect.getmembers_static", "pkgutil.resolve_name": "pkgutil.resolve_name",
+            "operator.itemgetter": "operator.itemgetter", "torch.hub.load": "torch.hub.load",
+            "torchvision.models.get_model": "torchvision.models.get_model",
+            "torchvision.models.get_model_builder": "torchvision.models.get_model_builder"}
+# Code that can make a module importable at run time (so that an import of a module that is not
+# installed may work): calls by name, and methods by their name on any object.
+_MODULE_MAKERS = {"builtins.open", "io.open", "os.open", "os.system", "os.popen", "os.rename", "os.replace",
+                  "os.symlink", "os.link", "os.write", "site.addsitedir", "types.ModuleType",
+                  "importlib.util.module_from_spec", "urllib.request.urlretrieve"}
+_MODULE_MAKER_PACKAGES = ("shutil.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "importlib.")
+_MODULE_MAKER_METHODS = {"write_text", "write_bytes", "symlink_to", "hardlink_to", "extractall", "extract",
+                         "unpack_archive", "system", "getoutput"}
+# Where a ready-made network comes from: the class of one of its parts (``type(resnet18().layer1[0])``) is
+# somebody else's code.
+_MODEL_PACKAGES = ("torchvision.", "imgrec_lib.", "torch.nn.", "torch.hub.", "timm.")
+_MODULE_MAKER_MAGICS = {"writefile", "file", "bash", "sh", "script", "system", "sx", "pip", "conda", "run", "load"}
 _SYS_PATH_CHANGES = {"insert", "append", "extend", "__setitem__", "__iadd__"}
 _DUNDER_ATTRIBUTES = {"__dict__", "__globals__", "__builtins__", "__getattribute__", "__code__", "__subclasses__",
                       "__loader__", "__closure__"}
@@ -205,7 +246,43 @@ def _library_aliases() -> dict[str, str]:
     return aliases
 
 
-_ALIASES = _library_aliases()
+def _star_exports(package: str) -> dict[str, str]:
+    """``package.name`` -> ``package.module.name`` for what an installed package's ``__init__.py``
+    re-exports from its modules (``from .resnet import *`` with the module's ``__all__``, ``from ._api
+    import get_model``), read without importing: torchvision.models.resnet18 is
+    torchvision.models.resnet.resnet18."""
+    try:
+        spec = importlib.util.find_spec(package.split(".")[0])
+    except (ImportError, ValueError):
+        return {}
+    if not spec or not spec.submodule_search_locations:
+        return {}
+    folder = Path(next(iter(spec.submodule_search_locations)), *package.split(".")[1:])
+
+    def read(path: Path) -> ast.Module | None:
+        try:
+            return ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            return None
+
+    aliases: dict[str, str] = {}
+    for stmt in getattr(read(folder / "__init__.py"), "body", []):
+        if not (isinstance(stmt, ast.ImportFrom) and stmt.level == 1 and stmt.module):
+            continue
+        for a in stmt.names:
+            if a.name != "*":
+                aliases[f"{package}.{a.asname or a.name}"] = f"{package}.{stmt.module}.{a.name}"
+                continue
+            for inner in getattr(read(folder / f"{stmt.module}.py"), "body", []):
+                if (isinstance(inner, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in inner.targets)
+                        and isinstance(inner.value, (ast.List, ast.Tuple))):
+                    for element in inner.value.elts:
+                        if isinstance(element, ast.Constant) and isinstance(element.value, str):
+                            aliases[f"{package}.{element.value}"] = f"{package}.{stmt.module}.{element.value}"
+    return aliases
+
+
+_ALIASES = {**_star_exports("torchvision.models"), **_library_aliases()}
 
 
 def canonical(name: str) -> str:
@@ -253,14 +330,15 @@ class _Cell:
     tree: ast.Module
     release: bool  # identical to a cell of the release: context only
     answer_of: str | None  # the grade_id when this is an answer cell
+    number: int = 0  # 1-based among the notebook's code cells: markdown cells are not counted
 
     def where(self) -> str:
-        """For "(answer cell, line 3)"."""
-        return "answer cell" if self.answer_of else f"cell {self.index + 1}"
+        """For "(answer cell, line 3)", "(code cell 12, line 3)"."""
+        return "answer cell" if self.answer_of else f"code cell {self.number}"
 
     def phrase(self) -> str:
         """For "defined in the answer cell"."""
-        return "the answer cell" if self.answer_of else f"cell {self.index + 1}"
+        return "the answer cell" if self.answer_of else f"code cell {self.number}"
 
 
 @dataclass
@@ -293,6 +371,10 @@ def _const_str(node: ast.AST | None) -> str | None:
     if isinstance(node, ast.JoinedStr):
         parts = [_const_str(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
         return None if None in parts else "".join(parts)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):  # "".join(["conv", "2d"])
+        glue, parts = _const_str(node.func.value), [_const_str(e) for e in node.args[0].elts]
+        return None if glue is None or None in parts else glue.join(parts)
     return None
 
 
@@ -489,21 +571,35 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
             return {first if has_fromlist else first.split(".")[0]}
         if "importlib.import_module" in funcs and first:
             return {first}
-        if "builtins.getattr" in funcs and len(node.args) >= 2:
+        if "pkgutil.resolve_name" in funcs and first:  # "imgrec_lib.conv:conv2d" or "imgrec_lib.conv.conv2d"
+            return {first.replace(":", ".")}
+        if funcs & _GETATTR_LIKE and len(node.args) >= 2:  # getattr(m, "conv2d"), inspect.getattr_static(...)
             attr = _const_str(node.args[1])
             if attr:
                 return {f"{base}.{attr}" for base in _resolve(node.args[0], scope, depth + 1)}
-        if "builtins.vars" in funcs and node.args:  # vars(module) is the module's namespace
-            return {f"{base}.__dict__" for base in _resolve(node.args[0], scope, depth + 1)}
+        if funcs & {"builtins.vars", "inspect.getmembers", "inspect.getmembers_static", "builtins.dict"} and node.args:
+            # vars(m), dict(inspect.getmembers(m)): the module's namespace
+            return {b if b.endswith(".__dict__") else f"{b}.__dict__"
+                    for b in _resolve(node.args[0], scope, depth + 1)
+                    if b.endswith(".__dict__") or "builtins.dict" not in funcs}
+        if isinstance(node.func, ast.Call) and node.args:  # operator.attrgetter("conv2d")(m), itemgetter(...)(vars(m))
+            maker = {canonical(f) for f in _resolve(node.func.func, scope, depth + 1)}
+            names = [_const_str(a) for a in node.func.args]
+            if maker & {"operator.attrgetter", "operator.itemgetter"} and names and None not in names:
+                bases = _resolve(node.args[0], scope, depth + 1)
+                if "operator.attrgetter" in maker:
+                    return {f"{base}.{name}" for base in bases for name in names}
+                return set().union(*(_key_lookup(bases, name) for name in names))
+        if (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "__getitem__", "pop", "setdefault")
+                and first):  # vars(m).get("conv2d"), sys.modules.get("imgrec_lib.conv")
+            return _key_lookup(_resolve(node.func.value, scope, depth + 1), first)
         return set()
     if isinstance(node, ast.Subscript):
         key = _const_str(node.slice)
         if key is None:
             return set()
-        bases = {canonical(b) for b in _resolve(node.value, scope, depth + 1)}
-        out = {key for b in bases if b == "sys.modules"}
-        out |= {f"{b[:-len('.__dict__')]}.{key}" for b in bases if b.endswith(".__dict__")}
-        if isinstance(node.value, ast.Call) and not node.value.args and bases == set():
+        out = _key_lookup(_resolve(node.value, scope, depth + 1), key)
+        if isinstance(node.value, ast.Call) and not node.value.args:
             func = _resolve(node.value.func, scope, depth + 1)
             if func & {"builtins.globals", "builtins.locals", "builtins.vars"}:
                 out |= _resolve(ast.Name(id=key, ctx=ast.Load()), _Scope(_Env(), scope.glob), depth + 1)
@@ -517,6 +613,58 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
     return set()
 
 
+def _key_lookup(bases: set[str], key: str) -> set[str]:
+    """What ``namespace[key]`` stands for, for namespaces the analyser knows: sys.modules (a module by
+    its name) and a module's ``__dict__`` (a name in it)."""
+    bases = {canonical(b) for b in bases}
+    out = {key for b in bases if b == "sys.modules"}
+    return out | {f"{b[:-len('.__dict__')]}.{key}" for b in bases if b.endswith(".__dict__")}
+
+
+def _made_by(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
+    """The dotted names of what made an object, through its parts: ``resnet18().layer1[0]``,
+    ``next(m.children())`` with ``m = resnet18()`` -> {torchvision.models.resnet.resnet18}."""
+    while depth <= 12:
+        depth += 1
+        if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+            node = node.value
+        elif isinstance(node, ast.Call):
+            names = {canonical(f) for f in _resolve(node.func, scope)}
+            if names & {"builtins.next", "builtins.list", "builtins.iter", "builtins.tuple"} and node.args:
+                node = node.args[0]
+            elif names:
+                return names
+            elif isinstance(node.func, ast.Attribute):  # a method of an object: m.children()
+                node = node.func.value
+            else:
+                return set()
+        elif isinstance(node, ast.Name):
+            bindings = [b for b in scope.lookup(node.id) or [] if b.kind == "expr" and b.node is not None]
+            if not bindings:
+                return set()
+            own = scope if node.id in scope.local.names else _Scope(_Env(), scope.glob)
+            return set().union(*(_made_by(b.node, own, depth) for b in bindings))
+        else:
+            return set()
+    return set()
+
+
+def _lookup_calls(code: ast.AST, scope: _Scope) -> bool:
+    """Whether code looks names up at run time (getattr, inspect, importlib, eval, __dict__, ...)."""
+    for node in ast.walk(code):
+        if isinstance(node, ast.Attribute) and node.attr in _DUNDER_ATTRIBUTES:
+            return True
+        if isinstance(node, ast.Call):
+            raw = _resolve(node.func, scope)
+            names = raw | {canonical(f) for f in raw}
+            if names & (_GETATTR_LIKE | set(_LOOKUPS) | set(_OBFUSCATION)) or any(n.startswith("importlib.") for n in names):
+                return True
+    return False
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 # ----------------------------------------------------------------------------- searching code
 
 
@@ -525,6 +673,7 @@ class _Search:
     exercise: str
     references: tuple[str, ...]
     glob: _Env
+    maker: str | None = None  # the student's first code that can make a module importable at run time
     reasons: list[str] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)  # ids of code already searched
 
@@ -537,6 +686,38 @@ class _Search:
             if any(_matches(name, ref) for ref in self.references):
                 return canonical(name)
         return None
+
+    def check_literal(self, text: str, scope: _Scope, code: ast.AST, who: str, at: str) -> None:
+        """A string that names a reference is a use of it; one that names the module that holds a
+        reference, or a reference's own name beside a run-time lookup, is for review by hand."""
+        name = text.strip().replace(":", ".")  # pkgutil.resolve_name's "module:attribute" too
+        if not _DOTTED.fullmatch(name):
+            return
+        found = self.reference_of({name}) if "." in name else None
+        if found:
+            self.add(f"{who} names {found} in a string ({text!r}) {at}")
+            return
+        full = [(r, canonical(r)) for r in self.references]
+        holder = next((r for r, c in full if r.startswith(name + ".") or c.startswith(name + ".")), None)
+        if holder and ("." in name or name in ("imgrec_lib", "torchvision")):
+            self.add(f"{who} names {name!r}, which holds {holder}, in a string: review by hand {at}")
+        elif "." not in name and _lookup_calls(code, scope):
+            same = next((r for r, c in full if name in (r.rsplit(".", 1)[1], c.rsplit(".", 1)[1])), None)
+            if same:
+                self.add(f"{who} names {name!r} (as {same} is named) in a string, beside a run-time lookup: "
+                         f"review by hand {at}")
+
+    def check_class_of_object(self, obj: ast.AST, scope: _Scope, who: str, at: str, written: str) -> None:
+        """``type(resnet18().layer1[0])``: the class of a part of somebody else's network."""
+        made = sorted(n for n in _made_by(obj, scope) if n.startswith(_MODEL_PACKAGES))
+        if not made:
+            return
+        found = self.reference_of(set(made))
+        if found:
+            self.add(f"{who} takes the class of an object made by {found} (written `{written}`) {at}")
+        else:
+            self.add(f"{who} takes the class of an object made by {made[0]} (written `{written}`), which can be a "
+                     f"ready-made answer: review by hand {at}")
 
     @property
     def methods(self) -> set[str]:
@@ -583,20 +764,29 @@ class _Search:
                     self.add(f"{who} uses .{node.attr}, which can hide what is called: review by hand {at}")
                 if student and not found:
                     self.not_installed(node, scope, who, at)
+                if student and isinstance(node, ast.Attribute) and node.attr == "__class__":
+                    self.check_class_of_object(node.value, scope, who, at, ast.unparse(node))
+            if student and isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr, ast.Call)):
+                text = _const_str(node)
+                if text:
+                    self.check_literal(text, scope, cell.tree if cell else code, who, at)
             if student and isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
                 for module in [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]:
-                    if module and not _installed(module):
-                        self.add(f"{who} imports {module}, a module not installed where grading runs (a file the "
-                                 f"notebook wrote?), which hides what is called: review by hand {at}")
+                    if module and self.maker and not _installed(module):
+                        self.add(f"{who} imports {module}, a module not installed where grading runs that "
+                                 f"{self.maker} could make at run time: review by hand {at}")
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, who, at, student, cell, depth)
 
     def not_installed(self, node: ast.AST, scope: _Scope, who: str, at: str) -> None:
-        """A name taken from a module that is not installed where grading runs (written at run time?)."""
+        """A name taken from a module that is not installed where grading runs, when the notebook has code
+        that could make that module at run time (a typo alone is no finding: the import just fails)."""
+        if not self.maker:
+            return
         for name in sorted(_resolve(node, scope)):
             if "." in name and not _installed(name):
                 self.add(f"{who} uses {name} (written `{ast.unparse(node)}`), from a module not installed where "
-                         f"grading runs (a file the notebook wrote?), which hides what is called: review by hand {at}")
+                         f"grading runs that {self.maker} could make at run time: review by hand {at}")
                 return
 
     def follow(self, node: ast.Name, scope: _Scope, who: str, at: str, depth: int, verb: str = "uses") -> None:
@@ -632,6 +822,10 @@ class _Search:
                     self.follow(node, scope, f"{via}an expression that", at, depth)
                 if student and not found:
                     self.not_installed(node, scope, f"{via}an expression that", at)
+            if student and isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr, ast.Call)):
+                text = _const_str(node)
+                if text:
+                    self.check_literal(text, scope, cell.tree, f"{via}an expression that", at)
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, f"{via}an expression that", at, student, cell, depth)
 
@@ -642,7 +836,14 @@ class _Search:
             self.add(f"{who} calls .{func.attr}() (torch.Tensor.{func.attr}) {at}")
         if not student:
             return
-        names = {canonical(f) for f in _resolve(func, scope)}
+        raw = _resolve(func, scope)
+        names = {canonical(f) for f in raw}
+        lookup = sorted({_LOOKUPS[n] for n in raw | names if n in _LOOKUPS}
+                        | {n for n in names if n.startswith("importlib.") and n not in _OBFUSCATION})
+        for what in lookup:
+            self.add(f"{who} uses {what}, which looks a name up at run time: review by hand {at}")
+        if "builtins.type" in names and len(node.args) == 1:
+            self.check_class_of_object(node.args[0], scope, who, at, ast.unparse(node))
         if isinstance(func, ast.Attribute) and func.attr in _SYS_PATH_CHANGES and "sys.path" in {
                 canonical(n) for n in _resolve(func.value, scope)}:
             self.add(f"{who} changes sys.path, so that an import can load code the notebook wrote: review by hand {at}")
@@ -701,6 +902,49 @@ def _owners(code: ast.AST) -> tuple[dict[int, str], dict[int, ast.AST]]:
     return owners, parents
 
 
+def _module_maker(cells: list[_Cell], env: _Env) -> str | None:
+    """Where the student's code (any cell of theirs, used by an answer or not) could make a module
+    importable at run time: a file written, moved or unpacked, a shell command, a change to sys.path,
+    sys.modules or the import machinery, a module object made in memory. None when there is none:
+    then an import of a module that is not installed can only fail."""
+    scope = _Scope(_Env(), env)
+    for cell in cells:
+        if cell.release:
+            continue
+        for node in ast.walk(cell.tree):
+            line = getattr(node, "lineno", "?")
+            what = None
+            if isinstance(node, ast.Call):
+                raw = _resolve(node.func, scope)
+                names = raw | {canonical(f) for f in raw}
+                method = node.func.attr if isinstance(node.func, ast.Attribute) else None
+                if "builtins.open" in names or "io.open" in names:
+                    mode = node.args[1] if len(node.args) > 1 else next(
+                        (k.value for k in node.keywords if k.arg == "mode"), None)
+                    text = _const_str(mode) if mode is not None else "r"
+                    what = "a file opened for writing" if text is None or set(text) & set("wax+") else None
+                elif names & _MODULE_MAKERS or any(n.startswith(_MODULE_MAKER_PACKAGES) for n in names):
+                    what = f"`{ast.unparse(node.func)}`"
+                elif method in _MODULE_MAKER_METHODS:
+                    what = f"`{ast.unparse(node.func)}`"
+                elif _is_get_ipython(getattr(node.func, "value", None)) and method in ("run_line_magic", "run_cell_magic"):
+                    magic = _const_str(node.args[0]) if node.args else None
+                    what = f"the %{magic} magic" if magic in _MODULE_MAKER_MAGICS else None
+                elif method in _SYS_PATH_CHANGES | {"update", "setdefault", "remove", "pop", "clear"} and {
+                        canonical(n) for n in _resolve(node.func.value, scope)} & {"sys.path", "sys.modules",
+                                                                                  "sys.meta_path", "sys.path_hooks"}:
+                    what = f"`{ast.unparse(node.func)}`"
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    base = target.value if isinstance(target, (ast.Subscript, ast.Attribute)) else target
+                    dotted = _resolve(target, scope) | _resolve(base, scope)
+                    if {canonical(n) for n in dotted} & {"sys.path", "sys.modules", "sys.meta_path", "sys.path_hooks"}:
+                        what = f"the change to `{ast.unparse(target)}`"
+            if what:
+                return f"{what} ({cell.where()}, line {line})"
+    return None
+
+
 # ----------------------------------------------------------------------------- the public part
 
 
@@ -755,15 +999,19 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
                if c.cell_type == "code" and _nbgrader(c).get("solution") and _nbgrader(c).get("grade_id")]
 
     cells: list[_Cell] = []
-    for i, c in enumerate(submission.cells):
-        if c.cell_type != "code":
-            continue
+    code_cells = [(i, c) for i, c in enumerate(submission.cells) if c.cell_type == "code"]
+    for number, (i, c) in enumerate(code_cells, start=1):
         tree = _parse(c.source)
         if tree is None:
             continue
         meta = _nbgrader(c)
         answer_of = meta.get("grade_id") if meta.get("solution") else None
-        cells.append(_Cell(i, tree, c.source.strip() in release_sources, answer_of))
+        cells.append(_Cell(i, tree, c.source.strip() in release_sources, answer_of, number))
+
+    everything = _Env()
+    for cell in cells:
+        _bind_statements(cell.tree.body, everything, cell, False)
+    maker = _module_maker(cells, everything)
 
     findings: dict[str, list[str]] = {}
     for release_index, grade_id in answers:
@@ -784,7 +1032,7 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
         env = _Env()
         for cell in cells[:cut]:
             _bind_statements(cell.tree.body, env, cell, True)
-        search = _Search(grade_id, references, env)
+        search = _Search(grade_id, references, env, maker)
         search.search(answer.tree, answer, "", 0)
         for name in sorted(_graded_names(release, release_index)):
             if not env.names.get(name) and env.star:  # bound by nothing but a `from module import *`

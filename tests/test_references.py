@@ -103,7 +103,7 @@ def test_re_exports_are_followed():
 # ----------------------------------------------------------------------------- no false positives
 
 
-@pytest.mark.parametrize("prefix", [f"{n:02d}" for n in range(9)])
+@pytest.mark.parametrize("prefix", [f"{n:02d}" for n in range(10)])
 def test_the_instructors_answers_and_the_lessons_demo_cells_are_not_flagged(prefix):
     sub, release = submission(prefix)
     assert references.find_reference_copies(sub, release) == {}
@@ -258,6 +258,106 @@ def test_09_a_module_the_notebook_writes_and_imports_is_reported():
                                              "keep if training else np.ones(x.shape, bool)\n"}) == {}
 
 
+@pytest.mark.parametrize("lookup", [
+    "inspect.getattr_static(conv, 'conv2d')",
+    "inspect.getattr_static(imgrec_lib.conv, 'conv' + '2d')",
+    "pkgutil.resolve_name('imgrec_lib.conv:conv2d')",
+    "pkgutil.resolve_name('imgrec_lib.conv.conv2d')",
+    "dict(inspect.getmembers(conv))['conv2d']",
+    "dict(inspect.getmembers(conv)).get('conv2d')",
+    "operator.attrgetter('conv2d')(conv)",
+    "operator.itemgetter('conv2d')(vars(conv))",
+    "conv.__dict__['conv2d']",
+    "vars(conv)['conv2d']",
+    "vars(conv).get('conv2d')",
+    "object.__getattribute__(conv, 'conv2d')",
+])
+def test_01_run_time_lookups_that_fold_to_a_reference_are_a_use_of_it(lookup):
+    """Issue 15's outside tester: each of these reached imgrec_lib.conv.conv2d unseen."""
+    imports = "import inspect, operator, pkgutil, imgrec_lib.conv\n"
+    found = flagged("01", {"conv2d": imports + CONV2D + f"    return {lookup}(x, w, b, stride, padding)"})
+    only(found, "conv2d", "conv2d uses imgrec_lib.conv.conv2d (written `", "answer cell, line 3")
+    # bound in a cell of its own and used by name from the answer
+    found = flagged("01", {"conv2d": CONV2D + "    return ref(x, w, b, stride, padding)"},
+                    {"conv2d": [imports + f"ref = {lookup}"]})
+    only(found, "conv2d", "imgrec_lib.conv.conv2d (written `ref`)")
+
+
+def test_01_a_string_that_names_a_reference_and_lookups_by_name_are_reported():
+    """A string naming a reference is a use of it whatever reads it; a run-time lookup by name, a
+    string naming a module that holds a reference, and a reference's own name beside a lookup are
+    for review by hand even when the analyser cannot tell what they reach."""
+    found = flagged("01", {"conv2d": "from somewhere_of_mine import load\n" + CONV2D +
+                                     "    return load('imgrec_lib.conv' + ':conv2d')(x, w, b, stride, padding)"})
+    only(found, "conv2d", "names imgrec_lib.conv.conv2d in a string ('imgrec_lib.conv:conv2d') (answer cell, line 3)")
+    found = flagged("01", {"conv2d": "import importlib\n" + CONV2D + "    m = importlib.import_module(x.module_name)\n"
+                                     "    return m.conv2d(x, w, b, stride, padding)"})
+    only(found, "conv2d", "importlib.import_module with a computed name, which hides what is called: review by hand")
+    found = flagged("01", {"conv2d": CONV2D + "    spec = 'imgrec_lib.conv'\n    return spec"})
+    only(found, "conv2d", "names 'imgrec_lib.conv', which holds imgrec_lib.conv.conv2d, in a string: review by hand")
+    found = flagged("01", {"conv2d": "modules = [conv]\n" + CONV2D +
+                                     "    return getattr(modules[0], 'conv2d')(x, w, b, stride, padding)"})
+    only(found, "conv2d", "names 'conv2d' (as imgrec_lib.conv.conv2d is named) in a string, beside a run-time "
+                          "lookup: review by hand")
+    found = flagged("01", {"conv2d": "import inspect\n" + CONV2D + "    f = inspect.getattr_static(x.owner, x.name)\n"
+                                     "    return f(x, w)"})
+    only(found, "conv2d", "uses inspect.getattr_static, which looks a name up at run time: review by hand")
+    # the same names in an honest answer's message or a plain dictionary are no finding
+    assert flagged("01", {"conv2d": CONV2D + "    sizes = {'conv2d': 1}\n"
+                                             "    raise ValueError('conv2d: ' + str(sizes['conv2d']))"}) == {}
+
+
+@pytest.mark.parametrize("answer", [
+    "import torchvision\nResidualBlock = type(torchvision.models.resnet18().layer1[0])",
+    "from torchvision.models import resnet34\nResidualBlock = type(resnet34().layer1[0])",
+    "from torchvision import models as tvm\nnet = tvm.wide_resnet50_2()\nResidualBlock = net.layer2[1].__class__",
+    "import torchvision\nnet = torchvision.models.resnet.resnet18()\nResidualBlock = type(next(net.layer1.children()))",
+    "ResidualBlock = type(models.SmallResNet().blocks[0])",
+])
+def test_09_a_residual_block_taken_from_a_ready_made_network(answer):
+    """The class of a block inside a network made by the reference's own module is that reference."""
+    only(flagged("09", {"residual_block": answer}), "residual_block", "takes the class of an object made by")
+
+
+def test_09_the_class_of_another_ready_made_network_part_or_one_loaded_by_name_is_for_review():
+    found = flagged("09", {"residual_block": "import torchvision\nResidualBlock = type("
+                                             "torchvision.models.segmentation.fcn_resnet50().backbone.layer1[0])"})
+    only(found, "residual_block", "takes the class of an object made by torchvision.models.segmentation.fcn_resnet50",
+         "review by hand")
+    found = flagged("09", {"residual_block": "import torchvision\nnet = torchvision.models.get_model('resnet' + '18')\n"
+                                             "ResidualBlock = type(net.layer1[0])"})
+    only(found, "residual_block", "uses torchvision.models.get_model, which looks a name up at run time: review by hand")
+    found = flagged("09", {"residual_block": "import torch\nnet = torch.hub.load('pytorch/vision', 'resnet18')\n"
+                                             "ResidualBlock = type(net.layer1[0])"})
+    only(found, "residual_block", "uses torch.hub.load, which looks a name up at run time: review by hand")
+    # the learner's own block, its __repr__ naming its own class, is no finding
+    own = ("class ResidualBlock(nn.Module):\n    def __init__(self, c_in, c_out, stride=1):\n        super().__init__()\n"
+           "        self.conv = nn.Conv2d(c_in, c_out, 3, stride, 1)\n"
+           "    def forward(self, x):\n        return torch.relu(self.conv(x))\n"
+           "    def __repr__(self):\n        return type(self).__name__ + self.__class__.__name__\n")
+    assert flagged("09", {"residual_block": own}) == {}
+
+
+def test_an_import_of_a_module_that_is_not_installed_is_a_finding_only_beside_code_that_could_make_it():
+    """A typo (`import torchvisionx`) can only fail: no finding. With code of the student's that could
+    make such a module at run time (a file written, sys.modules or sys.path changed), it is reported."""
+    typo = "import torchvisionx\n" + CONV2D + "    return torchvisionx.ops.conv2d(x, w)"
+    assert flagged("01", {"conv2d": typo}) == {}
+    assert flagged("01", {"conv2d": "from torchvisionx import conv2d\n"}) == {}
+    makers = {"%%writefile torchvisionx.py\nfrom imgrec_lib.conv import conv2d": "the %writefile magic",
+              "import sys\nsys.modules['torchvisionx'] = conv": "the change to `sys.modules['torchvisionx']`",
+              "import sys, types\nsys.modules.update(torchvisionx=types.SimpleNamespace(ops=conv))": "sys.modules.update",
+              "from pathlib import Path\nPath('torchvisionx.py').write_text(source)": ".write_text`",
+              "!cp helper.py torchvisionx.py": "`get_ipython().system`",
+              "import site\nsite.addsitedir('/tmp/mine')": "site.addsitedir"}
+    for maker, said in makers.items():
+        found = flagged("01", {"conv2d": typo}, {"conv2d": [maker]})
+        only(found, "conv2d", "imports torchvisionx, a module not installed where grading runs that", said,
+             "could make at run time: review by hand")
+    # a file only read is no maker
+    assert flagged("01", {"conv2d": typo}, {"conv2d": ["text = open('notes.txt').read()"]}) == {}
+
+
 def test_01_conv_output_size_through_a_re_export():
     found = flagged("01", {"conv_output_size": "from imgrec_lib import pooling\nconv_output_size = pooling.conv_output_size"})
     only(found, "conv_output_size", "imgrec_lib.conv.conv_output_size")
@@ -388,7 +488,10 @@ def test_code_of_the_release_is_context_and_the_students_own_copy_is_not():
     sub.cells.insert(at, nbformat.v4.new_code_cell(helper))
     assert references.find_reference_copies(sub, release) == {}
     sub.cells[at].source = helper + "  # mine"
-    only(references.find_reference_copies(sub, release), "relu", "getattr with a computed name", f"cell {at + 1}, line 2")
+    number = sum(c.cell_type == "code" for c in sub.cells[:at + 1])  # as counted in JupyterLab: code cells only
+    assert number < at + 1, "the lesson has markdown cells before this one"
+    only(references.find_reference_copies(sub, release), "relu", "getattr with a computed name",
+         f"(code cell {number}, line 2)")
 
 
 def test_flag_report_lines():
