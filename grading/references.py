@@ -365,6 +365,8 @@ def _const_str(node: ast.AST | None) -> str | None:
     """A string the code spells out, also as "a" + "b" or f"{'a'}b"; None when it is computed."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Name) and node.id == "__name__":  # a notebook's own module: sys.modules[__name__]
+        return "__main__"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _const_str(node.left), _const_str(node.right)
         return None if left is None or right is None else left + right
@@ -560,7 +562,7 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
                 out |= _resolve(b.node, own, depth + 1)
         return out
     if isinstance(node, ast.Attribute):
-        return {f"{base}.{node.attr}" for base in _resolve(node.value, scope, depth + 1)}
+        return _attribute(_resolve(node.value, scope, depth + 1), node.attr, scope, depth)
     if isinstance(node, ast.Call):
         funcs = {canonical(f) for f in _resolve(node.func, scope, depth + 1)}
         first = _const_str(node.args[0]) if node.args else None
@@ -576,34 +578,32 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
         if funcs & _GETATTR_LIKE and len(node.args) >= 2:  # getattr(m, "conv2d"), inspect.getattr_static(...)
             attr = _const_str(node.args[1])
             if attr:
-                return {f"{base}.{attr}" for base in _resolve(node.args[0], scope, depth + 1)}
+                return _attribute(_resolve(node.args[0], scope, depth + 1), attr, scope, depth)
         if funcs & {"builtins.vars", "inspect.getmembers", "inspect.getmembers_static", "builtins.dict"} and node.args:
             # vars(m), dict(inspect.getmembers(m)): the module's namespace
             return {b if b.endswith(".__dict__") else f"{b}.__dict__"
                     for b in _resolve(node.args[0], scope, depth + 1)
                     if b.endswith(".__dict__") or "builtins.dict" not in funcs}
-        if isinstance(node.func, ast.Call) and node.args:  # operator.attrgetter("conv2d")(m), itemgetter(...)(vars(m))
+        if isinstance(node.func, ast.Call) and node.args and node.func.args:
+            # operator.attrgetter("conv2d")(m), methodcaller("conv2d", x)(m), itemgetter("conv2d")(vars(m))
             maker = {canonical(f) for f in _resolve(node.func.func, scope, depth + 1)}
-            names = [_const_str(a) for a in node.func.args]
-            if maker & {"operator.attrgetter", "operator.itemgetter"} and names and None not in names:
+            names = [_const_str(a) for a in node.func.args[:1 if "operator.methodcaller" in maker else None]]
+            if maker & {"operator.attrgetter", "operator.methodcaller", "operator.itemgetter"} and None not in names:
                 bases = _resolve(node.args[0], scope, depth + 1)
-                if "operator.attrgetter" in maker:
-                    return {f"{base}.{name}" for base in bases for name in names}
-                return set().union(*(_key_lookup(bases, name) for name in names))
-        if (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "__getitem__", "pop", "setdefault")
-                and first):  # vars(m).get("conv2d"), sys.modules.get("imgrec_lib.conv")
-            return _key_lookup(_resolve(node.func.value, scope, depth + 1), first)
+                if "operator.itemgetter" in maker:
+                    return set().union(*(_namespace_lookup(node.args[0], bases, name, scope, depth) for name in names))
+                return set().union(*(_attribute(bases, name, scope, depth) for name in names))
+        if isinstance(node.func, ast.Attribute) and first:
+            if node.func.attr in ("get", "__getitem__", "pop", "setdefault"):  # vars(m).get("conv2d")
+                return _namespace_lookup(node.func.value, _resolve(node.func.value, scope, depth + 1), first, scope, depth)
+            if node.func.attr in ("__getattribute__", "__getattr__"):  # conv.__getattribute__("conv2d")
+                return _attribute(_resolve(node.func.value, scope, depth + 1), first, scope, depth)
         return set()
     if isinstance(node, ast.Subscript):
         key = _const_str(node.slice)
         if key is None:
             return set()
-        out = _key_lookup(_resolve(node.value, scope, depth + 1), key)
-        if isinstance(node.value, ast.Call) and not node.value.args:
-            func = _resolve(node.value.func, scope, depth + 1)
-            if func & {"builtins.globals", "builtins.locals", "builtins.vars"}:
-                out |= _resolve(ast.Name(id=key, ctx=ast.Load()), _Scope(_Env(), scope.glob), depth + 1)
-        return out
+        return _namespace_lookup(node.value, _resolve(node.value, scope, depth + 1), key, scope, depth)
     if isinstance(node, ast.IfExp):
         return _resolve(node.body, scope, depth + 1) | _resolve(node.orelse, scope, depth + 1)
     if isinstance(node, ast.BoolOp):
@@ -611,6 +611,29 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
     if isinstance(node, ast.NamedExpr):
         return _resolve(node.value, scope, depth + 1)
     return set()
+
+
+def _attribute(bases: set[str], name: str, scope: _Scope, depth: int) -> set[str]:
+    """``base.name`` for each base (``name`` may be dotted); on ``__main__``, the notebook's own module
+    (``sys.modules["__main__"].conv``), the first part is a name of the notebook's."""
+    out = {f"{base}.{name}" for base in bases if base != "__main__"}
+    if "__main__" in bases:
+        first, _, rest = name.partition(".")
+        own = _resolve(ast.Name(id=first, ctx=ast.Load()), _Scope(_Env(), scope.glob), depth + 1)
+        out |= {f"{o}.{rest}" if rest else o for o in own}
+    return out
+
+
+def _namespace_lookup(container: ast.AST, bases: set[str], key: str, scope: _Scope, depth: int) -> set[str]:
+    """What ``container[key]`` (or ``container.get(key)``) stands for: a module in sys.modules, a name in
+    a module's ``__dict__``, or a name of the notebook's own (``globals()``, ``vars()``, ``__main__``)."""
+    out = _key_lookup(bases, key)
+    own = "__main__.__dict__" in bases or (isinstance(container, ast.Call) and not container.args and _resolve(
+        container.func, scope, depth + 1) & {"builtins.globals", "builtins.locals", "builtins.vars"})
+    if own:
+        out.discard(f"__main__.{key}")
+        out |= _resolve(ast.Name(id=key, ctx=ast.Load()), _Scope(_Env(), scope.glob), depth + 1)
+    return out
 
 
 def _key_lookup(bases: set[str], key: str) -> set[str]:
