@@ -38,29 +38,41 @@ def message(test_id: str, name: str, value) -> str | None:
 # ---- the wrong answers ----------------------------------------------------------------------------
 
 def bn_forward(axes=(0, 2, 3), eps_outside=False, in_place=True, unbiased_running=True, swap_momentum=False,
-               batch_stats_in_eval=False):
+               batch_stats_in_eval=False, normalise_ddof=0, update_in_eval=None):
+    """update_in_eval: None, "before" (the running statistics updated by every call, then used in evaluation)
+    or "after" (evaluation normalises with them, then updates them too)."""
     def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        if update_in_eval == "before":
+            update(x, running_mean, running_var, momentum)
         if training or batch_stats_in_eval:
-            mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
-            m = x.size // x.shape[1]
-            if training:
-                batch_var = x.var(axis=(0, 2, 3)) * (m / (m - 1) if unbiased_running else 1)
-                w_old, w_new = (momentum, 1 - momentum) if swap_momentum else (1 - momentum, momentum)
-                new_mean = w_old * running_mean + w_new * x.mean(axis=(0, 2, 3))
-                new_var = w_old * running_var + w_new * batch_var
-                if in_place:
-                    running_mean[:], running_var[:] = new_mean, new_var
+            mean = x.mean(axis=axes, keepdims=True)
+            var = x.var(axis=axes, keepdims=True, ddof=normalise_ddof)
+            if training and update_in_eval is None:
+                update(x, running_mean, running_var, momentum)
         else:
-            mean, var = running_mean.reshape(1, -1, 1, 1), running_var.reshape(1, -1, 1, 1)
+            mean, var = running_mean.reshape(1, -1, 1, 1).copy(), running_var.reshape(1, -1, 1, 1).copy()
         std = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
-        return gamma.reshape(1, -1, 1, 1) * (x - mean) / std + beta.reshape(1, -1, 1, 1)
+        out = gamma.reshape(1, -1, 1, 1) * (x - mean) / std + beta.reshape(1, -1, 1, 1)
+        if update_in_eval == "after":
+            update(x, running_mean, running_var, momentum)
+        return out
+
+    def update(x, running_mean, running_var, momentum):
+        m = x.size // x.shape[1]
+        batch_var = x.var(axis=(0, 2, 3)) * (m / (m - 1) if unbiased_running else 1)
+        w_old, w_new = (momentum, 1 - momentum) if swap_momentum else (1 - momentum, momentum)
+        new_mean = w_old * running_mean + w_new * x.mean(axis=(0, 2, 3))
+        new_var = w_old * running_var + w_new * batch_var
+        if in_place:
+            running_mean[:], running_var[:] = new_mean, new_var
     return batchnorm_forward
 
 
-def bn_backward(kind):
+def bn_backward(kind, axes=(0, 2, 3)):
     def batchnorm_backward(dout, x, gamma, eps=1e-5):
-        axes = (0, 2, 3)
-        std = np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+        if kind == "eps hard-coded":
+            eps = 1e-5
+        std = np.sqrt(x.var(axis=axes, keepdims=True, ddof=1 if kind == "ddof=1" else 0) + eps)
         x_hat = (x - x.mean(axis=axes, keepdims=True)) / std
         dx_hat = dout * gamma.reshape(1, -1, 1, 1)
         dx = (dx_hat - dx_hat.mean(axis=axes, keepdims=True) - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True)) / std
@@ -69,6 +81,8 @@ def bn_backward(kind):
             dx = dx_hat / std
         elif kind == "mean only":
             dx = (dx_hat - dx_hat.mean(axis=axes, keepdims=True)) / std
+        elif kind == "sums":
+            dx = (dx_hat - dx_hat.sum(axis=axes, keepdims=True) - x_hat * (dx_hat * x_hat).sum(axis=axes, keepdims=True)) / std
         elif kind == "dgamma of x":
             dgamma = (dout * x).sum(axis=axes)
         return dx, dgamma, dout.sum(axis=axes)
@@ -77,7 +91,9 @@ def bn_backward(kind):
 
 def drop_forward(kind):
     def dropout_forward(x, p=0.5, training=True, seed=None):
-        if not training:
+        if not training and kind == "scaled in evaluation":
+            return x * (1 - p), np.ones(x.shape, dtype=bool)
+        if not training and kind != "dropped in evaluation":
             return x.copy(), np.ones(x.shape, dtype=bool)
         r = np.random.default_rng(seed).random(x.shape)
         keep = {"opposite": r < p, "keep probability p": r >= 1 - p}.get(kind, r >= p)
@@ -92,6 +108,10 @@ def drop_backward(kind):
             return dout * keep
         if kind == "no p = 1 guard":
             return dout * keep / (1 - p)
+        if kind == "divided by p":
+            return np.zeros_like(dout) if p == 1 else dout * keep / p
+        if kind == "new mask":
+            return np.zeros_like(dout) if p == 1 else dout * (np.random.default_rng(0).random(dout.shape) >= p) / (1 - p)
         return dout * ~keep / (1 - p)
     return dropout_backward
 
@@ -101,16 +121,24 @@ def residual_block(kind):
         def __init__(self, in_channels, out_channels, stride=1):
             super().__init__()
             bias = kind == "bias"
-            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+            stride1, stride2 = (1, stride) if kind == "stride on conv2" else (stride, 1)
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride1, padding=1, bias=bias)
             self.bn1 = nn.BatchNorm2d(out_channels)
-            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
-            self.bn2 = nn.BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=stride2, padding=1, bias=bias)
+            self.bn2 = self.bn1 if kind == "one BatchNorm twice" else nn.BatchNorm2d(out_channels)
             self.shortcut = nn.Identity()
             if kind != "no projection" and (stride != 1 or in_channels != out_channels):
-                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                projection_stride = 1 if kind == "projection without stride" else stride
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=projection_stride, bias=False),
                                               nn.BatchNorm2d(out_channels))
 
         def forward(self, x):
+            if kind == "added after bn1":
+                out = torch.relu(self.bn1(self.conv1(x)) + self.shortcut(x))
+                return torch.relu(self.bn2(self.conv2(out)))
+            if kind == "added after conv2":
+                out = torch.relu(self.bn1(self.conv1(x)))
+                return torch.relu(self.bn2(self.conv2(out) + self.shortcut(x)))
             out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
             if kind == "relu before add":
                 return torch.relu(out) + self.shortcut(x)
@@ -124,22 +152,43 @@ VARIANTS = [
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(axes=(1, 2, 3)), "per image"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(axes=(0,)), "batch axis 0 only"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(eps_outside=True), "standard deviation"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(normalise_ddof=1), "unbiased variance (ddof=1, divided by m - 1)"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(normalise_ddof=1, unbiased_running=False),
+     "unbiased variance (ddof=1, divided by m - 1)"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(in_place=False), "in place"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(unbiased_running=False), "biased variance"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(swap_momentum=True), "swapped the weights"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(batch_stats_in_eval=True), "batch's own statistics"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(update_in_eval="after"), "must not change"),
+    ("test_batchnorm_forward", "batchnorm_forward", bn_forward(update_in_eval="before"), "updated with this batch"),
     ("test_batchnorm_forward_hidden", "batchnorm_forward", bn_forward(batch_stats_in_eval=True), "batch's own statistics"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("constants"), "treated as constants"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("mean only"), "through the variance"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("sums"), "sums where the means belong"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("ddof=1"), "unbiased variance (ddof=1, divided by m - 1)"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("", axes=(1, 2, 3)), "per image"),
+    ("test_batchnorm_backward", "batchnorm_backward", bn_backward("", axes=(0,)), "batch axis 0 only"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("dgamma of x"), "dout * x instead"),
+    ("test_batchnorm_backward_hidden", "batchnorm_backward", bn_backward("eps hard-coded"), "eps argument"),
+    ("test_batchnorm_backward_hidden", "batchnorm_backward", bn_backward("ddof=1"), "unbiased variance (ddof=1, divided by m - 1)"),
     ("test_dropout_forward", "dropout_forward", drop_forward("no scaling"), "did not scale"),
     ("test_dropout_forward", "dropout_forward", drop_forward("times 1 - p"), "multiplied by (1 - p)"),
     ("test_dropout_forward", "dropout_forward", drop_forward("opposite"), "the opposite"),
     ("test_dropout_forward", "dropout_forward", drop_forward("keep probability p"), "with probability p"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("scaled in evaluation"), "multiplied by (1 - p) in evaluation"),
+    ("test_dropout_forward", "dropout_forward", drop_forward("dropped in evaluation"), "dropped values in evaluation"),
     ("test_dropout_backward", "dropout_backward", drop_backward("no scaling"), "forgot the factor"),
     ("test_dropout_backward", "dropout_backward", drop_backward("opposite"), "not its opposite"),
+    ("test_dropout_backward", "dropout_backward", drop_backward("divided by p"), "divided by p"),
+    ("test_dropout_backward", "dropout_backward", drop_backward("new mask"), "another mask"),
     ("test_dropout_backward", "dropout_backward", drop_backward("no p = 1 guard"), "1 - p = 0 without a guard"),
     ("test_residual_block", "ResidualBlock", residual_block("relu before add"), "ReLU before the addition"),
     ("test_residual_block", "ResidualBlock", residual_block("no final relu"), "no ReLU after the addition"),
+    ("test_residual_block", "ResidualBlock", residual_block("added after bn1"), "added after bn1, before the first ReLU"),
+    ("test_residual_block", "ResidualBlock", residual_block("added after conv2"), "added after conv2, before bn2"),
+    ("test_residual_block", "ResidualBlock", residual_block("stride on conv2"), "stride on conv2"),
+    ("test_residual_block", "ResidualBlock", residual_block("projection without stride"), "the block's stride"),
+    ("test_residual_block", "ResidualBlock", residual_block("one BatchNorm twice"), "one BatchNorm module twice"),
     ("test_residual_block", "ResidualBlock", residual_block("bias"), "bias=False"),
     ("test_residual_block", "ResidualBlock", residual_block("no projection"), "no 1x1 projection"),
 ]
