@@ -365,6 +365,15 @@ def test_an_import_of_a_module_that_is_not_installed_is_a_finding_only_beside_co
     assert flagged("01", {"conv2d": typo}, {"conv2d": ["text = open('notes.txt').read()"]}) == {}
 
 
+def test_code_nested_too_deeply_to_read_is_reported_not_a_crash():
+    """`x = "a" + "a" + ...` thousands long: the reader's recursion runs out, so every answer is for review."""
+    sub, release = submission("01", {"conv2d": "x = len\ny = x + " + " + ".join(["'a'"] * 2000) + "\n" + CONV2D + "    return y"})
+    found = references.find_reference_copies(sub, release)
+    assert sorted(found) == sorted(_answers(release)), found
+    assert all(reasons == ["the notebook holds code nested too deeply to be read without running it: review by hand"]
+               for reasons in found.values()), found
+
+
 def test_01_conv_output_size_through_a_re_export():
     found = flagged("01", {"conv_output_size": "from imgrec_lib import pooling\nconv_output_size = pooling.conv_output_size"})
     only(found, "conv_output_size", "imgrec_lib.conv.conv_output_size")
