@@ -557,13 +557,15 @@ def conv_backward_dw_unpadded(dout, x, w, stride=1, padding=0):
 # ----------------------------------------------------------------------------- lesson 06
 def sgd(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0, form="torch"):
     """Lesson 06's SGD with momentum, with `form` one of the classic mistakes."""
-    if not velocities:
+    if form == "rebuilt":
+        velocities = [np.zeros_like(p) for p in params]  # on every call: momentum never builds up
+    elif not velocities:
         velocities.extend(np.zeros_like(p) for p in params)
     for p, g, v in zip(params, grads, velocities):
         if form == "grads changed":
             g += weight_decay * p  # the caller's gradient changes
         else:
-            g = g if form == "no weight decay" else g + weight_decay * p
+            g = g if form in ("no weight decay", "decay after") else g + weight_decay * p
         if form == "textbook":
             v *= momentum
             v -= lr * g
@@ -576,6 +578,10 @@ def sgd(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0, form="tor
             v *= momentum
             v += g
             p = p - lr * v  # noqa: F841 - rebinds the name only
+        elif form == "decay after":
+            v *= momentum
+            v += g
+            p -= lr * (v + weight_decay * p)
         else:
             v *= momentum
             v += (1 - momentum) * g if form == "dampening" else g
@@ -606,10 +612,18 @@ def sgd_no_weight_decay(params, grads, velocities, lr, momentum=0.9, weight_deca
     sgd(params, grads, velocities, lr, momentum, weight_decay, form="no weight decay")
 
 
+def sgd_rebuilds_the_velocities(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="rebuilt")
+
+
+def sgd_weight_decay_after_the_velocity(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    sgd(params, grads, velocities, lr, momentum, weight_decay, form="decay after")
+
+
 def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, form="torch"):
     """Lesson 06's Adam, with `form` one of the classic mistakes."""
     beta1, beta2 = betas
-    if not state:
+    if not state or form == "rebuilt":  # rebuilt: on every call
         state.update(step=0, m=[np.zeros_like(p) for p in params], v=[np.zeros_like(p) for p in params])
     t = state["step"] + (0 if form == "late count" else 1)
     state["step"] += 1
@@ -622,7 +636,16 @@ def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
         m += (1 - beta1) * g
         v *= beta2
         v += (1 - beta2) * g * g
-        m_hat, v_hat = (m, v) if form == "no bias correction" else (m / (1 - beta1 ** t), v / (1 - beta2 ** t))
+        if form == "corrected in place":  # the memory itself corrected
+            m /= 1 - beta1 ** t
+            v /= 1 - beta2 ** t
+            m_hat, v_hat = m, v
+        elif form == "swapped":
+            m_hat, v_hat = m / (1 - beta2 ** t), v / (1 - beta1 ** t)
+        elif form == "no power":
+            m_hat, v_hat = m / (1 - beta1), v / (1 - beta2)
+        else:
+            m_hat, v_hat = (m, v) if form == "no bias correction" else (m / (1 - beta1 ** t), v / (1 - beta2 ** t))
         p -= lr * m_hat / (np.sqrt(v_hat + eps) if form == "eps inside" else np.sqrt(v_hat) + eps)
 
 
@@ -636,6 +659,31 @@ def adam_eps_inside_the_root(params, grads, state, lr=1e-3, betas=(0.9, 0.999), 
 
 def adam_decoupled_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
     adam(params, grads, state, lr, betas, eps, weight_decay, form="decoupled")
+
+
+def adam_rebuilds_the_state(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="rebuilt")
+
+
+def adam_bias_correction_swapped(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="swapped")
+
+
+def adam_bias_correction_without_the_power(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                           weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="no power")
+
+
+def adam_corrects_the_moments_in_place(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="corrected in place")
+
+
+def adam_weight_decay_after_the_update(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """The moments of g alone, then p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p): AdamW's rule."""
+    weights = [p.copy() for p in params]
+    adam(params, grads, state, lr, betas, eps, 0.0)
+    for p, p_before in zip(params, weights):
+        p -= lr * weight_decay * p_before
 
 
 def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -1006,7 +1054,16 @@ VARIANTS = [
     ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_and_linear_32x14x14, ["one MaxPool2d missing", "32 * 14 * 14"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_missing, ["one MaxPool2d missing"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_padding_0, ["padding 0"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_rebuilds_the_velocities, ["velocities rebuilt on every call"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_weight_decay_after_the_velocity,
+     ["weight decay added after the velocity update"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_with_softmax, ["Softmax at the end", "logits"]),
+    ("06", "test_adam_step", "adam_step", adam_rebuilds_the_state, ["state rebuilt on every call"]),
+    ("06", "test_adam_step", "adam_step", adam_bias_correction_swapped, ["bias correction swapped"]),
+    ("06", "test_adam_step", "adam_step", adam_bias_correction_without_the_power,
+     ["bias correction by 1 - beta1 instead of 1 - beta1**t"]),
+    ("06", "test_adam_step", "adam_step", adam_corrects_the_moments_in_place, ["bias-corrected moment stored in state"]),
+    ("06", "test_adam_step", "adam_step", adam_weight_decay_after_the_update, ["decoupled weight decay"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_functional_softmax, ["softmax at the end", "logits"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_pool_before_relu, ["another order", "row 2"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_relu_after_the_logits, ["ReLU after the last Linear"]),
