@@ -167,7 +167,9 @@ REFERENCES: dict[str, tuple[str, ...]] = {
                          "torch.dropout", "torch.nn.Dropout", *_AUTOGRAD),
     "residual_block": ("imgrec_lib.models.ResidualBlock", "imgrec_lib.models.SmallResNet",
                        "torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck",
-                       "torchvision.models.resnet"),  # the whole module: resnet18() is made of BasicBlocks
+                       # the modules whole: resnet18() is made of BasicBlocks
+                       "torchvision.models.resnet", "torchvision.models.quantization.resnet",
+                       "torchvision.models.video.resnet"),
 }
 
 # Packages whose functions are matched by their last name too (torch.nn.modules.conv.Conv2d is
@@ -282,7 +284,10 @@ def _star_exports(package: str) -> dict[str, str]:
     return aliases
 
 
-_ALIASES = {**_star_exports("torchvision.models"), **_library_aliases()}
+_ALIASES = {**{alias: name for package in ("torchvision.models", "torchvision.models.quantization",
+                                            "torchvision.models.video", "torchvision.models.segmentation",
+                                            "torchvision.models.detection") for alias, name in _star_exports(package).items()},
+            **_library_aliases()}
 
 
 def canonical(name: str) -> str:
@@ -808,6 +813,12 @@ class _Search:
                     self.not_installed(node, scope, who, at)
                 if student and isinstance(node, ast.Attribute) and node.attr == "__class__":
                     self.check_class_of_object(node.value, scope, who, at, ast.unparse(node))
+            if (student and isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, ast.Load)
+                    and not isinstance(parents.get(id(node)), (ast.Attribute, ast.Subscript))):
+                made = sorted(n for n in _made_by(node, scope) if n.startswith("torchvision.models."))
+                if made and not self.reference_of(set(made)):  # resnet18().layer1[0]: a reference is said already
+                    self.add(f"{who} uses a part of a network made by {made[0]} (written `{ast.unparse(node)}`), which "
+                             f"can be a ready-made answer: review by hand {at}")
             if student and isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr, ast.Call)):
                 self.check_string(node, scope, cell.tree if cell else code, who, at)
             if student and isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):

@@ -329,8 +329,16 @@ def test_09_a_residual_block_taken_from_a_ready_made_network(answer):
 def test_09_the_class_of_another_ready_made_network_part_or_one_loaded_by_name_is_for_review():
     found = flagged("09", {"residual_block": "import torchvision\nResidualBlock = type("
                                              "torchvision.models.segmentation.fcn_resnet50().backbone.layer1[0])"})
-    only(found, "residual_block", "takes the class of an object made by torchvision.models.segmentation.fcn_resnet50",
+    only(found, "residual_block", "takes the class of an object made by torchvision.models.segmentation.fcn.fcn_resnet50",
          "review by hand")
+    found = flagged("09", {"residual_block": "import copy, torchvision\ndef ResidualBlock(c_in, c_out, stride=1):\n"
+                                             "    return copy.deepcopy(torchvision.models.segmentation.fcn_resnet50()"
+                                             ".backbone.layer1[0])"})
+    only(found, "residual_block", "uses a part of a network made by torchvision.models.segmentation.fcn.fcn_resnet50",
+         "review by hand")
+    found = flagged("09", {"residual_block": "import copy, torchvision\ndef ResidualBlock(c_in, c_out, stride=1):\n"
+                                             "    return copy.deepcopy(torchvision.models.quantization.resnet18().layer1[0])"})
+    only(found, "residual_block", "calls torchvision.models.quantization.resnet.resnet18")
     found = flagged("09", {"residual_block": "import torchvision\nnet = torchvision.models.get_model('resnet' + '18')\n"
                                              "ResidualBlock = type(net.layer1[0])"})
     only(found, "residual_block", "uses torchvision.models.get_model, which looks a name up at run time: review by hand")
