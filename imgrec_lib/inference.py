@@ -284,10 +284,14 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     """Grey (h, w) in [0, 1] of either polarity -> an ink map: paper 0, ink up to 1. Lesson 08.
 
     A phone photo is lit unevenly: one corner of the paper can be darker than the ink in another.
-    So the paper's brightness is estimated at every pixel (a maximum filter wider than any pen
-    stroke wipes the ink out, a heavy Gaussian blur smooths what is left) and each pixel is divided
-    by it: what remains is how much darker than its own paper the pixel is. Pictures under 100
-    pixels (a 28x28 digit) have one paper level, the median of their border.
+    So the paper's brightness is estimated at every pixel and each pixel is divided by it: what
+    remains is how much darker than its own paper the pixel is. The estimate is a grey closing of
+    size k, a maximum filter that wipes out every dark stroke thinner than k (the pen), then a
+    minimum filter as wide that brings the edge of a wide dark area (a hand's shadow) back where
+    it was, smoothed by a Gaussian blur (sigma k/4) wherever that makes it no lighter (the blur
+    would carry the light paper's level a little way into a shadow). So the paper in a shadow is
+    divided by the shadow's own light, and a shadow's hard edge leaves no ink behind. Pictures under 100 pixels
+    (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
     if not dark_on_light:
@@ -299,7 +303,8 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        paper = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=k), sigma=k / 2)
+        closed = ndimage.grey_closing(small, size=k)
+        paper = np.minimum(ndimage.gaussian_filter(closed, sigma=k / 4), closed)  # the blur never lifts a shadow's edge
         paper = _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 

@@ -192,25 +192,26 @@ def _on_desk(rng, page: Image.Image) -> Image.Image:
 
 
 def _cast_shadow(rng, w: int, h: int, centre, height: float) -> np.ndarray:
-    """The shadow of a phone (a long rectangle) or a hand (an arm and a palm) held over the page,
-    reaching in from outside the picture to the digit: a factor (h, w), 1 on the lit paper and
-    0.35-0.7 under the shadow. Its edge is sharp, or blurred by up to 4 px (a hand held higher)."""
+    """The shadow of a phone or of a hand held over the page, reaching in from outside the picture
+    to the digit: a factor (h, w), 1 on the lit paper and 0.35-0.7 under the shadow. A phone is a
+    long band with rounded corners; a hand is an arm, a palm and four fingers each about half as
+    wide as the digit is tall. Its edge is sharp, or blurred by up to 4 px (a hand held higher)."""
     toward = rng.uniform(0, 2 * math.pi)  # the direction the shadow reaches in, towards the digit
-    along, across = np.array([math.cos(toward), math.sin(toward)]), np.array([-math.sin(toward), math.cos(toward)])
-    tip = np.array(centre) + along * rng.uniform(-0.5, 0.7) * height + across * rng.uniform(-0.5, 0.5) * height
-    far = tip - along * 2 * max(w, h)  # well outside the picture
-    half = rng.uniform(0.25, 0.6) * height  # half the phone's or the arm's width
-    mask = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(mask)
-    draw.polygon([tuple(q) for q in (far - across * half, tip - across * half, tip + across * half,
-                                     far + across * half)], fill=255)
-    if rng.random() < 0.5:  # a hand: a palm and fingers at the end of the arm
-        palm = rng.uniform(0.4, 0.6) * height
-        x, y = tip
-        draw.ellipse([x - palm, y - palm, x + palm, y + palm], fill=255)
-        for finger in np.linspace(-0.6, 0.6, 4):
-            a, b = tip + along * palm * 1.3 + across * finger * palm, tip + across * finger * palm
-            draw.line([tuple(b), tuple(a)], fill=255, width=int(palm * 0.35))
+    tip = np.array(centre) + height * rng.uniform(-0.5, 0.5, 2)
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    along = (x - tip[0]) * math.cos(toward) + (y - tip[1]) * math.sin(toward)  # the shadow lies at along <= 0
+    across = -(x - tip[0]) * math.sin(toward) + (y - tip[1]) * math.cos(toward)
+    half = rng.uniform(0.3, 0.8) * height  # half the phone's or the arm's width
+    r = 0.3 * half  # the radius of its rounded corners
+    shadow = np.hypot(np.maximum(along + r, 0), np.maximum(np.abs(across) - (half - r), 0)) <= r
+    if rng.random() < 0.5:  # a hand: a palm and four fingers at the end of the arm
+        palm = rng.uniform(0.8, 1.2) * height
+        shadow |= np.hypot(along, across) <= palm
+        length = rng.uniform(1.0, 1.4) * palm
+        for offset in np.linspace(-0.75, 0.75, 4) * palm:  # a finger: the points within its radius of a segment
+            reach = np.clip(along, 0, length)
+            shadow |= np.hypot(along - reach, across - offset) <= 0.22 * palm
+    mask = Image.fromarray(shadow.astype(np.uint8) * 255)
     blur = float(rng.choice([0.0, rng.uniform(1, 4)]))
     if blur:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))

@@ -522,7 +522,8 @@ def test_the_desk_at_the_edge_of_a_photo_is_not_the_digit(angle):
     true_rows, true_cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
     assert abs(rows[0] - true_rows[0]) <= 3 and abs(rows[-1] - true_rows[-1]) <= 3
     assert abs(cols[0] - true_cols[0]) <= 3 and abs(cols[-1] - true_cols[-1]) <= 3
-    assert not (steps["mask"] & wedge).any(), "the desk is gone before the ink is thresholded"
+    assert (steps["mask"] & wedge).sum() < 0.005 * wedge.sum(), \
+        "the desk is gone before the ink is thresholded (at most specks where pixels straddle the page's edge)"
 
 
 @pytest.mark.parametrize("stroke", ["1", "4", "7"])
@@ -609,3 +610,30 @@ def test_save_seen_writes_the_model_input_enlarged(tmp_path):
     assert torch.allclose(back[::4, ::4], x[0], atol=1 / 255)
     with pytest.raises(ValueError, match="C, H, W"):
         inference.save_seen(torch.rand(28, 28), tmp_path / "bad.png")
+
+
+def shadow_over_a_seven(darkness=0.5, angle=30.0):
+    """``photo_of_a_seven`` with the hard-edged shadow of a phone over the left of the page (the
+    paper under it at ``1 - darkness`` of its light), its straight edge turned by ``angle`` degrees
+    from the vertical and crossing the 7. Also the 7's mask and the shadow's edge, away from the 7."""
+    x, digit = photo_of_a_seven(gradient=0.2)
+    y, x_ = np.mgrid[0:360, 0:480]
+    t = np.radians(angle)
+    band = (x_ - 215) * np.cos(t) + (y - 180) * np.sin(t) < 0
+    x = x * np.where(band, 1 - darkness, 1.0)
+    edge = band ^ ndimage.binary_erosion(band, iterations=2)
+    return x, digit, edge & ~ndimage.binary_dilation(digit, iterations=6)
+
+
+@pytest.mark.parametrize("darkness, angle", [(0.35, 30.0), (0.65, 60.0), (0.5, 45.0), (0.6, -40.0)])
+def test_a_hard_shadow_edge_leaves_no_ink(darkness, angle):
+    """The paper's light is estimated by a grey closing: under the shadow it is the shadow's light,
+    and the shadow's edge is paper, not a long stroke of ink (at most a speck where the pixels
+    straddle it)."""
+    x, digit, edge = shadow_over_a_seven(darkness, angle)
+    near_edge = ndimage.binary_dilation(edge, iterations=8) & ~ndimage.binary_dilation(digit, iterations=6)
+    assert near_edge.sum() > 10000, "the shadow's edge runs a long way across the paper"
+    steps = inference.digit_steps(x)
+    assert steps["mask"][near_edge].mean() < 0.02, "the shadow's edge is paper, not ink"
+    assert steps["mask"][digit].mean() > 0.9, "the 7 is ink, in the shadow and out of it"
+    assert not (steps["digit"] & ~digit).any(), "and only the 7 is kept"
