@@ -385,12 +385,15 @@ def along_border(mask: np.ndarray, run: float = 0.1) -> np.ndarray:
 def keep_digit(mask: np.ndarray) -> np.ndarray:
     """The digit's pixels: the largest connected component of the mask and the pieces near it that
     are at least 10% of its size (a 5's bar, a stroke cut by a ruled line). Components touching
-    the picture's edge (a shadow, the table) are left out unless nothing else is there. Lesson 08."""
+    the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
+    a box or a circle drawn round the digit (``_frames``). Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
     boxes = ndimage.find_objects(labels)
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    for i in _frames(labels, boxes, sizes):
+        sizes[i] = 0
     h, w = mask.shape
     inside = np.array([b[0].start > 0 and b[1].start > 0 and b[0].stop < h and b[1].stop < w for b in boxes])
     if inside.any() and min(h, w) >= 100:
@@ -402,6 +405,24 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
             if sizes[i] >= 0.1 * sizes[main] and b[0].start < bottom + reach and b[0].stop > top - reach
             and b[1].start < right + reach and b[1].stop > left - reach]
     return np.isin(labels, np.array(keep) + 1)
+
+
+def _frames(labels: np.ndarray, boxes: list, sizes: np.ndarray) -> list[int]:
+    """The components (indices) that are a frame drawn round the others: a ring whose bounding box
+    holds another component at least 5% of its size, and whose hole (once gaps of up to 10% of its
+    side are closed) is at least half of that box.
+    A 0 or an 8 has holes too, but nothing inside them."""
+    frames = []
+    for i, (rows, cols) in enumerate(boxes):
+        held = [j for j, (r, c) in enumerate(boxes) if j != i and sizes[j] >= 0.05 * sizes[i]
+                and r.start >= rows.start and r.stop <= rows.stop and c.start >= cols.start and c.stop <= cols.stop]
+        if held:
+            ring = labels[rows, cols] == i + 1  # closed up first: a box drawn by hand has gaps at its corners
+            gaps = ndimage.binary_dilation(ring, iterations=max(1, max(ring.shape) // 20))
+            hole = ndimage.binary_fill_holes(gaps).sum() - gaps.sum()
+            if hole >= 0.5 * ring.size:
+                frames.append(i)
+    return frames
 
 
 def crop_digit(ink: np.ndarray, digit: np.ndarray, size: int = 4 * MNIST_BOX) -> np.ndarray:

@@ -637,3 +637,27 @@ def test_a_hard_shadow_edge_leaves_no_ink(darkness, angle):
     assert steps["mask"][near_edge].mean() < 0.02, "the shadow's edge is paper, not ink"
     assert steps["mask"][digit].mean() > 0.9, "the 7 is ink, in the shadow and out of it"
     assert not (steps["digit"] & ~digit).any(), "and only the 7 is kept"
+
+
+@pytest.mark.parametrize("frame", ["box", "circle"])
+def test_a_frame_drawn_round_the_digit_is_dropped(frame):
+    """A box (with a gap at a corner, as a hand draws it) or a circle round a 7 in the same pen:
+    the 7 is kept, the frame is not."""
+    paper = Image.new("L", (480, 400), 245)
+    draw = ImageDraw.Draw(paper)
+    draw.line([(190, 120), (290, 120), (230, 280)], fill=30, width=8)
+    if frame == "box":
+        draw.line([(120, 62), (360, 60), (362, 340), (118, 342), (121, 75)], fill=30, width=8)
+    else:
+        draw.ellipse([90, 40, 390, 360], outline=30, width=8)
+    x = np.asarray(paper, dtype=np.float64) / 255
+    kept = inference.digit_steps(x)["digit"]
+    rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+    assert 110 <= rows[0] and rows[-1] <= 290 and 180 <= cols[0] and cols[-1] <= 300, "only the 7"
+
+
+def test_a_zero_is_not_a_frame():
+    paper = Image.new("L", (400, 400), 245)
+    ImageDraw.Draw(paper).ellipse([120, 60, 280, 340], outline=30, width=10)
+    kept = inference.digit_steps(np.asarray(paper, dtype=np.float64) / 255)["digit"]
+    assert kept.sum() > 1000, "a 0 holds nothing: it is the digit"
