@@ -63,7 +63,8 @@ MNIST_BOX = 20  # MNIST digits are scaled to fit a 20x20 box inside the 28x28 fr
 MNIST_PEN = 2.8  # MNIST's median stroke width in pixels (ink area / centre-line length, at 28x28)
 WORK_SIDE = 512  # photos are shrunk to this longer side first: plenty for one digit, and fast
 NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
-MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black)
+MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
+FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
 
 
 class ImageError(Exception):
@@ -515,15 +516,18 @@ def preprocess_digit(x: np.ndarray) -> np.ndarray:
 
 
 def has_digit(steps: dict[str, np.ndarray]) -> bool:
-    """Whether ``digit_steps`` found a digit, not a speck: ink kept, its strokes (their darkest
-    10%) at least ``MIN_INK`` dark, and at least 2% of the picture's longer side tall or wide
-    (a digit 16 pixels tall in a 12-megapixel photo is still one). Lesson 08."""
+    """Whether ``digit_steps`` found a digit, not a speck: ink kept, at least 2% of the picture's
+    longer side tall or wide (a digit 16 pixels tall in a 12-megapixel photo is still one), its
+    strokes (their darkest 10%) at least ``MIN_INK`` dark; or, faint pencil, at least
+    ``FAINT_INK`` dark and at least 10% of the picture's longer side (a speck of dust or the
+    paper's grain is not that large). Lesson 08."""
     digit = steps["digit"]
     if not digit.any():
         return False
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
     side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    return side >= 0.02 * max(digit.shape) and float(np.percentile(steps["page"][digit], 90)) >= MIN_INK
+    darkness = float(np.percentile(steps["page"][digit], 90))
+    return side >= 0.02 * max(digit.shape) and darkness >= MIN_INK or side >= 0.1 * max(digit.shape) and darkness >= FAINT_INK
 
 
 def is_mnist_layout(x: np.ndarray) -> bool:

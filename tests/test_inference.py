@@ -661,3 +661,20 @@ def test_a_zero_is_not_a_frame():
     ImageDraw.Draw(paper).ellipse([120, 60, 280, 340], outline=30, width=10)
     kept = inference.digit_steps(np.asarray(paper, dtype=np.float64) / 255)["digit"]
     assert kept.sum() > 1000, "a 0 holds nothing: it is the digit"
+
+
+@pytest.mark.parametrize("contrast", [0.15, 0.25])
+def test_a_faint_pencil_digit_is_found(contrast):
+    """A 7 in grainy pencil only ``contrast`` darker than textured paper is a digit, not 'no digit
+    found'; the same paper without it still has none."""
+    rng = np.random.default_rng(0)
+    seven = Image.new("L", (400, 400), 0)
+    ImageDraw.Draw(seven).line([(130, 100), (270, 100), (180, 310)], fill=255, width=4)
+    strokes = np.asarray(seven, dtype=np.float64) / 255 * np.clip(rng.normal(0.8, 0.25, (400, 400)), 0, 1)
+    paper = 0.92 + 0.03 * ndimage.gaussian_filter(rng.normal(0, 1, (400, 400)), 1.2)
+    x = paper * (1 - contrast * strokes)
+    steps = inference.digit_steps(x)
+    assert inference.has_digit(steps), "a faint but coherent stroke is a digit"
+    rows = np.flatnonzero(steps["digit"].any(1))
+    assert rows[0] <= 105 and rows[-1] >= 300, "the whole 7"
+    assert not inference.has_digit(inference.digit_steps(paper)), "textured paper alone is blank"
