@@ -492,6 +492,11 @@ def max_pool_backward_default_stride_1(dout, x, kernel_size=2, stride=1):
     return dx
 
 
+def max_pool_backward_stride_none_as_1(dout, x, kernel_size=2, stride=None):
+    """The loop over dout's positions, with stride None taken as 1: no error, the windows in the wrong places."""
+    return max_pool_backward(dout, x, kernel_size, 1 if stride is None else stride)
+
+
 def max_pool_backward_written(dout, x, kernel_size=2, stride=None):
     return max_pool_backward(dout, x, kernel_size, stride, add=False)
 
@@ -695,7 +700,7 @@ class SpecCNN(torch.nn.Module):
     """Lesson 07's MyCNN, with switches for the classic mistakes."""
 
     def __init__(self, num_classes=10, relus=(True, True, True), padding=1, pools=2, pool_before_relu=False,
-                 softmax=False, last_relu=False, bias=True):
+                 softmax=False, last_relu=False, bias=True, kernel=3, dropout=False):
         super().__init__()
         from torch import nn
 
@@ -703,12 +708,12 @@ class SpecCNN(torch.nn.Module):
             r, p = [nn.ReLU()] * relu, [nn.MaxPool2d(2)] * pool
             return p + r if pool_before_relu else r + p
 
-        side = ((28 + 2 * padding - 2) // 2 + 2 * padding - 2) // (2 if pools == 2 else 1)
+        side = ((28 + 2 * padding - kernel + 1) // 2 + 2 * padding - kernel + 1) // (2 if pools == 2 else 1)
         self.layers = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=padding, bias=bias), *relu_pool(relus[0], True),
-            nn.Conv2d(16, 32, kernel_size=3, padding=padding, bias=bias), *relu_pool(relus[1], pools == 2),
+            nn.Conv2d(1, 16, kernel_size=kernel, padding=padding, bias=bias), *relu_pool(relus[0], True),
+            nn.Conv2d(16, 32, kernel_size=kernel, padding=padding, bias=bias), *relu_pool(relus[1], pools == 2),
             nn.Flatten(), nn.Linear(32 * side * side, 64, bias=bias), *[nn.ReLU()] * relus[2],
-            nn.Linear(64, num_classes, bias=bias),
+            *[nn.Dropout(0.5)] * dropout, nn.Linear(64, num_classes, bias=bias),
             *[nn.Softmax(dim=1)] * softmax, *[nn.ReLU()] * last_relu)
 
     def forward(self, x):
@@ -731,6 +736,8 @@ MyCNN_with_softmax = my_cnn_variant("MyCNN_with_softmax", softmax=True)
 MyCNN_pool_before_relu = my_cnn_variant("MyCNN_pool_before_relu", pool_before_relu=True)
 MyCNN_relu_after_the_logits = my_cnn_variant("MyCNN_relu_after_the_logits", last_relu=True)
 MyCNN_without_biases = my_cnn_variant("MyCNN_without_biases", bias=False)
+MyCNN_with_dropout = my_cnn_variant("MyCNN_with_dropout", dropout=True)
+MyCNN_5x5_kernels = my_cnn_variant("MyCNN_5x5_kernels", kernel=5, padding=2)  # the size kept, as the spec's 3x3 do
 
 
 class MyCNN_functional_softmax(SpecCNN):
@@ -763,13 +770,17 @@ def train_step_variant(form):
             optimizer.step()
             loss.backward()
             return loss.item()
-        loss.backward()
+        loss.backward(retain_graph=form == "backward twice, graph kept")
+        if form.startswith("backward twice"):
+            loss.backward()
         if form == "zero_grad after backward":
             optimizer.zero_grad()
         if form != "no step":
             optimizer.step()
         if form == "zero_grad at the end":
             optimizer.zero_grad()
+        if form == "loss after the step":
+            loss = loss_fn(model(X), y)
         return loss if form == "tensor" else loss.item()
     train_step.__name__ = "train_step_" + form.replace(" ", "_").replace("()", "").replace(".", "_").replace(",", "")
     return train_step
@@ -785,6 +796,9 @@ train_step_calls_eval = train_step_variant("model.eval()")
 train_step_calls_train = train_step_variant("model.train()")
 train_step_calls_eval_keeps_the_flag = train_step_variant("model.eval(), flag kept")
 train_step_calls_train_keeps_the_flag = train_step_variant("model.train(), flag kept")
+train_step_backward_twice = train_step_variant("backward twice")
+train_step_backward_twice_graph_kept = train_step_variant("backward twice, graph kept")
+train_step_loss_after_the_step = train_step_variant("loss after the step")
 
 
 class UntrainedCNN(SpecCNN):
@@ -1027,6 +1041,8 @@ VARIANTS = [
      ["raised IndexError", "stride None not handled"]),
     ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_default_stride_1,
      ["raised IndexError", "stride None not handled"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_stride_none_as_1,
+     ["stride None not handled"]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_written, ["instead of added with +="]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_mask_only, ["not multiplied by dout"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
@@ -1045,7 +1061,16 @@ VARIANTS = [
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_not_in_place, ["in place"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_dampening, ["(1 - momentum) * g"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_no_weight_decay, ["weight_decay ignored"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_rebuilds_the_velocities, ["velocities rebuilt on every call"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_weight_decay_after_the_velocity,
+     ["weight decay added after the velocity update"]),
     ("06", "test_adam_step", "adam_step", adam_without_bias_correction, ["without bias correction"]),
+    ("06", "test_adam_step", "adam_step", adam_rebuilds_the_state, ["state rebuilt on every call"]),
+    ("06", "test_adam_step", "adam_step", adam_bias_correction_swapped, ["bias correction swapped"]),
+    ("06", "test_adam_step", "adam_step", adam_bias_correction_without_the_power,
+     ["bias correction by 1 - beta1 instead of 1 - beta1**t"]),
+    ("06", "test_adam_step", "adam_step", adam_corrects_the_moments_in_place, ["bias-corrected moment stored in state"]),
+    ("06", "test_adam_step", "adam_step", adam_weight_decay_after_the_update, ["decoupled weight decay"]),
     ("06", "test_adam_step", "adam_step", adam_eps_inside_the_root, ["eps inside the square root"]),
     ("06", "test_adam_step", "adam_step", adam_decoupled_weight_decay, ["decoupled weight decay"]),
     ("06", "test_adam_step", "adam_step", adam_counts_the_step_late, ["counted before it is used"]),
@@ -1054,20 +1079,21 @@ VARIANTS = [
     ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_and_linear_32x14x14, ["one MaxPool2d missing", "32 * 14 * 14"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_one_pool_missing, ["one MaxPool2d missing"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_padding_0, ["padding 0"]),
-    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_rebuilds_the_velocities, ["velocities rebuilt on every call"]),
-    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_weight_decay_after_the_velocity,
-     ["weight decay added after the velocity update"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_with_softmax, ["Softmax at the end", "logits"]),
-    ("06", "test_adam_step", "adam_step", adam_rebuilds_the_state, ["state rebuilt on every call"]),
-    ("06", "test_adam_step", "adam_step", adam_bias_correction_swapped, ["bias correction swapped"]),
-    ("06", "test_adam_step", "adam_step", adam_bias_correction_without_the_power,
-     ["bias correction by 1 - beta1 instead of 1 - beta1**t"]),
-    ("06", "test_adam_step", "adam_step", adam_corrects_the_moments_in_place, ["bias-corrected moment stored in state"]),
-    ("06", "test_adam_step", "adam_step", adam_weight_decay_after_the_update, ["decoupled weight decay"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_functional_softmax, ["softmax at the end", "logits"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_pool_before_relu, ["another order", "row 2"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_relu_after_the_logits, ["ReLU after the last Linear"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_without_biases, ["the biases left out", "bias=False"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_with_dropout, ["not the spec", "Dropout added at row 10"]),
+    ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_with_dropout, ["not the spec", "Dropout added at row 10"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_5x5_kernels, ["not the spec", "5x5 kernels"]),
+    ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_5x5_kernels, ["not the spec", "5x5 kernels"]),
+    ("07", "test_train_step", "train_step", train_step_backward_twice, ["loss.backward() called twice"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_backward_twice, ["loss.backward() called twice"]),
+    ("07", "test_train_step", "train_step", train_step_backward_twice_graph_kept, ["loss.backward() called twice"]),
+    ("07", "test_train_step", "train_step", train_step_loss_after_the_step, ["loss recomputed after optimizer.step()"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_loss_after_the_step,
+     ["loss recomputed after optimizer.step()"]),
     ("07", "test_train_step", "train_step", train_step_without_zero_grad, ["zero_grad() missing", "pile up"]),
     ("07", "test_train_step", "train_step", train_step_zero_grad_at_the_end, ["zero_grad at the end, not first"]),
     ("07", "test_train_step", "train_step", train_step_zero_grad_after_backward, ["never change", "zero_grad()"]),
