@@ -10,12 +10,13 @@ drawing classifies right:
   square, then pad with the colour of the image's border);
 - for a 1-channel 28x28 model, ``invert="auto"`` turns any picture of one digit into what MNIST's
   digits look like (``preprocess_digit``), in small steps that lesson 08 shows one by one
-  (``digit_steps``): the uneven light of a phone photo is flattened (``flatten_background``),
-  ruled lines and grids are taken away (``remove_lines``), so is the strip of desk along the edges
-  of a photo taken at an angle (``remove_desk``), ink is told from paper by a threshold
-  chosen for this picture (``ink_mask``, Otsu's method), the digit is its largest connected
-  component and the pieces near it (``keep_digit``), it is cut out (``crop_digit``), a pen too
-  thin or too bold is redrawn with MNIST's (``normalise_strokes``), and it is scaled into a 20x20
+  (``digit_steps``): the uneven light of a phone photo and the shadow of a hand or a phone are
+  flattened (``flatten_background``), ruled lines and grids are taken away (``remove_lines``), so
+  is the strip of desk along the edges of a photo taken at an angle (``remove_desk``), ink is told
+  from paper by a threshold chosen for this picture (``ink_mask``, Otsu's method), the digit is
+  its largest connected component and the pieces near it, not a frame drawn round it
+  (``keep_digit``), it is cut out (``crop_digit``), a pen too thin or too bold is redrawn with
+  MNIST's (``normalise_strokes``), and it is scaled into a 20x20
   box with its centre of mass at pixel (14, 14) (``mnist_layout``, as in LeCun et al., "The MNIST
   database"). Dark ink on light paper or light on dark, either works; a 28x28 digit already laid
   out like MNIST passes unchanged. A picture without a digit (a blank page) raises
