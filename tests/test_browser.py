@@ -49,9 +49,18 @@ pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, where the ports that processes get by binding
+    port 0 never fall: a port inside it can be taken, between this call and the server's bind, by a
+    Jupyter kernel that another test starts (a fresh-clone run under load failed so: the hub of
+    test_hub ended with "Address already in use" on its API port)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", secrets.choice(range(10_000, low)) if low > 12_000 else 0))
+            except OSError:
+                continue
+            return s.getsockname()[1]
 
 
 def local_only(route) -> None:
@@ -61,6 +70,15 @@ def local_only(route) -> None:
         route.continue_()
     else:
         route.abort()
+
+
+def test_free_port_is_free_and_outside_the_ports_that_binding_port_0_hands_out():
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(20):
+        port = free_port()
+        assert not low <= port <= high or low <= 12_000, f"port {port} is in the ephemeral range {low}-{high}"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # raises if it was not free
 
 
 @pytest.fixture(scope="module")

@@ -104,33 +104,60 @@ def hub(tmp_path_factory):
     assert close_private(tmp / "course") == []  # nbgrader then writes in closed folders
     (tmp / "roster.txt").write_text(f"instructor {INSTRUCTOR}\nstudent {RIGHT}\nstudent {WRONG}\n")
     (tmp / "hub_config.py").write_text(hub_config(tmp))
-    port, service_port = free_port(), free_port()
-    env = {**os.environ, "IMGREC_HUB_COURSE": str(tmp / "course"), "IMGREC_HUB_EXCHANGE": str(tmp / "exchange"),
-           "IMGREC_HUB_ROSTER": str(tmp / "roster.txt"), "IMGREC_HUB_STATE": str(tmp / "state"),
-           "IMGREC_HUB_PORT": str(port), "IMGREC_HUB_API_PORT": str(free_port()),
-           "IMGREC_HUB_PROXY_API_PORT": str(free_port()), "IMGREC_HUB_SERVICE_PORT": str(service_port)}
     log_path = tmp / "hub.log"
     log = open(log_path, "w")
-    process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(tmp / "hub_config.py")], cwd=tmp, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=end_with_this_process)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + CAP / 1000
-    for url in (f"{base}/hub/health", f"http://127.0.0.1:{service_port}/services/imgrec/api"):  # hub, course service
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stop(process, tmp)
-                    pytest.fail(f"JupyterHub did not start:\n{log_path.read_text()[-4000:]}")
-                time.sleep(0.5)
+    process, base, service_port = start_hub(tmp, log)
+    problem = wait_until_up(process, [f"{base}/hub/health", f"http://127.0.0.1:{service_port}/services/imgrec/api"])
+    if problem:
+        stop(process, tmp)
+        pytest.fail(f"JupyterHub did not start ({problem}):\n{hub_errors(log_path.read_text())}")
     try:
         yield base, tmp
     finally:
         stop(process, tmp)
         log.close()
+
+
+def start_hub(tmp: Path, log) -> tuple[subprocess.Popen, str, int]:
+    """Start JupyterHub with the course in `tmp` on four free ports: (process, base URL, the course
+    service's port)."""
+    ports: set[int] = set()
+    while len(ports) < 4:
+        ports.add(free_port())
+    port, service_port, api_port, proxy_api_port = ports
+    env = {**os.environ, "IMGREC_HUB_COURSE": str(tmp / "course"), "IMGREC_HUB_EXCHANGE": str(tmp / "exchange"),
+           "IMGREC_HUB_ROSTER": str(tmp / "roster.txt"), "IMGREC_HUB_STATE": str(tmp / "state"),
+           "IMGREC_HUB_PORT": str(port), "IMGREC_HUB_API_PORT": str(api_port),
+           "IMGREC_HUB_PROXY_API_PORT": str(proxy_api_port), "IMGREC_HUB_SERVICE_PORT": str(service_port)}
+    process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(tmp / "hub_config.py")], cwd=tmp, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=end_with_this_process)
+    return process, f"http://127.0.0.1:{port}", service_port
+
+
+def wait_until_up(process: subprocess.Popen, urls: list[str]) -> str | None:
+    """Wait until each URL answers; None, or why not: the hub ended, or the cap passed."""
+    deadline = time.monotonic() + CAP / 1000
+    for url in urls:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if process.poll() is not None:
+                    return f"it ended with exit status {process.returncode} while {url} did not answer"
+                if time.monotonic() > deadline:
+                    return f"{url} did not answer in {CAP // 1000} s"
+                time.sleep(0.5)
+    return None
+
+
+def hub_errors(log: str) -> str:
+    """The hub's own error lines and tracebacks from its log, then the log's end: the users' and the
+    course service's servers log much more, which would push the hub's reason out of a plain tail."""
+    errors = [line for line in log.splitlines()
+              if re.match(r"\[[EC] ", line) or "Error" in line.split(":")[0] or "Traceback" in line]
+    return "the hub's errors:\n" + "\n".join(errors[-40:]) + "\n\nthe log's end:\n" + log[-2500:]
 
 
 def end_with_this_process() -> None:
