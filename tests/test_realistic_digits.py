@@ -119,3 +119,22 @@ def test_results_md_lines_report_each_category():
     table = "\n".join(sections)
     assert "| model | MNIST test | all | " + " | ".join(mrd.CATEGORIES) + " |" in table
     assert "| make train FAST=1 | 98.0% | 97.0% |" in table
+
+
+def test_a_picture_without_a_digit_counts_as_wrong_not_as_a_crash(tmp_path):
+    import torch
+
+    from imgrec_lib.checkpoint import save_checkpoint
+    from imgrec_lib.models import CourseCNN
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "net.pt", CourseCNN(widths=(4,), hidden=8), classes=[str(i) for i in range(10)],
+                    input_shape=(1, 28, 28))
+    (tmp_path / "pencil").mkdir()
+    Image.new("L", (300, 300), 240).save(tmp_path / "pencil" / "blank.png")
+    data, _ = picture("fonts", digit=7)
+    (tmp_path / "pencil" / "7.png").write_bytes(data)
+    (tmp_path / "labels.csv").write_text("path,label,category\npencil/blank.png,3,pencil\npencil/7.png,7,pencil\n")
+    result = realistic.accuracy_by_category(tmp_path / "net.pt", tmp_path)
+    assert "pencil/blank.png -> no digit" in result["wrong"]
+    assert list(result["per_category"]) == ["pencil"] and result["accuracy"] <= 0.5
