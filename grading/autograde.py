@@ -166,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"lesson 08 is graded with your trained model, and {args.model} does not exist: "
                  "run `make train` (or pass --model PATH)")
 
+    options = worker.Options(cell_timeout=cell_timeout(args.timeout), sandboxed=not args.unsafe_no_sandbox,
+                             model=args.model if args.model.is_file() else None,
+                             zero_reference_copies=args.zero_reference_copies,
+                             limits=sandbox.Limits(memory_bytes=int(args.memory * 2**30),
+                                                   wall_seconds=args.notebook_timeout))
+    try:
+        worker.check_course_python(options)
+    except worker.CoursePythonBroken as error:
+        sys.exit(str(error))
+
     not_graded: dict[tuple[str, str], str] = {}
     for (lesson, student), paths in found.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", student):  # formgrader shows ids unescaped
@@ -186,11 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     todo = interleaved([(lesson, student, path) for (lesson, student), paths in sorted(found.items())
                         if (lesson, student) not in not_graded for path in paths
                         if args.force or not Path("autograded", student, lesson).exists()])
-    options = worker.Options(cell_timeout=cell_timeout(args.timeout), sandboxed=not args.unsafe_no_sandbox,
-                             model=args.model if args.model.is_file() else None,
-                             zero_reference_copies=args.zero_reference_copies,
-                             limits=sandbox.Limits(memory_bytes=int(args.memory * 2**30),
-                                                   wall_seconds=args.notebook_timeout))
     print(f"grading {len(todo)} submission(s) with {args.workers} worker(s) ...", flush=True)
     grader = Grader(options)
     reports: dict[str, dict] = {}

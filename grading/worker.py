@@ -202,6 +202,32 @@ def runner_env(options: Options, scratch: str) -> tuple[dict[str, str], dict[str
     return binds, env
 
 
+def check_course_python(options: Options) -> None:
+    """Raise CoursePythonBroken, saying what to do, unless the Python that runs the notebooks starts
+    where they are graded and imports the course (imgrec_lib, torch, the grading runner). Else every
+    notebook would fail for the grader's fault, not the student's, and be scored 0."""
+    with tempfile.TemporaryDirectory(prefix="imgrec-check-") as scratch:
+        binds, env = runner_env(options, scratch)
+        try:
+            result = sandbox.run([sys.executable, "-c", "import imgrec_lib, torch, grading.runner; print('ok')"], b"",
+                                 binds, env, sandbox.Limits(wall_seconds=300, output_bytes=10_000),
+                                 sandboxed=options.sandboxed)
+        except OSError as error:
+            result = sandbox.Result(b"", str(error), 0.0, returncode=None)
+    if result.stdout.strip() != b"ok":
+        where = "in its sandbox" if options.sandboxed else "here"
+        raise CoursePythonBroken(
+            f"the course's Python ({sys.executable}) cannot run the notebooks {where}, so nothing was graded:\n"
+            f"{result.stderr_tail.strip()[-1500:] or f'it ended with exit status {result.returncode}'}\n"
+            "Grade with the course's own environment from the course folder (`make autograde`, after "
+            "`make install`); a virtual environment linked from another folder, or one whose imgrec_lib is "
+            "another checkout's, cannot be used.")
+
+
+class CoursePythonBroken(RuntimeError):
+    pass
+
+
 def run_and_judge(run_nb, tests: dict[str, str], judge: Judge, options: Options) -> tuple[Run, sandbox.Result]:
     """Step 2: execute the notebook in a fresh sandbox, the judge deciding each test cell on the way."""
     judge.wait_until_ready()

@@ -183,3 +183,38 @@ def test_without_root_a_sandbox_caps_its_processes_and_address_space():
     assert seen["uid"] == sandbox.NOBODY
     assert 20 <= seen["forks"] < 32, seen  # its own processes only: not the grader's 40
     assert not seen["mapped"], seen
+
+
+def course_python_options(sandboxed: bool = True):
+    from grading import worker
+    return worker.Options(cell_timeout=60, sandboxed=sandboxed, model=None, zero_reference_copies=False,
+                          limits=sandbox.Limits())
+
+
+def test_autograde_first_checks_that_the_course_python_runs_where_notebooks_are_graded():
+    from grading import worker
+    worker.check_course_python(course_python_options())  # raises if it cannot
+
+
+def test_a_course_python_that_cannot_start_in_the_sandbox_stops_grading_with_what_to_do(monkeypatch):
+    from grading import worker
+    monkeypatch.setattr(sys, "executable", "/nonexistent/venv/bin/python")  # e.g. a venv linked from elsewhere
+    with pytest.raises(worker.CoursePythonBroken, match="nothing was graded(.|\n)*make autograde"):
+        worker.check_course_python(course_python_options())
+
+
+def test_a_course_python_without_imgrec_lib_stops_grading_and_says_why(monkeypatch, tmp_path):
+    from grading import worker
+    fake = tmp_path / "imgrec_lib"  # what another checkout's editable install can leave: no course to import
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('imgrec_lib of another checkout')")
+    real = worker.runner_env
+
+    def shadowed(options, scratch):
+        binds, env = real(options, scratch)
+        env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+        return binds, env
+
+    monkeypatch.setattr(worker, "runner_env", shadowed)
+    with pytest.raises(worker.CoursePythonBroken, match="imgrec_lib of another checkout"):
+        worker.check_course_python(course_python_options(sandboxed=False))
