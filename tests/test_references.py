@@ -523,3 +523,11 @@ def test_flag_report_lines():
     assert lines[0].startswith("conv2d: 2 findings")
     assert lines[1:] == ["    - a reason", "    - another"]
     assert references.flag_report({}) == []
+
+
+def test_getattr_with_a_literal_name_of_an_installed_package_is_not_a_finding():
+    """`getattr(np, 'maximum')` names what it calls (an outside tester's honest relu was flagged);
+    the same getattr on the library's module still is."""
+    assert flagged("03", {"relu": "def relu(x):\n    return getattr(np, 'maximum')(x, getattr(np, 'float64')(0))"}) == {}
+    only(flagged("03", {"relu": "from imgrec_lib import activations\n"
+                                "def relu(x):\n    return getattr(activations, 'relu')(x)"}), "relu", "imgrec_lib.activations.relu")
