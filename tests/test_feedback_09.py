@@ -38,7 +38,7 @@ def message(test_id: str, name: str, value) -> str | None:
 # ---- the wrong answers ----------------------------------------------------------------------------
 
 def bn_forward(axes=(0, 2, 3), eps_outside=False, in_place=True, unbiased_running=True, swap_momentum=False,
-               batch_stats_in_eval=False, normalise_ddof=0, update_in_eval=None):
+               batch_stats_in_eval=False, normalise_ddof=0, update_in_eval=None, fixed_eps=False):
     """update_in_eval: None, "before" (the running statistics updated by every call, then used in evaluation)
     or "after" (evaluation normalises with them, then updates them too)."""
     def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -51,6 +51,7 @@ def bn_forward(axes=(0, 2, 3), eps_outside=False, in_place=True, unbiased_runnin
                 update(x, running_mean, running_var, momentum)
         else:
             mean, var = running_mean.reshape(1, -1, 1, 1).copy(), running_var.reshape(1, -1, 1, 1).copy()
+        eps = 1e-5 if fixed_eps else eps
         std = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
         out = gamma.reshape(1, -1, 1, 1) * (x - mean) / std + beta.reshape(1, -1, 1, 1)
         if update_in_eval == "after":
@@ -162,6 +163,7 @@ VARIANTS = [
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(update_in_eval="after"), "must not change"),
     ("test_batchnorm_forward", "batchnorm_forward", bn_forward(update_in_eval="before"), "updated with this batch"),
     ("test_batchnorm_forward_hidden", "batchnorm_forward", bn_forward(batch_stats_in_eval=True), "batch's own statistics"),
+    ("test_batchnorm_forward_hidden", "batchnorm_forward", bn_forward(fixed_eps=True), "use the eps argument"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("constants"), "treated as constants"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("mean only"), "through the variance"),
     ("test_batchnorm_backward", "batchnorm_backward", bn_backward("sums"), "sums where the means belong"),
