@@ -15,6 +15,7 @@ What comes out is only what the program inside writes to stdout, read up to a by
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -70,14 +71,30 @@ def _system_binds() -> list[str]:
 
 
 def python_binds() -> list[Path]:
-    """The folders the course's Python needs: the venv, the interpreter it was made from, and the
-    folder of the editable imgrec_lib (not the rest of the course)."""
+    """The folders the course's Python needs: the venv (and where it really is, when .venv is a link),
+    the interpreter it was made from, and the folder of the editable imgrec_lib (not the rest of the
+    course)."""
     import imgrec_lib
 
-    folders = {Path(sys.prefix), Path(sys.base_prefix), Path(imgrec_lib.__file__).resolve().parent}
+    folders = {Path(sys.prefix), Path(sys.prefix).resolve(), Path(sys.base_prefix), Path(imgrec_lib.__file__).resolve().parent}
     real = Path(os.path.realpath(sys.executable)).parent.parent
     folders.add(real)
+    folders.update(_installed_imgrec_lib())
     return sorted(folders)
+
+
+@functools.cache
+def _installed_imgrec_lib() -> list[Path]:
+    """The imgrec_lib folder that the venv's own install points to, which the notebooks import: in a
+    course folder whose .venv links to another checkout's, it is that checkout's, not the one found
+    from the course folder here."""
+    try:
+        found = subprocess.run([sys.executable, "-I", "-c", "import importlib.util; "
+                                "print(*importlib.util.find_spec('imgrec_lib').submodule_search_locations, sep='\\n')"],
+                               cwd="/", capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [Path(line).resolve() for line in found.stdout.splitlines() if line.strip() and Path(line).is_dir()]
 
 
 def _cgroup_dirs(name: str) -> list[Path]:
