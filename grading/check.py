@@ -29,11 +29,6 @@ NOTICE = ("graded against the reference tests published in this clone's solution
 LIMIT = 400  # characters of a test's message shown per exercise; the whole message is on the feedback page
 
 
-def reason(evalue: str, limit: int = LIMIT) -> str:
-    """A test's message for one line of the score (grading/notebooks.py reason)."""
-    return worker.notebooks.reason(evalue, limit)
-
-
 def score_lines(source, graded: worker.Graded) -> list[str]:
     """One line per exercise: points earned of points possible, and the first failure's reason."""
     points = {worker.notebooks.grade_id(c): float(worker.notebooks.nbgrader_meta(c).get("points", 0))
@@ -55,7 +50,7 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
             if test not in passed and errors:
                 ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", ""))
                 why = "not answered yet" if ename == "NotImplementedError" and not evalue.strip() else \
-                    f"{ename}: {reason(evalue)}"
+                    f"{ename}: {worker.notebooks.reason(evalue, LIMIT)}"
                 line += ("\n    " if exercise in raised else "   ") + f"{test}: {why}"
                 break
         lines.append(line)

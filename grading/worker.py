@@ -219,9 +219,8 @@ def check_course_python(options: Options) -> None:
         raise CoursePythonBroken(
             f"the course's Python ({sys.executable}) cannot run the notebooks {where}, so nothing was graded:\n"
             f"{result.stderr_tail.strip()[-1500:] or f'it ended with exit status {result.returncode}'}\n"
-            "Grade with the course's own environment from the course folder (`make autograde`, after "
-            "`make install`); a virtual environment linked from another folder, or one whose imgrec_lib is "
-            "another checkout's, cannot be used.")
+            "Grade with the course's own environment: `make install` in the course folder (it rebuilds a "
+            ".venv that was moved or whose imgrec_lib is gone), then `make autograde`.")
 
 
 class CoursePythonBroken(RuntimeError):
