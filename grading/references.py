@@ -1128,3 +1128,92 @@ def flag_report(findings: dict[str, list[str]]) -> list[str]:
                      "(a reference copy, or code that hides what it calls)")
         lines.extend(f"    - {reason}" for reason in reasons)
     return lines
+
+
+# ----------------------------------------------------------------------------- what ran while graded
+
+# Exercises answered with torch (the others are answered with NumPy and plain Python: any torch,
+# torchvision, library, scipy.signal or scipy.ndimage code that runs in them is somebody else's answer).
+TORCH_EXERCISES = {"normalize_batch", "make_grid", "my_cnn", "train_step", "trained_model", "predict", "residual_block"}
+# What a torch exercise may run although it is in a package looked at: train_step steps the optimizer
+# it is given, trained_model is trained with the library, predict loads images with it.
+RUN_TIME_ALLOWED = {"train_step": ("torch.optim.",), "trained_model": ("imgrec_lib.",),
+                    "predict": ("imgrec_lib.inference.load_image",)}
+# In a torch exercise, packages whose code is a ready-made answer, and aten operators that compute a
+# whole reference at once.
+_READY_MADE = ("torchvision.models.", "torch.optim.", "imgrec_lib.", "torch.utils._python_dispatch.")
+_WHOLE_OPS = {"normalize_batch": ("aten.native_batch_norm", "aten.batch_norm", "aten._native_batch_norm_legit",
+                                  "aten._native_batch_norm_legit_no_training", "aten.instance_norm")}
+_NUMPY_FORBIDDEN = ("torch.", "torchvision.", "imgrec_lib.", "scipy.signal.", "scipy.ndimage.", "aten.")
+
+
+def _called_reference(name: str, references: tuple[str, ...]) -> bool:
+    """Whether a name the recorder wrote (``torch.conv2d``, ``torch.nn.modules.conv.Conv2d.__init__``) is
+    one of `references` (``torch.nn.functional.conv2d``, ``torch.nn.Conv2d``): the same name, a name
+    inside it, or in the same package the reference's last name as the function's name, or as its
+    class (a capitalised name) anywhere in it."""
+    parts = name.split(".")
+    for reference in references:
+        reference = canonical(reference)
+        last = reference.rsplit(".", 1)[-1]
+        if name == reference or name.startswith(reference + "."):
+            return True
+        if parts[0] == reference.split(".")[0] and parts[0] in _SAME_NAME_PACKAGES and len(parts) > 1 and (
+                parts[-1] == last or last[:1].isupper() and last in parts[1:]):
+            return True
+    return False
+
+
+def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) -> dict[str, list[str]]:
+    """{exercise: [reasons]} from what the student's code called while each test cell graded it
+    (`used`: test grade_id -> the names grading/recorder.py wrote in the kernel; `exercise_of`: test
+    grade_id -> the exercise's grade_id). A name counts when it is one of the exercise's
+    ``REFERENCES``; in an exercise answered with NumPy, any torch, torchvision, library, scipy.signal or
+    scipy.ndimage code and any aten operator; in one answered with torch, torchvision's models,
+    torch.optim, the library or a dispatch-mode trick (except ``RUN_TIME_ALLOWED``) and aten operators
+    that are a whole reference; in every exercise, a way out of the recording (a thread, a process,
+    pickle, gc, ...) and switching the recording off. The names come from the student's process: a
+    reason to look, like the static findings."""
+    by_exercise: dict[str, dict[str, None]] = {}
+    for test, names in used.items():
+        exercise = exercise_of.get(test)
+        if exercise is not None:
+            by_exercise.setdefault(exercise, {}).update(dict.fromkeys(names))
+    findings: dict[str, list[str]] = {}
+    for exercise, names in by_exercise.items():
+        references = REFERENCES.get(exercise, ())
+        allowed = RUN_TIME_ALLOWED.get(exercise, ())
+        called, escapes, off = [], [], []
+        for name in names:
+            if name.startswith("escape:"):
+                escapes.append(name.removeprefix("escape:"))
+            elif name.startswith("switched-off:"):
+                off.append(name.removeprefix("switched-off:"))
+            elif name.startswith(allowed) if allowed else False:
+                continue
+            elif _called_reference(name, references):
+                called.append((0, name))
+            elif exercise not in TORCH_EXERCISES:
+                if name.startswith(_NUMPY_FORBIDDEN):
+                    called.append((1, name))
+            elif name.startswith(_READY_MADE) or name.startswith(_WHOLE_OPS.get(exercise, ("-",))) \
+                    or name.startswith("aten._fused_") and exercise != "train_step":
+                called.append((1, name))
+        reasons = []
+        if called:
+            ordered = [n for _, n in sorted(called, key=lambda c: (c[0], "._" in c[1] or "<" in c[1]))]
+            functions = [n for n in ordered if not n.startswith("aten.")]
+            ops = [n for n in ordered if n.startswith("aten.")]
+            text = _few(functions) + (f" ({_few(ops)})" if functions and ops else _few(ops))
+            reasons.append(f"while graded, {exercise} called {text}")
+        if escapes:
+            reasons.append(f"while graded, {exercise} called {_few(escapes)}, a way around the check of what it calls")
+        if off:
+            reasons.append(f"while graded, {exercise} switched off the check of what it calls ({', '.join(off)})")
+        if reasons:
+            findings[exercise] = reasons
+    return findings
+
+
+def _few(names: list[str], at_most: int = 5) -> str:
+    return ", ".join(names[:at_most]) + (f" and {len(names) - at_most} more" if len(names) > at_most else "")

@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from grading.recorder import PROBES, Recorder
 from grading.values import decode, encode, exception_name
 
 SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
@@ -50,23 +51,26 @@ def _state(x, depth: int = 0):
     return None
 
 
-def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict) -> tuple[list[dict], dict]:
+def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict,
+                 recorder: Recorder | None = None) -> tuple[list[dict], dict]:
     """Evaluate the test call's arguments [(expression, is a bare name)] with the cell's `probes`
     defined in a fresh namespace (falling back to the student's namespace `user`). Returns what the
-    judge is told about each, and {index: the student's function} for the ones called from there."""
+    judge is told about each, and {index: the student's function} for the ones called from there.
+    `recorder` notes what the student's code that the probes call calls (grading/recorder.py)."""
     import builtins
     import collections
 
     namespace = {"__name__": "__graded_test__", "__builtins__": builtins}
     described, functions = [], {}
     try:
-        exec(compile(probes, "<probes of the test cell>", "exec"), namespace)
+        exec(compile(probes, PROBES, "exec"), namespace)
     except BaseException as error:
         return [{"source": "(the probes)", "raised": [exception_name(error), str(error)[:2000]]}], {}
     scope = collections.ChainMap(namespace, user)
     for index, (expression, is_name) in enumerate(arguments):
         try:
-            value = eval(expression, namespace, scope)
+            with recorder or contextlib.nullcontext():
+                value = eval(compile(expression, PROBES, "eval"), namespace, scope)
         except BaseException as error:
             described.append({"source": expression, "raised": [exception_name(error), str(error)[:2000]],
                               "traceback": traceback.format_exc(limit=-8)[-6000:]})
@@ -81,22 +85,25 @@ def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict) -> 
 
 def answer(functions: dict, call: dict) -> dict:
     """Run one call the judge's test makes: {"argument": index, "args": ..., "kwargs": ...} in,
-    {"result" or "raised", "printed", "args": in-place state} out."""
+    {"result" or "raised", "printed", "args": in-place state, "used": what it called (grading/recorder.py)} out."""
     reply: dict = {}
     printed = io.StringIO()
     args, kwargs = [], {}
+    recorder = Recorder()
     try:
         function = functions[int(call["argument"])]
         args, kwargs = list(decode(call["args"])), dict(decode(call["kwargs"]))
         # Quiet: a wrong answer's overflow warning is noise next to the test's message, which names the mistake.
         with contextlib.redirect_stdout(printed), np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = function(*args, **kwargs)
+            with recorder:
+                result = function(*args, **kwargs)
         reply["result"] = encode(result)
     except BaseException as error:  # the judge's test sees the same kind of exception
         reply["raised"] = [exception_name(error), str(error)[:2000]]
     reply["printed"] = printed.getvalue()[:MAX_PRINTED]
     reply["args"] = [_state(args), _state(kwargs)]
+    reply["used"] = recorder.names()
     return reply
 
 
@@ -111,8 +118,9 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
         channel.flush()
 
     try:
-        described, functions = arguments_of(probes, arguments, user)
-        send({"serve": test_name, "arguments": described})
+        recorder = Recorder()
+        described, functions = arguments_of(probes, arguments, user, recorder)
+        send({"serve": test_name, "arguments": described, "used": recorder.names()})
         while line := channel.readline():
             call = json.loads(line).get("call")
             if call is None:  # the judge has decided

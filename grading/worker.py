@@ -123,6 +123,7 @@ def failed(message: str) -> dict:
                                           "traceback": [f"RuntimeError: {message}"]}]}
 
 
+MAX_USED = 400  # names of what the student's code called, kept per test cell
 MAX_ITEMS_IN_LINE = 1_000_000  # JSON items in one event: results and outputs are mostly base64 and text
 
 
@@ -136,7 +137,8 @@ class Run:
         self.channel, self.tests, self.judge = channel, tests, judge
         self.outputs: dict[int, list] = {}
         self.verdicts: dict[str, dict] = {}
-        self.done, self.serving = "", False
+        self.used: dict[str, dict[str, None]] = {}   # test grade_id -> what the student's code called there
+        self.done, self.serving, self.current = "", False, None
 
     def _events(self):
         while (line := self.channel.next_line()) is not None:
@@ -163,12 +165,23 @@ class Run:
         elif isinstance(event.get("serve"), str) and not self.serving:
             grade_id = event["serve"]
             if grade_id in self.tests and grade_id not in self.verdicts:
-                self.serving = True
+                self.serving, self.current = True, grade_id
+                self._note_used(event.get("used"))
                 verdict = self.judge.run_test(grade_id, self.tests[grade_id], event.get("arguments"), self._call)
                 self.verdicts[grade_id] = verdict or failed(
                     "the grader could not check this test in time (a result too large, or too slow to check)")
             self.serving = False
             self.channel.send(b'{"end": true}\n')
+
+    def _note_used(self, names) -> None:
+        """Keep what the kernel says the student's code called (grading/recorder.py), as bounded text:
+        like everything from the sandbox it is only a claim, read by references.runtime_findings."""
+        if self.current is None or not isinstance(names, list):
+            return
+        kept = self.used.setdefault(self.current, {})
+        for name in names[:MAX_USED]:
+            if isinstance(name, str) and len(kept) < MAX_USED:
+                kept[name[:200]] = None
 
     def _call(self, call: dict):
         """Send one call to the kernel; its reply, or None once the kernel has stopped serving."""
@@ -176,7 +189,10 @@ class Run:
             return None
         for event in self.stream:
             if "reply" in event:
-                return event["reply"] if isinstance(event["reply"], dict) else None
+                if not isinstance(event["reply"], dict):
+                    return None
+                self._note_used(event["reply"].pop("used", None))
+                return event["reply"]
             self.serving = False  # anything else: the test cell ended (its time limit, a dead kernel)
             if "serve" not in event:
                 self._take(event)
@@ -260,6 +276,9 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
                                                     f"{why or 'it stopped before this cell'}") for gid in tests}
     from grading import references  # noqa: PLC0415
     flags = references.find_reference_copies(submission, release) if release is not None else {}
+    for exercise, reasons in references.runtime_findings(
+            {gid: list(names) for gid, names in run.used.items()}, notebooks.exercises_of_tests(source)).items():
+        flags.setdefault(exercise, []).extend(reasons)
     if flags:
         report["reference_copies"] = flags
         if options.zero_reference_copies:

@@ -1,0 +1,291 @@
+"""Record what a student's code calls while it is graded: a second look next to grading/references.py.
+
+The static reader (grading/references.py) reads the notebook; however an answer spells its way to
+torch (``sys._getframe().f_globals["torch"]``, ``functools.reduce(getattr, ...)``, a module kept in a
+list, ``pickle.loads``, ``y.grad_fn(dout)``, ``torch.relu_`` where the exercise lists ``torch.relu``),
+the library's code runs in the end. So while grading/serve.py evaluates a test's probes and runs
+each call the judge makes to a student's function, `Recorder` notes:
+
+- Python functions entered in a watched package (``WATCHED``: torch, torchvision, scipy, sklearn,
+  skimage, imgrec_lib), as ``module.qualname``, only where the package is entered (from the
+  student's code, or from another package: torch running torchvision's ``BasicBlock.forward``), and
+  built-in functions of those packages the student's code calls (``torch.relu_``), with
+  ``sys.setprofile``;
+- the ways out of this recording (``ESCAPES``: threads, processes, ``ctypes``, ``gc``, pickle's and
+  marshal's loads, ``code``, ``cProfile``, ``pydoc.locate``, ``runpy``, ``importlib``,
+  ``sys.setprofile`` ...) that the student's code calls, as ``escape:name``;
+- once torch is imported, every aten operator that the student's code runs (``aten.relu_``), with a
+  ``TorchDispatchMode``: it sees a torch computation however it was reached, a C callback included;
+- at the end, whether both were still in place: ``switched-off:...`` when the answer removed them.
+
+The instructor's probe code (compiled as ``PROBES``) is trusted: what it calls is not recorded, what
+the student's code it calls does is. The names (at most ``MAX_NAMES``) go to the grader with each
+reply, where ``references.runtime_findings`` decides which of them void an exercise. This runs in
+the student's kernel: a student who knows it can remove it, so a name here, like a static finding, is
+a reason to look, and its absence proves nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import sysconfig
+
+PROBES = "<probes of the test cell>"  # the file name the probes are compiled with (grading/serve.py)
+WATCHED = ("torch", "torchvision", "scipy", "sklearn", "skimage", "imgrec_lib")
+MAX_NAMES = 200
+
+# Ways out of the recording, by module: None for any function of it, else the names that count.
+ESCAPES: dict[str, frozenset | None] = {
+    "threading": None, "_thread": None, "queue": None, "_queue": None, "multiprocessing": None,
+    "concurrent": None, "subprocess": None, "_posixsubprocess": None, "ctypes": None, "_ctypes": None,
+    "gc": None, "code": None, "codeop": None, "cProfile": None, "_lsprof": None, "profile": None,
+    "runpy": None, "importlib": None, "importlib.util": None, "importlib.machinery": None,
+    "pydoc": frozenset({"locate"}),
+    "pickle": frozenset({"load", "loads", "Unpickler.load", "_Unpickler.load", "_load", "_loads"}),
+    "_pickle": frozenset({"load", "loads", "Unpickler.load"}),
+    "marshal": frozenset({"load", "loads"}),
+    "sys": frozenset({"setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads"}),
+    "posix": frozenset({"system", "fork", "forkpty", "execv", "execve", "posix_spawn", "posix_spawnp",
+                        "register_at_fork"}),
+    "os": frozenset({"system", "popen", "fork", "forkpty", "execl", "execle", "execlp", "execlpe", "execv",
+                     "execve", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
+                     "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp"}),
+}
+
+# torch's own functions that running an operator under a dispatch mode calls: not the student's doing
+_MODE_MACHINERY = {"find_torch_dispatch_rule"}
+_ESCAPE_PACKAGES = {"multiprocessing", "concurrent", "ctypes"}
+
+# What a code object is: the student's (any code not installed: the notebook's cells, code made with
+# exec), trusted (the probes, this module), grading/serve.py (it calls the student's function), an
+# installed library's (ESCAPE: a module of ESCAPES; IMPORT: the import system), a watched package's.
+STUDENT, TRUSTED, SERVE, LIBRARY, ESCAPE, IMPORT, WATCHED_CODE = range(7)
+
+
+def _package_folders() -> list[tuple[str, str]]:
+    """[(folder + os.sep, the package's dotted name)] of the watched packages, found without importing them."""
+    folders = []
+    for name in WATCHED:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            folders.append((os.path.join(os.path.realpath(folder), ""), name))
+    return folders
+
+
+_FOLDERS = _package_folders()
+_GRADING = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+_STDLIB = os.path.join(os.path.realpath(sysconfig.get_paths()["stdlib"]), "")
+_LIBRARIES = tuple({os.path.join(os.path.realpath(p), "") for p in
+                    (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                     sysconfig.get_paths()["platlib"], sys.base_prefix, sys.prefix)})
+
+
+def _dotted(relative: str) -> str:
+    """'nn/functional.py' -> 'nn.functional'; 'models/__init__.py' -> 'models'."""
+    parts = relative[:-3].split(os.sep) if relative.endswith(".py") else relative.split(os.sep)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def classify(code) -> tuple[int, str]:
+    """(what the code is, its dotted module name where that matters) from its file name."""
+    filename = code.co_filename
+    if filename == PROBES:
+        return TRUSTED, ""
+    if filename.startswith("<frozen "):  # a frozen standard module: '<frozen os>'
+        module = filename[len("<frozen "):-1]
+        return (IMPORT if module.startswith("importlib._") else ESCAPE if _escape_module(module) else LIBRARY), module
+    path = os.path.realpath(filename) if filename.startswith(os.sep) else filename
+    if path.startswith(_GRADING):
+        return (SERVE if os.path.basename(path) == "serve.py" else TRUSTED), ""
+    for folder, package in _FOLDERS:
+        if path.startswith(folder):
+            inner = _dotted(path[len(folder):])
+            return WATCHED_CODE, f"{package}.{inner}" if inner else package
+    if path.startswith(_STDLIB):
+        module = _dotted(path[len(_STDLIB):])
+        return (ESCAPE if _escape_module(module) else LIBRARY), module
+    if path.startswith(_LIBRARIES):
+        return LIBRARY, ""
+    return STUDENT, ""
+
+
+def _escape_module(module: str) -> bool:
+    top = module.split(".")[0]
+    return module in ESCAPES or top in _ESCAPE_PACKAGES and module.startswith(top + ".")
+
+
+def _escape(module: str, name: str) -> bool:
+    """Whether module.name is a way out of the recording (``ESCAPES``; the packages' submodules too)."""
+    if not _escape_module(module):
+        return False
+    names = ESCAPES.get(module)
+    return names is None or name in names or name.split(".")[-1] in names
+
+
+def builtin_name(function) -> str:
+    """The name of a built-in function as the recorder writes it: torch.relu_, torch.Tensor.relu, gc.get_objects."""
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
+    if module is None:  # a method bound to an object: the module of its type
+        module = getattr(type(getattr(function, "__self__", None)), "__module__", None) or "builtins"
+    if module == "posix":
+        module = "os"
+    return f"{module}.{qualname.replace('_VariableFunctionsClass.', '')}"
+
+
+class Recorder:
+    """``with Recorder() as seen: ...`` runs the block with the recording on; ``seen.names()`` is what
+    the student's code called there (see the module's docstring). It can be entered again: the
+    names add up."""
+
+    def __init__(self):
+        self.seen: dict[str, None] = {}
+        self.full = False
+        self.kinds: dict = {}          # code object -> classify(code)
+        self.mode = None
+        self.previous = None
+
+    def add(self, name: str) -> None:
+        if name in self.seen:
+            return
+        if len(self.seen) >= MAX_NAMES:
+            self.full = True
+            return
+        self.seen[name] = None
+
+    def names(self) -> list[str]:
+        return [*self.seen, *(["more:names were left out"] if self.full else [])]
+
+    def kind(self, code) -> tuple[int, str]:
+        kind = self.kinds.get(code)
+        if kind is None:
+            kind = self.kinds[code] = classify(code)
+        return kind
+
+    def _profiler(self):
+        """The sys.setprofile function: a closure over local names, for it runs at every call."""
+        kinds, kind_of, add = self.kinds, self.kind, self.add
+        builtins_seen: dict = {}  # a built-in's module name or type -> whether it can matter
+
+        def profile(frame, event, arg):
+            try:
+                if event == "call":
+                    code = frame.f_code
+                    kind, module = kinds.get(code) or kind_of(code)
+                    if kind == WATCHED_CODE:
+                        caller = frame.f_back
+                        if caller is None or code.co_name in ("__del__", "<module>"):
+                            return
+                        caller_kind, caller_module = kinds.get(caller.f_code) or kind_of(caller.f_code)
+                        if caller_kind in (TRUSTED, IMPORT):
+                            return
+                        if ((caller_kind != WATCHED_CODE or caller_module.split(".")[0] != module.split(".")[0])
+                                and code.co_name not in _MODE_MACHINERY):
+                            add(f"{module}.{code.co_qualname}")
+                    elif kind == ESCAPE and frame.f_back is not None:
+                        caller = frame.f_back.f_code
+                        if (kinds.get(caller) or kind_of(caller))[0] == STUDENT and _escape(module, code.co_qualname):
+                            add(f"escape:{module}.{code.co_qualname}")
+                elif event == "c_call":
+                    owner = arg.__module__ or type(arg.__self__)
+                    matters = builtins_seen.get(owner)
+                    if matters is None:
+                        top = (owner if isinstance(owner, str) else owner.__module__ or "").split(".")[0]
+                        matters = builtins_seen[owner] = top in WATCHED or top in ESCAPES or top == "posix"
+                    if not matters:
+                        return
+                    code = frame.f_code
+                    kind = (kinds.get(code) or kind_of(code))[0]
+                    if kind in (TRUSTED, WATCHED_CODE, IMPORT):
+                        return
+                    name = builtin_name(arg)
+                    top = name.split(".")[0]
+                    if top in WATCHED:
+                        add(name)
+                    elif kind == STUDENT and (_escape(*name.rsplit(".", 1)) or _escape(top, name.split(".", 1)[1])):
+                        add(f"escape:{name}")
+            except Exception:  # noqa: BLE001 - the recording must never change what the answer does
+                pass
+
+        return profile
+
+    def _start_mode(self) -> None:
+        """Enter the aten operator recording, when the student's code can run torch at all."""
+        if "torch" not in sys.modules:
+            return
+        try:
+            self.mode = _aten_ops(self)
+            self.mode.__enter__()
+        except Exception:  # noqa: BLE001 - a torch without dispatch modes: the profile still records
+            self.mode = None
+
+    def _stop_mode(self) -> None:
+        if self.mode is None:
+            return
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        if self.mode not in _get_current_dispatch_mode_stack():
+            self.add("switched-off:the torch dispatch mode")
+            return
+        try:
+            self.mode.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001 - the answer left other modes on top of ours
+            self.add("switched-off:the torch dispatch mode")
+
+    def __enter__(self) -> "Recorder":
+        self.previous = sys.getprofile()
+        self._start_mode()
+        self.profile = self._profiler()
+        sys.setprofile(self.profile)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        still = sys.getprofile()
+        sys.setprofile(self.previous)
+        if still is not self.profile:
+            self.add("switched-off:sys.setprofile")
+        self._stop_mode()
+
+
+_AtenOps = None
+
+
+def _aten_ops(recorder: Recorder):
+    """A TorchDispatchMode that notes, in `recorder`, each aten operator the student's code runs (the
+    first frame outside torch and this module is not trusted code) and runs it unchanged. The first
+    one made runs an operator first: torch imports its dispatch machinery then, which is not the
+    student's doing."""
+    global _AtenOps
+    if _AtenOps is None:
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class AtenOps(TorchDispatchMode):
+            def __init__(self, recorder=None):
+                super().__init__()
+                self.recorder = recorder
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                try:
+                    if self.recorder is not None:
+                        frame = sys._getframe(1)
+                        kind = self.recorder.kind
+                        while frame is not None and kind(frame.f_code)[0] == WATCHED_CODE:
+                            frame = frame.f_back
+                        if frame is not None and kind(frame.f_code)[0] != TRUSTED:
+                            self.recorder.add(f"aten.{func.__name__.split('.')[0]}")
+                except Exception:  # noqa: BLE001
+                    pass
+                return func(*args, **(kwargs or {}))
+
+        with AtenOps():
+            torch.zeros(1).add(1)
+        _AtenOps = AtenOps
+    return _AtenOps(recorder)

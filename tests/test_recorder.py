@@ -1,0 +1,394 @@
+"""What an answer calls while it is graded (grading/recorder.py), and which of that is a finding
+(grading/references.runtime_findings): each spelling an outside tester got past the static reader,
+run the way the kernel runs an answer (grading/serve.answer, the probes through serve.arguments_of),
+and the instructor's honest answers, which must give no finding.
+
+The answers are compiled with a notebook cell's file name: code that no installed package holds is
+the student's."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from grading import recorder, references, serve
+from grading.values import encode
+
+ROOT = Path(__file__).resolve().parents[1]
+CELL = "/tmp/ipykernel_4242/1234567.py"  # where ipykernel compiles a notebook's cell
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((2, 3, 6, 6))
+W = RNG.standard_normal((4, 3, 3, 3))
+Z = RNG.standard_normal((4, 5))
+
+
+def define(source: str) -> dict:
+    """Run an answer cell's source as the kernel does; its namespace."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(textwrap.dedent(source), CELL, "exec"), namespace)
+    return namespace
+
+
+def grade(exercise: str, source: str, *args, function: str | None = None) -> tuple[dict, dict]:
+    """Call the answer's function through serve.answer as the judge's test does; (its reply, the
+    run-time findings for the exercise)."""
+    answer = define(source)[function or exercise]
+    reply = serve.answer({0: answer}, {"argument": 0, "args": encode(list(args)), "kwargs": encode({})})
+    test = f"test_{exercise}"
+    return reply, references.runtime_findings({test: reply["used"]}, {test: exercise})
+
+
+def flagged(exercise: str, source: str, *args, function: str | None = None, says: str = "") -> str:
+    reply, found = grade(exercise, source, *args, function=function)
+    assert "raised" not in reply, reply["raised"]
+    assert exercise in found, f"not flagged; recorded {reply['used']}"
+    text = " / ".join(found[exercise])
+    assert says in text, text
+    return text
+
+
+# --- lesson 01: convolution -----------------------------------------------------------------
+
+def test_conv2d_through_the_frame_globals():
+    flagged("conv2d", '''
+        import sys, torch
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            t = sys._getframe().f_globals["torch"]
+            return t.convolution(t.from_numpy(x), t.from_numpy(w), None, [stride] * 2, [padding] * 2,
+                                 [1, 1], False, [0, 0], 1).numpy()
+    ''', X, W, says="torch.convolution")
+
+
+def test_conv2d_as_a_3d_convolution_from_a_module_kept_in_a_list():
+    flagged("conv2d", '''
+        import torch.nn.functional
+        KEPT = [torch.nn.functional]
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            out = KEPT[0].conv3d(torch.from_numpy(x)[:, :, None], torch.from_numpy(w)[:, :, None],
+                                 stride=stride, padding=(0, padding, padding))
+            return out[:, :, 0].numpy()
+    ''', X, W, says="conv3d")
+
+
+def test_conv2d_from_a_pickle_and_a_default_argument():
+    text = flagged("conv2d", '''
+        import pickle, torch
+        def conv2d(x, w, b=None, stride=1, padding=0, _made=pickle.dumps(torch.nn.functional.conv2d)):
+            return pickle.loads(_made)(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+    ''', X, W, says="torch.conv2d")
+    assert "_pickle.loads, a way around" in text
+
+
+def test_conv2d_run_by_an_interactive_interpreter():
+    text = flagged("conv2d", '''
+        import code
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            found = {"x": x, "w": w}
+            code.InteractiveInterpreter(found).runsource(
+                "import torch; out = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()")
+            return found["out"]
+    ''', X, W, says="aten.convolution")
+    assert "code.InteractiveInterpreter" in text
+
+
+# --- lesson 03: activations -----------------------------------------------------------------
+
+def test_relu_in_place_variant():
+    text = flagged("relu", '''
+        import torch
+        def relu(x):
+            return torch.relu_(torch.tensor(x)).numpy()
+    ''', Z)
+    assert text.startswith("while graded, relu called torch.tensor, torch.relu_") and "aten.relu_" in text, text
+
+
+def test_relu_by_reduce_getattr_and_threshold():
+    flagged("relu", '''
+        import functools, torch
+        def relu(x):
+            threshold = functools.reduce(getattr, ["nn", "functional", "threshold"], torch)
+            return threshold(torch.from_numpy(x), 0.0, 0.0).numpy()
+    ''', Z, says="threshold")
+
+
+def test_relu_called_back_from_map_and_operator_call():
+    flagged("relu", '''
+        import operator, torch
+        def relu(x):
+            [t] = map(torch.relu, [torch.from_numpy(x)])
+            return operator.call(getattr.__call__(torch, "relu"), t).numpy()
+    ''', Z, says="aten.relu")
+
+
+def test_relu_found_by_a_match_pattern_and_pydoc():
+    text = flagged("relu", '''
+        import pydoc
+        def relu(x):
+            match pydoc.locate("torch"):
+                case object(from_numpy=make, clamp_min=clamp):
+                    return clamp(make(x), 0).numpy()
+    ''', Z, says="aten.clamp_min")
+    assert "pydoc.locate" in text
+
+
+def test_softmax_private_and_softmin_spellings():
+    flagged("softmax", '''
+        import torch
+        def softmax(z):
+            return [getattr][0](torch, "_softmax")(torch.from_numpy(z), -1, False).numpy()
+    ''', Z, says="torch._softmax")
+    flagged("softmax", '''
+        import torch.nn.functional as F
+        def softmax(z):
+            return F.softmin(-F.torch.from_numpy(z), dim=-1).numpy()
+    ''', Z, says="softmin")
+
+
+def test_a_module_found_with_gc_and_a_profiler_running_the_answer():
+    text = flagged("relu", '''
+        import gc
+        def relu(x):
+            torch = next(m for m in gc.get_objects() if type(m).__name__ == "module" and m.__name__ == "torch")
+            return torch.clamp(torch.from_numpy(x), min=0).numpy()
+    ''', Z)
+    assert "gc.get_objects, a way around" in text, text
+    text = flagged("relu", '''
+        import cProfile
+        def relu(x):
+            found = {"x": x}
+            cProfile.runctx("import torch; out = torch.relu(torch.from_numpy(x)).numpy()", found, found)
+            return found["out"]
+    ''', Z)
+    assert "cProfile.runctx" in text and "switched off" in text, text
+
+
+def test_an_answer_that_runs_torch_in_a_thread_is_flagged():
+    flagged("relu", '''
+        import threading
+        def relu(x):
+            out = {}
+            thread = threading.Thread(target=lambda: out.update(y=__import__("torch").relu(__import__("torch").from_numpy(x))))
+            thread.start()
+            thread.join()
+            return out["y"].numpy()
+    ''', Z, says="threading.Thread")
+
+
+def test_switching_the_recording_off_is_flagged():
+    flagged("relu", '''
+        import sys
+        def relu(x):
+            sys.setprofile(None)
+            return x * (x > 0)
+    ''', Z, says="switched off the check of what it calls (sys.setprofile)")
+
+
+# --- lesson 05: backward passes -------------------------------------------------------------
+
+def test_relu_backward_by_autograds_backward_node():
+    flagged("relu_backward", '''
+        import torch
+        def relu_backward(dout, x):
+            y = torch.relu(torch.tensor(x, requires_grad=True))
+            return y.grad_fn(torch.from_numpy(dout)).detach().numpy()
+    ''', Z, Z, says="aten.threshold_backward")
+
+
+def test_conv2d_backward_by_an_aten_backward_operator():
+    dout = RNG.standard_normal((2, 4, 4, 4))
+    flagged("conv2d_backward", '''
+        import torch
+        aten = torch.ops.aten
+        def conv2d_backward(dout, x, w, stride=1, padding=0):
+            t = torch.from_numpy
+            dx, dw, db = aten.convolution_backward(t(dout), t(x), t(w), [w.shape[0]], [stride] * 2, [padding] * 2,
+                                                   [1, 1], False, [0, 0], 1, [True, True, True])
+            return dx.numpy(), dw.numpy(), db.numpy()
+    ''', dout, X, W, says="aten.convolution_backward")
+
+
+def test_linear_backward_by_addmm():
+    flagged("linear_backward", '''
+        import torch
+        def linear_backward(dout, x, w):
+            t = torch.from_numpy
+            return (torch.addmm(t(dout[:, :1]) * 0, t(dout), t(w)).numpy(), (t(dout).T @ t(x)).numpy(),
+                    dout.sum(axis=0))
+    ''', RNG.standard_normal((4, 3)), RNG.standard_normal((4, 5)), RNG.standard_normal((3, 5)), says="torch.addmm")
+
+
+# --- lesson 06: optimization ----------------------------------------------------------------
+
+def test_adam_step_by_the_fused_operator():
+    flagged("adam_step", '''
+        import torch
+        def adam_step(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+            t = [torch.from_numpy(p) for p in params]
+            if not state:
+                state.update(step=0, m=[p * 0 for p in params], v=[p * 0 for p in params])
+            state["step"] += 1
+            torch._fused_adam_(t, [torch.from_numpy(g) for g in grads], [torch.from_numpy(m) for m in state["m"]],
+                               [torch.from_numpy(v) for v in state["v"]], [], [torch.tensor(float(state["step"]))],
+                               lr=lr, beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps,
+                               amsgrad=False, maximize=False)
+    ''', [np.ones(3)], [np.ones(3)], {}, says="aten._fused_adam_")
+
+
+def test_sgd_momentum_step_by_the_optimizer_kept_as_a_class_attribute():
+    flagged("sgd_momentum_step", '''
+        import torch
+        class Stepper:
+            optim = torch.optim
+            def step(self, params, grads, lr, momentum):
+                t = [torch.from_numpy(p) for p in params]
+                for p, g in zip(t, grads):
+                    p.grad = torch.from_numpy(g)
+                self.optim.SGD(t, lr=lr, momentum=momentum).step()
+        def sgd_momentum_step(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+            Stepper().step(params, grads, lr, momentum)
+    ''', [np.ones(3)], [np.ones(3)], [], 0.1, says="torch.optim.sgd.SGD")
+
+
+# --- lesson 09: modern blocks ---------------------------------------------------------------
+
+def test_batchnorm_forward_by_native_batch_norm():
+    flagged("batchnorm_forward", '''
+        import torch
+        def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+            t = torch.from_numpy
+            return torch.native_batch_norm(t(x), t(gamma), t(beta), t(running_mean), t(running_var), training,
+                                           momentum, eps)[0].numpy()
+    ''', X, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), says="torch.native_batch_norm")
+
+
+def test_dropout_forward_by_dropout1d_from_a_helper():
+    flagged("dropout_forward", '''
+        def helper():
+            import torch.nn.functional
+            return torch.nn.functional
+        def dropout_forward(x, p=0.5, training=True, seed=None):
+            F = helper()
+            out = F.dropout1d(F.torch.from_numpy(x.reshape(len(x), -1, 1)), p, training).numpy().reshape(x.shape)
+            return out, out != 0
+    ''', Z, says="dropout1d")
+
+
+RESIDUAL_PROBE = '''
+def describe(ResidualBlock):
+    import torch
+
+    torch.manual_seed(0)
+    net = ResidualBlock(4, 4, 1).double()
+    with torch.no_grad():
+        return net(torch.rand(2, 4, 7, 7, dtype=torch.float64))
+'''
+
+
+def residual_findings(source: str) -> dict:
+    """The findings of a residual block answer, built and run by a probe as lesson 09's test does."""
+    rec = recorder.Recorder()
+    described, _ = serve.arguments_of(RESIDUAL_PROBE, [("describe(ResidualBlock)", False)], define(source), rec)
+    assert "raised" not in described[0], described
+    return references.runtime_findings({"test_residual_block": rec.names()}, {"test_residual_block": "residual_block"})
+
+
+def test_residual_block_from_torchvisions_regnet():
+    found = residual_findings('''
+        import torch
+        from torchvision.models import regnet
+        class ResidualBlock(torch.nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.block = regnet.ResBottleneckBlock(in_channels, out_channels, stride, torch.nn.BatchNorm2d,
+                                                       torch.nn.ReLU, 1, 1.0, None)
+            def forward(self, x):
+                return self.block(x)
+    ''')
+    assert "torchvision.models.regnet.ResBottleneckBlock" in " ".join(found.get("residual_block", [])), found
+
+
+def test_residual_block_made_elsewhere_and_only_run_here():
+    """A torchvision block made in the answer cell, copied in __init__: its forward, run by torch, is seen."""
+    found = residual_findings('''
+        import copy, torch
+        from torchvision.models.resnet import BasicBlock
+        MADE = BasicBlock(4, 4)
+        class ResidualBlock(torch.nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.block = copy.deepcopy(MADE)
+            def forward(self, x):
+                return self.block(x)
+    ''')
+    assert "torchvision.models.resnet.BasicBlock.forward" in " ".join(found.get("residual_block", [])), found
+
+
+# --- honest answers: no finding ---------------------------------------------------------------
+
+def solution_cells(lesson: str) -> dict[str, str]:
+    nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+
+
+SETUP = "import numpy as np\nimport torch\nfrom torch import nn\nfrom numpy.lib.stride_tricks import sliding_window_view\n"
+
+
+@pytest.mark.parametrize("lesson, exercise, function, args", [
+    ("01_convolution", "conv2d_naive", "conv2d_naive", (X, W)),
+    ("01_convolution", "conv2d", "conv2d", (X, W)),
+    ("03_dense_layers_and_activations", "relu", "relu", (Z,)),
+    ("03_dense_layers_and_activations", "softmax", "softmax", (Z,)),
+    ("05_backpropagation", "relu_backward", "relu_backward", (Z, Z)),
+    ("06_optimization", "adam_step", "adam_step", ([np.ones(3)], [np.ones(3)], {})),
+    ("09_modern_blocks", "batchnorm_forward", "batchnorm_forward", (X, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))),
+    ("00_images_and_tensors", "normalize_batch", "normalize_batch", (torch.rand(2, 3, 4, 4),)),
+])
+def test_the_instructors_answers_call_nothing_that_counts(lesson, exercise, function, args):
+    cells = solution_cells(lesson)
+    helpers = cells.get("conv_output_size", "") if lesson == "01_convolution" else ""
+    reply, found = grade(exercise, SETUP + helpers + "\n" + cells[exercise], *args, function=function)
+    assert "raised" not in reply, reply["raised"]
+    assert found == {}, (found, reply["used"])
+    if exercise not in references.TORCH_EXERCISES:
+        assert reply["used"] == [], reply["used"]
+
+
+def test_the_probes_own_torch_calls_are_not_the_students():
+    """Lesson 09's probe builds the instructor's block with torch: nothing that counts, and nothing
+    recorded for what the probe itself runs (its torch.manual_seed, torch.rand)."""
+    rec = recorder.Recorder()
+    cells = solution_cells("09_modern_blocks")
+    described, _ = serve.arguments_of(RESIDUAL_PROBE, [("describe(ResidualBlock)", False)],
+                                      define(SETUP + cells["residual_block"]), rec)
+    assert "raised" not in described[0], described
+    names = rec.names()
+    assert "torch.manual_seed" not in names and "torch.rand" not in names, names
+    assert "torch.nn.modules.conv.Conv2d.__init__" in names and "aten.convolution" in names, names
+    assert references.runtime_findings({"t": names}, {"t": "residual_block"}) == {}
+
+
+def test_the_recording_is_bounded_and_leaves_the_profile_as_it_was():
+    before = sys.getprofile()
+    with recorder.Recorder() as rec:
+        for k in range(recorder.MAX_NAMES + 50):
+            rec.add(f"torch.name{k}")
+    assert sys.getprofile() is before
+    assert len(rec.names()) == recorder.MAX_NAMES + 1 and rec.names()[-1].startswith("more:")
+
+
+def test_the_names_it_writes_match_the_references():
+    """The recorder writes what really runs: F.conv2d is the builtin torch.conv2d, nn.Conv2d runs
+    torch.nn.modules.conv.Conv2d.__init__; both are lesson 01's references."""
+    assert recorder.builtin_name(torch.nn.functional.conv2d) == "torch.conv2d"
+    assert recorder.builtin_name(torch.relu_) == "torch.relu_"
+    for name in ("torch.conv2d", "torch.nn.modules.conv.Conv2d.__init__", "imgrec_lib.conv.conv2d"):
+        assert references._called_reference(name, references.REFERENCES["conv2d"]), name
+    assert not references._called_reference("torch.nn.modules.batchnorm.BatchNorm2d.__init__",
+                                             references.REFERENCES["residual_block"])
