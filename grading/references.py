@@ -50,10 +50,13 @@ on any object), a reference class reached inside a network made by code outside 
 code that a cell no answer uses writes to a file under the name of an installed
 module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
 (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers that copy a
-reference's source text instead of calling it. Nothing is checked while the notebook runs: the
-kernel is the student's process, and a guard placed in it could be removed, bypassed with a copy of
-the reference's code, or made to report nothing. A finding is a reason to look, not a verdict: the
-instructor decides.
+reference's source text instead of calling it. So a second layer looks at what runs: while the
+tests call the answers, grading/recorder.py notes in the kernel where the student's code enters
+torch, torchvision, scipy, scikit-learn, scikit-image or the library, each aten operator torch runs,
+and the ways around that record; ``runtime_findings`` turns those names into findings per exercise,
+in the same report. The kernel is the student's process: that record can be removed or made to say
+nothing (``_grader_touched`` reports code that names ``grading``). A finding is a reason to look,
+not a verdict: the instructor decides.
 """
 
 from __future__ import annotations
@@ -1002,6 +1005,33 @@ def _module_maker(cells: list[_Cell], env: _Env) -> str | None:
     return None
 
 
+def _grader_touched(cells: list[_Cell]) -> str | None:
+    """Where the student's code (any cell of theirs) reaches the grader's own package, which runs
+    in the kernel while the tests call the answers (grading/serve.py, grading/recorder.py): an
+    import of ``grading``, a string naming it (``sys.modules["grading.recorder"]``), the name the
+    test cells call it by. None when there is none."""
+    for cell in cells:
+        if cell.release:
+            continue
+        for node in ast.walk(cell.tree):
+            what = None
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "grading" for a in node.names):
+                what = "imports"
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "grading":
+                what = "imports"
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
+                    r"grading(\.\w+)*", node.value.strip()):
+                what = "names"
+            elif isinstance(node, (ast.Name, ast.Attribute)) and "__imgrec" in (
+                    node.id if isinstance(node, ast.Name) else node.attr):
+                what = "names"
+            if what:
+                where = f"the answer cell of {cell.answer_of}" if cell.answer_of else f"code cell {cell.number}"
+                return (f"{where} {what} `grading`, the grader's own package that runs while the tests "
+                        f"call the answers: review by hand (line {getattr(node, 'lineno', '?')})")
+    return None
+
+
 # ----------------------------------------------------------------------------- the public part
 
 
@@ -1075,6 +1105,7 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
     for cell in cells:
         _bind_statements(cell.tree.body, everything, cell, False)
     maker = _module_maker(cells, everything)
+    touched = _grader_touched(cells)
 
     findings: dict[str, list[str]] = {}
     for release_index, grade_id in answers:
@@ -1115,6 +1146,8 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
                     search.search(b.node, b.cell, f"`{name}` (defined in {b.cell.phrase()}): ", 0)
                 elif b.kind == "expr" and b.node is not None and b.cell is not None:
                     search.search_expr(b.node, b.cell, f"`{name}` is set in {b.cell.phrase()} to ", 0)
+        if touched:
+            search.add(touched)
         if search.reasons:
             findings[grade_id] = search.reasons
     return findings
@@ -1136,9 +1169,10 @@ def flag_report(findings: dict[str, list[str]]) -> list[str]:
 # torchvision, library, scipy.signal or scipy.ndimage code that runs in them is somebody else's answer).
 TORCH_EXERCISES = {"normalize_batch", "make_grid", "my_cnn", "train_step", "trained_model", "predict", "residual_block"}
 # What a torch exercise may run although it is in a package looked at: train_step steps the optimizer
-# it is given, trained_model is trained with the library, predict loads images with it.
+# it is given, trained_model is trained with the library, predict loads images with it and runs the
+# model it is given (the probes give one of the library's).
 RUN_TIME_ALLOWED = {"train_step": ("torch.optim.",), "trained_model": ("imgrec_lib.",),
-                    "predict": ("imgrec_lib.inference.load_image",)}
+                    "predict": ("imgrec_lib.inference.load_image", "imgrec_lib.models.")}
 # In a torch exercise, packages whose code is a ready-made answer, and aten operators that compute a
 # whole reference at once.
 _READY_MADE = ("torchvision.models.", "torch.optim.", "imgrec_lib.", "torch.utils._python_dispatch.")

@@ -824,6 +824,27 @@ def conv2d_backward(dout, x, w, stride=1, padding=0):
     torch.nn.functional.conv2d(x_t, w_t, b_t, stride=stride, padding=padding).backward(torch.from_numpy(dout))
     return x_t.grad.numpy(), w_t.grad.numpy(), b_t.grad.numpy()
 '''}, baseline="", references=("linear_backward", "conv2d_backward")),
+    "ref_runtime": Hostile(L01, "conv2d reaches torch.convolution through the frame's globals, which the static "
+                                "reader cannot name: flagged as REFERENCE for conv2d from what ran while graded",
+                           {"conv2d": '''import sys
+import torch
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    t = sys._getframe().f_globals["to" + "rch"]
+    out = t.convolution(t.from_numpy(x), t.from_numpy(w), None if b is None else t.from_numpy(b), [stride] * 2,
+                        [padding] * 2, [1, 1], False, [0, 0], 1)
+    return out.numpy()
+'''}, baseline="", references=("conv2d",)),
+    "ref_runtime_grad_fn": Hostile(L05, "relu_backward calls autograd's backward node (y.grad_fn): flagged as "
+                                        "REFERENCE for relu_backward from what ran while graded",
+                                   {"relu_backward": '''import torch
+
+
+def relu_backward(dout, x):
+    y = torch.relu(torch.tensor(x, requires_grad=True))
+    return y.grad_fn(torch.from_numpy(dout)).detach().numpy()
+'''}, baseline="", references=("relu_backward",)),
 }
 # Run 3, alone (a failure here stops the whole lesson's merge, which would hide the other checks).
 TIMESTAMP = ("beside_bad_timestamp", Hostile(L05, "a garbage timestamp.txt beside the notebook: that submission "

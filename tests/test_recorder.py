@@ -8,6 +8,7 @@ the student's."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -348,6 +349,7 @@ SETUP = "import numpy as np\nimport torch\nfrom torch import nn\nfrom numpy.lib.
     ("05_backpropagation", "relu_backward", "relu_backward", (Z, Z)),
     ("06_optimization", "adam_step", "adam_step", ([np.ones(3)], [np.ones(3)], {})),
     ("09_modern_blocks", "batchnorm_forward", "batchnorm_forward", (X, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))),
+    ("09_modern_blocks", "dropout_forward", "dropout_forward", (Z, 0.5, True, 0)),  # numpy's generator takes a lock
     ("00_images_and_tensors", "normalize_batch", "normalize_batch", (torch.rand(2, 3, 4, 4),)),
 ])
 def test_the_instructors_answers_call_nothing_that_counts(lesson, exercise, function, args):
@@ -392,3 +394,42 @@ def test_the_names_it_writes_match_the_references():
         assert references._called_reference(name, references.REFERENCES["conv2d"]), name
     assert not references._called_reference("torch.nn.modules.batchnorm.BatchNorm2d.__init__",
                                              references.REFERENCES["residual_block"])
+
+
+# --- end to end: a notebook graded in its sandbox ---------------------------------------------
+
+L03 = "03_dense_layers_and_activations"
+HIDDEN_RELU = '''import sys
+
+
+def relu(x):
+    """torch.relu_ reached through the frame's globals: nothing the static reader can name."""
+    t = sys._getframe().f_globals["to" + "rch"]
+    return t.relu_(t.tensor(x)).numpy()
+'''
+
+
+@pytest.mark.skipif(not (ROOT / "solutions" / L03).exists(), reason=f"no solutions/{L03}")
+def test_a_graded_notebook_reports_what_its_answer_ran_and_can_score_it_0(tmp_path):
+    """Lesson 03 with the instructor's answers but a relu that reaches torch.relu_ at run time: the
+    report flags relu alone, from what ran, and the switch scores relu's tests 0."""
+    from grading import worker
+
+    source = nbformat.read(ROOT / "solutions" / L03 / f"{L03}.ipynb", as_version=4)
+    release = nbformat.read(ROOT / "lessons" / L03 / f"{L03}.ipynb", as_version=4)
+    submission = nbformat.read(ROOT / "solutions" / L03 / f"{L03}.ipynb", as_version=4)
+    relu_cell = next(c for c in submission.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "relu")
+    relu_cell.source = "import torch\n" + HIDDEN_RELU
+    path = tmp_path / f"{L03}.ipynb"
+    nbformat.write(submission, path)
+    options = worker.Options(cell_timeout=300, zero_reference_copies=True, sandboxed=shutil.which("bwrap") is not None)
+    judge = worker.Judge(options)
+    try:
+        report = worker.grade(path, source, release, judge, options).report
+    finally:
+        judge.close()
+    flags = report.get("reference_copies", {})
+    assert set(flags) == {"relu"}, report
+    assert any(reason.startswith("while graded, relu called torch.tensor, torch.relu_") and "aten.relu_" in reason
+               for reason in flags["relu"]), flags
+    assert set(report["failed"]) == {"test_relu", "test_relu_hidden"}, report

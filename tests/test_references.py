@@ -531,3 +531,17 @@ def test_getattr_with_a_literal_name_of_an_installed_package_is_not_a_finding():
     assert flagged("03", {"relu": "def relu(x):\n    return getattr(np, 'maximum')(x, getattr(np, 'float64')(0))"}) == {}
     only(flagged("03", {"relu": "from imgrec_lib import activations\n"
                                 "def relu(x):\n    return getattr(activations, 'relu')(x)"}), "relu", "imgrec_lib.activations.relu")
+
+
+@pytest.mark.parametrize("code", [
+    "import grading.serve\ngrading.serve.Recorder = object\n",
+    "from grading import recorder\nrecorder.Recorder.__enter__ = lambda self: self\n",
+    "import sys\nsys.modules['grading.recorder'].MAX_NAMES = 0\n",
+    "__imgrec_serve = print\n",
+])
+def test_code_that_reaches_the_graders_own_package_flags_every_exercise(code):
+    """The record of what runs (grading/recorder.py) lives in the kernel: a cell that imports or names
+    the grader's package, wherever it is, is reported for every exercise of the notebook."""
+    found = flagged("03", cells_before={"relu": [code]})
+    assert set(found) == {"linear", "relu", "softmax"}, found
+    assert all(any("`grading`, the grader's own package" in r for r in reasons) for reasons in found.values()), found
