@@ -233,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
                     reports[f"{student}/{lesson}/{path.name}"] = graded.report
                     if graded.notebook is None:
                         not_graded[(lesson, student)] = graded.report["not_graded"]
+                    raised = worker.notebooks.answer_errors(graded.notebook) if graded.notebook is not None else {}
+                    if raised:  # the first thing to look at: the tests of those exercises fail because of it
+                        graded.report["answer_errors"] = raised
+                    said = [*graded.report.get("notes", []),
+                            *(why.replace("your answer cell", "the answer cell", 1) for why in raised.values())]
                     print(f"  {student} {lesson}: {len(graded.report.get('passed', []))} tests passed, "
-                          f"{len(graded.report.get('failed', []))} failed"
-                          + (f" ({'; '.join(graded.report['notes'])})" if graded.report.get("notes") else ""),
+                          f"{len(graded.report.get('failed', []))} failed" + (f" ({'; '.join(said)})" if said else ""),
                           flush=True)
         finally:
             grader.close()

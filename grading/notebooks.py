@@ -167,6 +167,8 @@ def to_run(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
     nb = copy.deepcopy(staged)
     for cell in nb.cells:
+        if cell.cell_type == "code" and not cell.source.strip():
+            cell.source = "pass"  # the kernel numbers only the cells it runs: run every one (see `assemble`)
         if is_test_cell(cell):
             with grading.PARSING:  # one thread at a time (see grading/__init__.py)
                 before, _, arguments, _ = split_test_cell(cell.source)
@@ -182,12 +184,17 @@ def test_sources(source: nbformat.NotebookNode) -> dict[str, str]:
 
 
 def assemble(staged: nbformat.NotebookNode, outputs: dict[int, list], verdicts: dict[str, dict]) -> nbformat.NotebookNode:
-    """The graded notebook: sandbox outputs in the student's code cells, verdicts in the test cells."""
+    """The graded notebook: sandbox outputs in the student's code cells, verdicts in the test cells.
+    Code cell N shows "In [N]:" on the feedback page: the number a traceback gives ("Cell In[N]", as
+    `to_run` has the kernel run every code cell) and a note names ("code cell N")."""
     nb = copy.deepcopy(staged)
     budget = MAX_OUTPUTS
+    number = 0
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
+        number += 1
+        cell.execution_count = number
         if is_test_cell(cell):
             verdict = verdicts.get(grade_id(cell)) or {"outputs": [{
                 "output_type": "error", "ename": "NotGraded", "evalue": "this test was not checked",
@@ -257,7 +264,7 @@ def answer_errors(graded) -> dict[str, str]:
     graded notebook that raised or was stopped at its time limit (an answer not yet written, a bare
     NotImplementedError, is left out): the tests of that exercise fail because of it, whatever their
     own message says. The cell is named by its exercise, the one thing a learner can find it by in
-    JupyterLab (which numbers no cells; a graded notebook keeps no execution counts)."""
+    JupyterLab (which numbers cells by the learner's own runs)."""
     found = {}
     for cell in graded.cells:
         meta = nbgrader_meta(cell)

@@ -170,7 +170,7 @@ def crafted(lesson: Lesson) -> dict[str, tuple[object, set[str]]]:
     # A first cell that raises, then sys.exit(), then a syntax error: each is one cell's error.
     nb = lesson.trimmed(log_softmax="def log_softmax(z)\n    return z\n",
                        cross_entropy=CROSS_ENTROPY_ALONE, cross_entropy_grad=GRAD_ALONE)
-    nb.cells[1:1] = [new_code_cell("raise RuntimeError('the first cell fails')"),
+    nb.cells[1:1] = [new_code_cell("raise RuntimeError('the first cell fails')"), new_code_cell("  \n"),
                      new_code_cell("import sys\nsys.exit('bye')")]
     students["broken"] = (nb, everything - {"log_softmax"})
     # os._exit kills the kernel half-way: the tests that ran before it count, the others score 0.
@@ -301,6 +301,32 @@ def test_feedback_says_first_that_an_answer_cell_raised(lesson_course):
     nbgrader("generate_feedback", LESSON, "--student", "broken", cwd=course)
     html = (course / "feedback" / "broken" / LESSON / f"{LESSON}.html").read_text()
     assert html.count(said) == 2, "once on each of log_softmax's two tests"
+
+
+def test_the_summary_line_says_an_answer_cell_raised(lesson_course):
+    _, _, result = lesson_course
+    line = next(line for line in result.stdout.splitlines() if line.startswith("  broken "))
+    assert "the answer cell for log_softmax raised SyntaxError" in line, line
+
+
+def test_feedback_numbers_code_cells_as_their_tracebacks_do(lesson_course):
+    """Code cell N shows "In [N]:", and an error in it says "Cell In[N]": the kernel numbers only the
+    cells it runs, so `broken`'s empty cell must not shift the numbers of the cells after it."""
+    course, _, _ = lesson_course
+    graded = nbformat.read(course / "autograded" / "broken" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    code = [c for c in graded.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    raising = [c for c in code if any(o.get("output_type") == "error" for o in c.outputs) and not (grade_id(c) or "").startswith("test_")]
+    tracebacks = {c.execution_count: re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
+        next(o for o in c.outputs if o.get("output_type") == "error")["traceback"])) for c in raising}
+    named = {count: text for count, text in tracebacks.items() if "Cell In[" in text}  # sys.exit names none
+    assert len(named) >= 2, "the first cell and the log_softmax answer (after the empty cell) raise"
+    for count, text in named.items():
+        assert f"Cell In[{count}]" in text, (count, text)
+    nbgrader("generate_feedback", LESSON, "--student", "broken", cwd=course)
+    html = (course / "feedback" / "broken" / LESSON / f"{LESSON}.html").read_text()
+    shown = [int(n) for n in re.findall(r"input_prompt\">In(?:\s|&nbsp;)\[(\d+)\]", html)]  # \s: a no-break space
+    assert shown == list(range(1, len(code) + 1)), shown
 
 
 # --- a class of 30 on a tiny synthetic assignment --------------------------------------------
