@@ -8,14 +8,16 @@ each call the judge makes to a student's function, `Recorder` notes:
 
 - Python functions entered in a watched package (``WATCHED``: torch, torchvision, scipy, sklearn,
   skimage, imgrec_lib), as ``module.qualname``, only where the package is entered (from the
-  student's code, or from another package: torch running torchvision's ``BasicBlock.forward``), and
+  student's code, or from another package: torch running torchvision's ``BasicBlock.forward``; not
+  from the course library, whose use is judged by its own name), and
   built-in functions of those packages the student's code calls (``torch.relu_``), with
   ``sys.setprofile``;
 - the ways out of this recording (``ESCAPES``: threads, processes, ``ctypes``, ``gc``, pickle's and
   marshal's loads, ``code``, ``cProfile``, ``pydoc.locate``, ``runpy``, ``importlib``,
   ``sys.setprofile`` ...) that the student's code calls, as ``escape:name``;
 - once torch is imported, every aten operator that the student's code runs (``aten.relu_``), with a
-  ``TorchDispatchMode``: it sees a torch computation however it was reached, a C callback included;
+  ``TorchDispatchMode``: it sees a torch computation however it was reached, a C callback included
+  (the nearest frame outside torch says whose it is: the probes' and the library's are not noted);
 - at the end, whether both were still in place: ``switched-off:...`` when the answer removed them.
 
 The instructor's probe code (compiled as ``PROBES``) is trusted: what it calls is not recorded, what
@@ -63,6 +65,9 @@ ESCAPES: dict[str, frozenset | None] = {
 
 # torch's own functions that running an operator under a dispatch mode calls: not the student's doing
 _MODE_MACHINERY = {"find_torch_dispatch_rule"}
+# The course library: its functions are recorded where the student's code calls them (whether that is
+# a reference is the exercise's business), not the torch or scipy code they run themselves.
+_LIBRARY = "imgrec_lib"
 _ESCAPE_PACKAGES = {"multiprocessing", "concurrent", "ctypes"}
 
 # What a code object is: the student's (any code not installed: the notebook's cells, code made with
@@ -191,8 +196,8 @@ class Recorder:
                         if caller is None or code.co_name in ("__del__", "<module>"):
                             return
                         caller_kind, caller_module = kinds.get(caller.f_code) or kind_of(caller.f_code)
-                        if caller_kind in (TRUSTED, IMPORT):
-                            return
+                        if caller_kind in (TRUSTED, IMPORT) or caller_module.startswith(_LIBRARY):
+                            return  # the probes' calls, an import, the course library's own use of torch
                         if ((caller_kind != WATCHED_CODE or caller_module.split(".")[0] != module.split(".")[0])
                                 and code.co_name not in _MODE_MACHINERY):
                             add(f"{module}.{code.co_qualname}")
@@ -284,9 +289,10 @@ def _aten_ops(recorder: Recorder):
                     if self.recorder is not None:
                         frame = sys._getframe(1)
                         kind = self.recorder.kind
-                        while frame is not None and kind(frame.f_code)[0] == WATCHED_CODE:
+                        while frame is not None and kind(frame.f_code)[1].startswith("torch"):
                             frame = frame.f_back
-                        if frame is not None and kind(frame.f_code)[0] != TRUSTED:
+                        if frame is not None and kind(frame.f_code)[0] != TRUSTED \
+                                and not kind(frame.f_code)[1].startswith(_LIBRARY):
                             self.recorder.add(f"aten.{func.__name__.split('.')[0]}")
                 except Exception:  # noqa: BLE001
                     pass

@@ -1166,19 +1166,18 @@ def flag_report(findings: dict[str, list[str]]) -> list[str]:
 # ----------------------------------------------------------------------------- what ran while graded
 
 # Exercises answered with torch (the others are answered with NumPy and plain Python: any torch,
-# torchvision, library, scipy.signal or scipy.ndimage code that runs in them is somebody else's answer).
+# torchvision, scipy.signal or scipy.ndimage code that runs in them is somebody else's answer). The
+# course library's functions count by ``REFERENCES`` alone: later lessons offer the earlier ones'.
 TORCH_EXERCISES = {"normalize_batch", "make_grid", "my_cnn", "train_step", "trained_model", "predict", "residual_block"}
-# What a torch exercise may run although it is in a package looked at: train_step steps the optimizer
-# it is given, trained_model is trained with the library, predict loads images with it and runs the
-# model it is given (the probes give one of the library's).
-RUN_TIME_ALLOWED = {"train_step": ("torch.optim.",), "trained_model": ("imgrec_lib.",),
-                    "predict": ("imgrec_lib.inference.load_image", "imgrec_lib.models.")}
-# In a torch exercise, packages whose code is a ready-made answer, and aten operators that compute a
-# whole reference at once.
-_READY_MADE = ("torchvision.models.", "torch.optim.", "imgrec_lib.", "torch.utils._python_dispatch.")
+# What a torch exercise may run although it is a ready-made answer elsewhere: train_step steps the
+# optimizer it is given.
+RUN_TIME_ALLOWED = {"train_step": ("torch.optim.",)}
+# In a torch exercise, packages whose code is a ready-made answer (or switches the recording off),
+# and aten operators that compute a whole reference at once.
+_READY_MADE = ("torchvision.models.", "torch.optim.", "torch.utils._python_dispatch.")
 _WHOLE_OPS = {"normalize_batch": ("aten.native_batch_norm", "aten.batch_norm", "aten._native_batch_norm_legit",
                                   "aten._native_batch_norm_legit_no_training", "aten.instance_norm")}
-_NUMPY_FORBIDDEN = ("torch.", "torchvision.", "imgrec_lib.", "scipy.signal.", "scipy.ndimage.", "aten.")
+_NUMPY_FORBIDDEN = ("torch.", "torchvision.", "scipy.signal.", "scipy.ndimage.", "aten.")
 
 
 def _called_reference(name: str, references: tuple[str, ...]) -> bool:
@@ -1202,10 +1201,10 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
     """{exercise: [reasons]} from what the student's code called while each test cell graded it
     (`used`: test grade_id -> the names grading/recorder.py wrote in the kernel; `exercise_of`: test
     grade_id -> the exercise's grade_id). A name counts when it is one of the exercise's
-    ``REFERENCES``; in an exercise answered with NumPy, any torch, torchvision, library, scipy.signal or
+    ``REFERENCES``; in an exercise answered with NumPy, any torch, torchvision, scipy.signal or
     scipy.ndimage code and any aten operator; in one answered with torch, torchvision's models,
-    torch.optim, the library or a dispatch-mode trick (except ``RUN_TIME_ALLOWED``) and aten operators
-    that are a whole reference; in every exercise, a way out of the recording (a thread, a process,
+    torch.optim or a dispatch-mode trick (except ``RUN_TIME_ALLOWED``) and aten operators that are a
+    whole reference; in every exercise, a way out of the recording (a thread, a process,
     pickle, gc, ...) and switching the recording off. The names come from the student's process: a
     reason to look, like the static findings."""
     by_exercise: dict[str, dict[str, None]] = {}

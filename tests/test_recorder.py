@@ -362,6 +362,24 @@ def test_the_instructors_answers_call_nothing_that_counts(lesson, exercise, func
         assert reply["used"] == [], reply["used"]
 
 
+def test_the_library_offered_by_later_lessons_is_judged_by_the_reference_table():
+    """Lesson 04's cross_entropy may call the library's log_softmax (the static reader agrees); lesson
+    01's conv2d may not call the library's conv2d_naive, however it is reached."""
+    logits, y = RNG.standard_normal((4, 3)), np.array([0, 2, 1, 1])
+    reply, found = grade("cross_entropy", '''
+        import numpy as np
+        from imgrec_lib import losses
+        def cross_entropy(logits, y):
+            return float(-np.mean(losses.log_softmax(logits)[np.arange(len(y)), y]))
+    ''', logits, y)
+    assert found == {} and reply["used"] == ["imgrec_lib.activations.log_softmax"], (found, reply["used"])
+    flagged("conv2d", '''
+        import importlib
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            return vars(importlib.import_module("imgrec_lib." + "conv"))["conv2d_naive"](x, w, b, stride, padding)
+    ''', X, W, says="imgrec_lib.conv.conv2d_naive")
+
+
 def test_the_probes_own_torch_calls_are_not_the_students():
     """Lesson 09's probe builds the instructor's block with torch: nothing that counts, and nothing
     recorded for what the probe itself runs (its torch.manual_seed, torch.rand)."""
