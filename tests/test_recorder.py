@@ -98,6 +98,29 @@ def test_conv2d_run_by_an_interactive_interpreter():
     assert "code.InteractiveInterpreter" in text
 
 
+# --- lesson 02: pooling ---------------------------------------------------------------------
+
+def test_max_pool2d_as_a_3d_pool_found_by_map_getattr():
+    flagged("max_pool2d", '''
+        import torch.nn.functional as F
+        def max_pool2d(x, kernel_size=2, stride=None):
+            [pool] = map(getattr, [F], ["max_pool3d"])
+            return pool(F.torch.from_numpy(x)[:, :, None], (1, kernel_size, kernel_size), stride)[:, :, 0].numpy()
+    ''', X, says="max_pool3d")
+
+
+def test_avg_pool2d_as_an_lp_pool_from_an_unpickler():
+    text = flagged("avg_pool2d", '''
+        import io, pickle
+        import torch.nn.functional as F
+        SAVED = pickle.dumps(F.lp_pool2d)
+        def avg_pool2d(x, kernel_size=2, stride=None):
+            lp_pool = pickle.Unpickler(io.BytesIO(SAVED)).load()
+            return lp_pool(F.torch.from_numpy(x), 1, kernel_size, stride).numpy() / kernel_size ** 2
+    ''', np.abs(X), says="lp_pool2d")
+    assert "_pickle.Unpickler.load" in text, text
+
+
 # --- lesson 03: activations -----------------------------------------------------------------
 
 def test_relu_in_place_variant():
