@@ -7,7 +7,9 @@ statement is evaluated (a probe such as `describe_my_cnn(MyCNN)` runs now, in a 
 judge is told which arguments are the student's functions and gets every other value as plain data.
 Then each call the judge's test makes to a student's function arrives as data, runs here, and its
 result (or the exception it raised), the in-place changes to its array, tensor and module arguments
-and what it printed go back as data, until the judge has decided.
+and what it printed go back as data, until the judge has decided. While the probes and those calls
+run, grading/recorder.py notes what the student's code calls (torch, the library, ways around the
+record); the names go with each message as "used", for grading/references.runtime_findings.
 
 The messages travel as JSON lines over a Unix socket to grading/runner.py, which relays them to the
 grader. Everything here runs with the student's permissions, so nothing it says is trusted: it is

@@ -9,7 +9,8 @@
    and back as data (grading/serve.py);
 4. assemble the graded notebook, start each failing test of an exercise whose answer cell raised
    with a line saying so, sanitise what the student wrote (grading/sanitize.py), flag answers that
-   delegate to a reference (grading/references.py).
+   delegate to a reference (grading/references.py: read from the notebook, and from what the kernel
+   recorded that the student's code called while each test cell ran, grading/recorder.py).
 
 `make autograde` runs this for every submission with N workers and hands the graded notebooks to
 nbgrader (grading/autograde.py); a Kubernetes Job or a batch array can run it one submission per

@@ -213,6 +213,19 @@ def test_switching_the_recording_off_is_flagged():
     ''', Z, says="switched off the check of what it calls (sys.setprofile)")
 
 
+def test_a_torch_answer_that_pops_the_dispatch_mode_is_flagged():
+    """In an exercise answered with torch the aten operators are expected; removing their record is not."""
+    text = flagged("normalize_batch", '''
+        import torch
+        from torch.utils import _python_dispatch
+        def normalize_batch(X):
+            _python_dispatch._pop_mode()
+            mean, var = X.mean(dim=(0, 2, 3)), X.var(dim=(0, 2, 3), unbiased=False)
+            return torch.batch_norm(X, None, None, None, None, True, 0.0, 0.0, False), mean, var.sqrt()
+    ''', torch.rand(2, 3, 4, 4), says="switched off the check of what it calls (the torch dispatch mode)")
+    assert "torch.utils._python_dispatch._pop_mode" in text and "torch.batch_norm" in text, text
+
+
 # --- lesson 05: backward passes -------------------------------------------------------------
 
 def test_relu_backward_by_autograds_backward_node():
