@@ -530,9 +530,12 @@ def conv_backward(dout, x, w, stride=1, padding=0, form="right"):
             dx_share = np.einsum("nf,fckl->nckl", dout[:, :, i, j], w_dx)
             if form == "dx written":
                 dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] = dx_share
+            elif form == "dx stride ignored":
+                dxp[:, :, i : i + kh, j : j + kw] += dx_share
             else:
                 dxp[:, :, i * s : i * s + kh, j * s : j * s + kw] += dx_share
-    return dxp[:, :, p : p + x.shape[2], p : p + x.shape[3]], dw, dout.sum(axis=(0, 2, 3))
+    top = 0 if form == "cut at H" else p
+    return dxp[:, :, top : top + x.shape[2], top : top + x.shape[3]], dw, dout.sum(axis=(0, 2, 3))
 
 
 def conv_backward_written(dout, x, w, stride=1, padding=0):
@@ -557,6 +560,145 @@ def conv_backward_dw_unpadded(dout, x, w, stride=1, padding=0):
     """dw as the text's correlation of x with dout (conv.conv2d), but of x without its padding."""
     dx, _, db = conv.conv2d_backward(dout, x, w, stride, padding)
     return dx, conv.conv2d(x.transpose(1, 0, 2, 3), dout.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3), db
+
+
+def linear_backward_db_is_dout(dout, x, w):
+    dx, dw, _ = dense.linear_backward(dout, x, w)
+    return dx, dw, dout
+
+
+def linear_backward_db_keepdims(dout, x, w):
+    dx, dw, _ = dense.linear_backward(dout, x, w)
+    return dx, dw, dout.sum(axis=0, keepdims=True)
+
+
+def max_pool_backward_winner_assigned(dout, x, kernel_size=2, stride=None):
+    """The loop of the text that finds each window's winner and writes dout there with = instead of adding it:
+    where overlapping windows share a winner, the later window's dout replaces the earlier one's."""
+    k = kernel_size
+    s = k if stride is None else stride
+    dx = np.zeros_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    window = x[n, c, i * s : i * s + k, j * s : j * s + k]
+                    r, q = np.unravel_index(window.argmax(), window.shape)
+                    dx[n, c, i * s + r, j * s + q] = dout[n, c, i, j]
+    return dx
+
+
+def conv_backward_db_keepdims(dout, x, w, stride=1, padding=0):
+    dx, dw, _ = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, dw, dout.sum(axis=(0, 2, 3), keepdims=True)
+
+
+def conv_backward_db_column(dout, x, w, stride=1, padding=0):
+    """db (F, 1): dout's filters as rows, summed along each row with keepdims=True."""
+    dx, dw, _ = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, dw, dout.transpose(1, 0, 2, 3).reshape(len(w), -1).sum(axis=1, keepdims=True)
+
+
+def conv_backward_dx_cut_minus_p(dout, x, w, stride=1, padding=0):
+    """dx = dxp[:, :, p:-p, p:-p]: right for padding >= 1, empty for padding 0."""
+    p = padding
+    dx, dw, db = conv.conv2d_backward(dout, x, w, stride, padding)
+    dxp = np.pad(dx, ((0, 0), (0, 0), (p, p), (p, p)))
+    return dxp[:, :, p:-p, p:-p], dw, db
+
+
+def conv_backward_dx_cut_at_h(dout, x, w, stride=1, padding=0):
+    """dx = dxp[:, :, :H, :W]: the top and left padding kept, the bottom and right image rows cut."""
+    return conv_backward(dout, x, w, stride, padding, "cut at H")
+
+
+def conv_backward_dx_ignores_the_stride(dout, x, w, stride=1, padding=0):
+    """dw's windows at (i * stride, j * stride), dx's at (i, j): no error, dx wrong when the stride is not 1."""
+    return conv_backward(dout, x, w, stride, padding, "dx stride ignored")
+
+
+def gradient_halved_times_eps(f, x, eps=1e-6):
+    """(f(x + eps) - f(x - eps)) / 2 * eps: divided by 2, then multiplied by eps."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + eps
+        f_plus = float(f(x))
+        x[index] = old - eps
+        f_minus = float(f(x))
+        x[index] = old
+        grad[index] = (f_plus - f_minus) / 2 * eps
+    return grad
+
+
+def gradient_first_axis_only(f, x, eps=1e-6):
+    """A loop over len(x): for a 2-D x, x[i] is a whole row, and each row gets one gradient, the sum of its own."""
+    grad = np.zeros_like(x)
+    for i in range(len(x)):
+        old = x[i].copy()
+        x[i] = old + eps
+        f_plus = float(f(x))
+        x[i] = old - eps
+        f_minus = float(f(x))
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+def linear_backward_db_over_features(dout, x, w):
+    dx, dw, _ = dense.linear_backward(dout, x, w)
+    return dx, dw, dout.sum(axis=1)
+
+
+def linear_backward_db_summed_whole(dout, x, w):
+    dx, dw, _ = dense.linear_backward(dout, x, w)
+    return dx, dw, dout.sum()
+
+
+def relu_backward_mask_of_dout(dout, x):
+    return dout * (dout > 0)
+
+
+def relu_backward_picked(dout, x):
+    return dout[x > 0]
+
+
+def relu_backward_times_relu(dout, x):
+    return dout * np.maximum(x, 0)
+
+
+def max_pool_backward_spread(dout, x, kernel_size=2, stride=None):
+    """Average pooling's backward: each window's dout shared out evenly, dout / k**2 to every place."""
+    k = kernel_size
+    s = k if stride is None else stride
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            dx[:, :, i * s : i * s + k, j * s : j * s + k] += dout[:, :, i, j][:, :, None, None] / (k * k)
+    return dx
+
+
+def max_pool_backward_max_without_axis(dout, x, kernel_size=2, stride=None):
+    """mask = window == window.max(): the largest value of the whole batch's window, not each image's and channel's."""
+    k = kernel_size
+    s = k if stride is None else stride
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x[:, :, i * s : i * s + k, j * s : j * s + k]
+            dx[:, :, i * s : i * s + k, j * s : j * s + k] += (window == window.max()) * dout[:, :, i, j][:, :, None, None]
+    return dx
+
+
+def conv_backward_db_over_the_batch_only(dout, x, w, stride=1, padding=0):
+    dx, dw, _ = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, dw, dout.sum(axis=0)
+
+
+def conv_backward_dw_axes_swapped(dout, x, w, stride=1, padding=0):
+    """dw by np.einsum("nf,nckl->cfkl", ...): the filter and channel axes swapped, (C, F, KH, KW)."""
+    dx, dw, db = conv.conv2d_backward(dout, x, w, stride, padding)
+    return dx, dw.transpose(1, 0, 2, 3), db
 
 
 # ----------------------------------------------------------------------------- lesson 06
@@ -632,15 +774,21 @@ def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
         state.update(step=0, m=[np.zeros_like(p) for p in params], v=[np.zeros_like(p) for p in params])
     t = state["step"] + (0 if form == "late count" else 1)
     state["step"] += 1
+    if form == "step set":  # state["step"] = 1: set, not counted up
+        t = state["step"] = 1
     for p, g, m, v in zip(params, grads, state["m"], state["v"]):
         if form == "decoupled":
             p *= 1 - lr * weight_decay
         else:
             g = g + weight_decay * p
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * g * g
+        if form == "rebound":  # new arrays: the ones in state stay zero
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g * g
+        else:
+            m *= beta1
+            m += (1 - beta1) * g
+            v *= beta2
+            v += (1 - beta2) * (g if form == "g not squared" else g * g)
         if form == "corrected in place":  # the memory itself corrected
             m /= 1 - beta1 ** t
             v /= 1 - beta2 ** t
@@ -693,6 +841,42 @@ def adam_weight_decay_after_the_update(params, grads, state, lr=1e-3, betas=(0.9
 
 def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
     adam(params, grads, state, lr, betas, eps, weight_decay, form="late count")
+
+
+def sgd_velocity_rebound(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    """v = momentum * v + g makes a new array: the one in velocities stays zero, so momentum never builds up."""
+    if not velocities:
+        velocities.extend(np.zeros_like(p) for p in params)
+    for p, g, v in zip(params, grads, velocities):
+        v = momentum * v + g + weight_decay * p
+        p -= lr * v
+
+
+def sgd_steps_with_the_gradient(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
+    """The velocity kept right, but the step taken with the gradient: p -= lr * g."""
+    if not velocities:
+        velocities.extend(np.zeros_like(p) for p in params)
+    for p, g, v in zip(params, grads, velocities):
+        g = g + weight_decay * p
+        v *= momentum
+        v += g
+        p -= lr * g
+
+
+def adam_step_set_to_1(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="step set")
+
+
+def adam_moments_rebound(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="rebound")
+
+
+def adam_g_not_squared(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, weight_decay, form="g not squared")
+
+
+def adam_without_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    adam(params, grads, state, lr, betas, eps, 0.0)
 
 
 # ----------------------------------------------------------------------------- lesson 07
@@ -753,6 +937,28 @@ class MyCNN_one_pool_missing(SpecCNN):
         del self.layers[5]
 
 
+class MyCNN_without_super_init(torch.nn.Module):
+    """super().__init__() left out: nn.Module cannot hold layers before its own __init__ ran."""
+
+    def __init__(self, num_classes=10):
+        self.net = SpecCNN(num_classes)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MyCNN_num_classes_ignored(SpecCNN):
+    """The last Linear with 10 outputs whatever num_classes says."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(10)
+
+
+class MyCNN_forward_without_return(SpecCNN):
+    def forward(self, x):
+        self.layers(x)
+
+
 def train_step_variant(form):
     def train_step(model, X, y, optimizer, loss_fn):
         if form != "no zero_grad" and form not in ("zero_grad after backward", "zero_grad at the end"):
@@ -801,6 +1007,44 @@ train_step_backward_twice_graph_kept = train_step_variant("backward twice, graph
 train_step_loss_after_the_step = train_step_variant("loss after the step")
 
 
+def train_step_item_before_backward(model, X, y, optimizer, loss_fn):
+    """A right answer: the float taken before backward() is the same number."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(X), y)
+    value = loss.item()
+    loss.backward()
+    optimizer.step()
+    return value
+
+
+def train_step_backward_of_the_float(model, X, y, optimizer, loss_fn):
+    """loss.item() straight away: the float it returns has no backward()."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(X), y).item()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def train_step_loss_arguments_swapped(model, X, y, optimizer, loss_fn):
+    optimizer.zero_grad()
+    loss = loss_fn(y, model(X))
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def train_step_forward_without_grad(model, X, y, optimizer, loss_fn):
+    """The forward pass under torch.no_grad(), as in evaluation: the loss has no graph to go back through."""
+    optimizer.zero_grad()
+    with torch.no_grad():
+        logits = model(X)
+    loss = loss_fn(logits, y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 class UntrainedCNN(SpecCNN):
     """MyCNN() as it was built: trained_model = MyCNN() with the training left out, or done on another model."""
 
@@ -834,6 +1078,8 @@ with torch.random.fork_rng():
     torch.manual_seed(0)
     AN_UNTRAINED_MODEL, A_MODEL_OF_LABELS, A_LOOKUP_TABLE = UntrainedCNN(), LabelsNotLogits(), LooksUpTheTestDigits()
     ANOTHER_NETWORK = __import__("imgrec_lib.models").models.CourseCNN()  # models.CourseCNN(), not MyCNN
+A_STATE_DICT = AN_UNTRAINED_MODEL.state_dict()  # trained_model = model.state_dict(): its weights, not the model
+A_MODEL_AND_ITS_HISTORY = (AN_UNTRAINED_MODEL, {"train_loss": [2.3, 0.4]})  # trained_model = model, history
 THE_HISTORY = {"train_loss": [2.3, 0.4], "train_accuracy": [0.3, 0.9]}  # trained_model = training.fit(...)
 A_HISTORY = __import__("imgrec_lib.training").training.History([2.3, 0.4], [0.3, 0.9])  # what fit returns now
 
@@ -1023,6 +1269,30 @@ VARIANTS = [
     ("05", "test_numeric_gradient", "numeric_gradient", gradient_not_restored, ["put x back"]),
     ("05", "test_numeric_gradient", "numeric_gradient", gradient_on_a_copy, ["not changed in place"]),
     ("05", "test_numeric_gradient", "numeric_gradient", gradient_fixed_eps, ["eps argument is not used"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_halved_times_eps, ["/ 2 * eps", "/ (2 * eps)"]),
+    ("05", "test_numeric_gradient_hidden", "numeric_gradient", gradient_halved_times_eps, ["/ 2 * eps"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_first_axis_only, ["whole row", "np.ndindex"]),
+    ("05", "test_numeric_gradient_hidden", "numeric_gradient", gradient_first_axis_only, ["whole row"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_db_over_features, ["(axis=1)", "np.sum(dout, axis=0)"]),
+    ("05", "test_linear_backward_hidden", "linear_backward", linear_backward_db_over_features, ["(axis=1)"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_db_summed_whole, ["summed over everything"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_mask_of_dout, ["dout * (dout > 0)", "x > 0"]),
+    ("05", "test_relu_backward_hidden", "relu_backward", relu_backward_mask_of_dout, ["dout * (dout > 0)"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_picked, ["dout[x > 0]", "dout * (x > 0)"]),
+    ("05", "test_relu_backward_hidden", "relu_backward", relu_backward_picked, ["dout[x > 0]"]),
+    ("05", "test_relu_backward", "relu_backward", relu_backward_times_relu, ["times relu(x)"]),
+    ("05", "test_relu_backward_hidden", "relu_backward", relu_backward_times_relu, ["times relu(x)"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_spread, ["average pooling's backward"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_spread, ["average pooling's backward"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_max_without_axis,
+     ["window.max() without axis=(2, 3)"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_max_without_axis,
+     ["window.max() without axis=(2, 3)"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_db_over_the_batch_only, ["dout.sum(axis=(0, 2, 3))"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_db_over_the_batch_only,
+     ["dout.sum(axis=(0, 2, 3))"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dw_axes_swapped, ["(C, F, KH, KW)"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dw_axes_swapped, ["(C, F, KH, KW)"]),
     ("05", "test_linear_backward", "linear_backward", linear_backward_mean_db, ["db is the sum"]),
     ("05", "test_linear_backward", "linear_backward", linear_backward_dw_transposed, ["x.T @ dout"]),
     ("05", "test_linear_backward", "linear_backward", linear_backward_dw_over_n, ["dw divided by N"]),
@@ -1045,6 +1315,29 @@ VARIANTS = [
      ["stride None not handled"]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_written, ["instead of added with +="]),
     ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_mask_only, ["not multiplied by dout"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_db_keepdims, ["keepdims=True", "np.sum(dout, axis=0)"]),
+    ("05", "test_linear_backward_hidden", "linear_backward", linear_backward_db_keepdims, ["keepdims=True"]),
+    ("05", "test_linear_backward", "linear_backward", linear_backward_db_is_dout, ["dout itself, not summed"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_winner_assigned,
+     ["written with = instead of added with +="]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_winner_assigned,
+     ["written with = instead of added with +="]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_db_keepdims, ["keepdims=True", "dout.sum(axis=(0, 2, 3))"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_db_keepdims, ["keepdims=True"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_db_column, ["keepdims=True"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dx_cut_at_h, ["dxp[:, :, :H, :W]", "p:p + H"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dx_cut_at_h, ["dxp[:, :, :H, :W]"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dx_ignores_the_stride, ["dx ignores the stride"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dx_ignores_the_stride,
+     ["dx ignores the stride"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_dx_cut_minus_p, ["dxp[:, :, p:-p, p:-p]", "padding is 0"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dx_cut_minus_p, ["dxp[:, :, p:-p, p:-p]"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_padded_dx, ["cut the padding off"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_written, ["instead of added with +="]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_dw_written, ["dw written with = instead of"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_flipped_dx, ["dx computed with the kernel flipped"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_written, ["instead of added with +="]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_mean_db, ["mean of dout"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_padded_dx, ["cut the padding off"]),
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_written, ["instead of added with +="]),
@@ -1064,6 +1357,34 @@ VARIANTS = [
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_rebuilds_the_velocities, ["velocities rebuilt on every call"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_weight_decay_after_the_velocity,
      ["weight decay added after the velocity update"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_velocity_rebound, ["v = momentum * v + g", "in place"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_velocity_rebound, ["v = momentum * v + g"]),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_steps_with_the_gradient, ["p -= lr * g", "p -= lr * v"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_steps_with_the_gradient, ["p -= lr * g"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_textbook, ["textbook form v = momentum * v - lr * g"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_dampening, ["(1 - momentum) * g"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_no_weight_decay, ["weight_decay ignored"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_rebuilds_the_velocities, ["velocities rebuilt on every call"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_changes_the_grads, ["grads changed in place"]),
+    ("06", "test_adam_step", "adam_step", adam_step_set_to_1, ["state['step'] = 1", "state['step'] += 1"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_step_set_to_1, ["state['step'] = 1"]),
+    ("06", "test_adam_step", "adam_step", adam_moments_rebound, ["m = beta1 * m", "in place"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_moments_rebound, ["m = beta1 * m"]),
+    ("06", "test_adam_step", "adam_step", adam_g_not_squared, ["g * g"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_g_not_squared, ["g * g"]),
+    ("06", "test_adam_step", "adam_step", adam_without_weight_decay, ["weight_decay ignored"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_without_bias_correction, ["without bias correction"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_eps_inside_the_root, ["eps inside the square root"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_bias_correction_without_the_power, ["1 - beta1 instead of 1 - beta1**t"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_decoupled_weight_decay, ["decoupled weight decay"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_counts_the_step_late, ["counted before it is used"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_rebuilds_the_state, ["state rebuilt on every call"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_lr_inside_the_velocity, ["lr inside the velocity"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_not_in_place, ["in place"]),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd_weight_decay_after_the_velocity,
+     ["weight decay added after the velocity update"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_without_weight_decay, ["weight_decay ignored"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_bias_correction_swapped, ["bias correction swapped"]),
     ("06", "test_adam_step", "adam_step", adam_without_bias_correction, ["without bias correction"]),
     ("06", "test_adam_step", "adam_step", adam_rebuilds_the_state, ["state rebuilt on every call"]),
     ("06", "test_adam_step", "adam_step", adam_bias_correction_swapped, ["bias correction swapped"]),
@@ -1088,6 +1409,11 @@ VARIANTS = [
     ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_with_dropout, ["not the spec", "Dropout added at row 10"]),
     ("07", "test_my_cnn", "MyCNN", MyCNN_5x5_kernels, ["not the spec", "5x5 kernels"]),
     ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_5x5_kernels, ["not the spec", "5x5 kernels"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_without_super_init, ["super().__init__()"]),
+    ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_without_super_init, ["super().__init__()"]),
+    ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_num_classes_ignored, ["num_classes not used"]),
+    ("07", "test_my_cnn", "MyCNN", MyCNN_forward_without_return, ["return"]),
+    ("07", "test_my_cnn_hidden", "MyCNN", MyCNN_forward_without_return, ["return"]),
     ("07", "test_train_step", "train_step", train_step_backward_twice, ["loss.backward() called twice"]),
     ("07", "test_train_step_hidden", "train_step", train_step_backward_twice, ["loss.backward() called twice"]),
     ("07", "test_train_step", "train_step", train_step_backward_twice_graph_kept, ["loss.backward() called twice"]),
@@ -1106,12 +1432,22 @@ VARIANTS = [
     ("07", "test_train_step", "train_step", train_step_calls_train_keeps_the_flag, ["one of its layers", "model.train()"]),
     ("07", "test_train_step_hidden", "train_step", train_step_calls_eval_keeps_the_flag, ["model.eval()"]),
     ("07", "test_train_step_hidden", "train_step", train_step_calls_train_keeps_the_flag, ["model.train()"]),
+    ("07", "test_train_step", "train_step", train_step_backward_of_the_float, ["loss.item() taken before", "float"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_backward_of_the_float, ["loss.item() taken before"]),
+    ("07", "test_train_step", "train_step", train_step_loss_arguments_swapped, ["arguments swapped", "loss_fn(model(X), y)"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_loss_arguments_swapped, ["arguments swapped"]),
+    ("07", "test_train_step", "train_step", train_step_forward_without_grad, ["torch.no_grad()"]),
+    ("07", "test_train_step_hidden", "train_step", train_step_forward_without_grad, ["torch.no_grad()"]),
     ("07", "test_trained_model", "trained_model", AN_UNTRAINED_MODEL, ["chance", "not trained"]),
     ("07", "test_trained_model", "trained_model", A_MODEL_OF_LABELS, ["one number per digit", "logits"]),
     ("07", "test_trained_model", "trained_model", THE_HISTORY, ["history training.fit returns"]),
     ("07", "test_trained_model", "trained_model", A_HISTORY, ["history training.fit returns"]),
     ("07", "test_trained_model_hidden", "trained_model", A_HISTORY, ["history training.fit returns"]),
     ("07", "test_trained_model", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
+    ("07", "test_trained_model", "trained_model", A_STATE_DICT, ["state_dict", "the model itself"]),
+    ("07", "test_trained_model_hidden", "trained_model", A_STATE_DICT, ["state_dict"]),
+    ("07", "test_trained_model", "trained_model", A_MODEL_AND_ITS_HISTORY, ["a tuple", "trained_model = model"]),
+    ("07", "test_trained_model_hidden", "trained_model", A_MODEL_AND_ITS_HISTORY, ["a tuple"]),
     ("07", "test_trained_model_hidden", "trained_model", A_LOOKUP_TABLE, ["at least 96%", "trained_model's weights"]),
     ("07", "test_trained_model_hidden", "trained_model", ANOTHER_NETWORK, ["should be your MyCNN"]),
     ("08", "test_predict", "predict", predict_without_load_image, ["skipped preprocessing", "inference.load_image"]),
@@ -1149,6 +1485,49 @@ def test_a_classic_mistake_is_named(number, grade_id, name, wrong, words):
     first_line = message.splitlines()[0]  # what `make check` shows of a failure
     for word in words:
         assert word in first_line, f"{grade_id} fed {label(wrong)}: {word!r} not in the first line:\n{message}"
+
+
+def max_pool_backward_winner_added(dout, x, kernel_size=2, stride=None):
+    """The loop of max_pool_backward_winner_assigned with dx[winner] += dout: right."""
+    k = kernel_size
+    s = k if stride is None else stride
+    dx = np.zeros_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    window = x[n, c, i * s : i * s + k, j * s : j * s + k]
+                    r, q = np.unravel_index(window.argmax(), window.shape)
+                    dx[n, c, i * s + r, j * s + q] += dout[n, c, i, j]
+    return dx
+
+
+# (lesson, test cell, the answer's name, a right answer written another way than the instructor's)
+RIGHT_ANSWERS = [
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_winner_added),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_winner_added),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward),
+    ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd),
+    ("06", "test_sgd_momentum_step_hidden", "sgd_momentum_step", sgd),
+    ("06", "test_adam_step", "adam_step", adam),
+    ("06", "test_adam_step_hidden", "adam_step", adam),
+    ("07", "test_train_step", "train_step", train_step_item_before_backward),
+    ("07", "test_train_step_hidden", "train_step", train_step_item_before_backward),
+]
+
+
+@pytest.mark.parametrize("number, grade_id, name, right", RIGHT_ANSWERS,
+                         ids=[f"{v[0]}-{v[1]}-{label(v[3])}" for v in RIGHT_ANSWERS])
+def test_a_right_answer_written_another_way_passes(number, grade_id, name, right):
+    """Full marks for a right answer however it is written, locally and when graded: the named-mistake
+    checks must not call it wrong (loss.item() before backward() is the same number as after)."""
+    answers = bound(number, grade_id, **{name: right})
+    assert run_test_cell(number, grade_id, **answers) is None
+    verdict = judged(number, grade_id, **answers)
+    assert verdict["passed"], [o.get("evalue") for o in verdict["outputs"]]
 
 
 # The instructor's trained model passes its tests in tests/test_lessons.py, where the graded instructor
