@@ -53,8 +53,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageError", "NoDigitError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes",
     "prepare_image", "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit",
-    "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light",
-    "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "keep_digit",
+    "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light", "lit_beside_a_shadow",
+    "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "faint_ink_mask", "keep_digit",
     "crop_digit", "stroke_width",
     "normalise_strokes", "mnist_layout",
 ]
@@ -276,10 +276,31 @@ def _fit_and_pad(x: np.ndarray, height: int, width: int, pad_value: np.ndarray) 
 
 def is_dark_on_light(x: np.ndarray) -> bool:
     """True when the picture is dark ink on light paper, False for light on dark like MNIST: the
-    paper (the median pixel) sits nearer the light end of the picture's range. Lesson 08."""
+    paper (the median pixel) sits nearer the light end of the picture's range; or, in a picture
+    of 100 pixels or more, the light part lies along the border (``lit_beside_a_shadow``). Lesson 08."""
     step = max(1, min(x.shape) // 128)  # every pixel of a small picture, a sample of a large one
-    median = float(np.median(x[::step, ::step]))
-    return median - float(x.min()) >= float(x.max()) - median
+    sample = x[::step, ::step]
+    median = float(np.median(sample))
+    if median - float(x.min()) >= float(x.max()) - median:
+        return True
+    return min(x.shape) >= 100 and lit_beside_a_shadow(sample)
+
+
+def lit_beside_a_shadow(x: np.ndarray) -> bool:
+    """Whether the light part of a picture (above Otsu's threshold) is paper lit beside a shadow
+    that covers most of the page, not light ink on a dark ground: at least half of it lies along
+    the picture's border (``along_border``), where a digit's strokes at most touch it, and its
+    median is nearer the brightest pixels (the lightest 1%) than the threshold: paper lit evenly,
+    not a dark ground lit unevenly with light ink brighter than any of it. Lesson 08."""
+    if x.max() <= x.min():
+        return False
+    threshold = float(filters.threshold_otsu(x))
+    light = x > threshold
+    lit = along_border(light)
+    if lit.sum() < 0.5 * light.sum():
+        return False
+    median = float(np.median(x[lit]))
+    return median - threshold >= float(np.percentile(x, 99)) - median
 
 
 def flatten_background(x: np.ndarray) -> np.ndarray:
@@ -305,10 +326,43 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        closed = ndimage.grey_closing(small, size=k)
+        closed = _paper_light(small, k)
         paper = np.minimum(ndimage.gaussian_filter(closed, sigma=k / 4), closed)  # the blur never lifts a shadow's edge
-        paper = _resize(paper, h, w)  # back to full size
+        paper = _sharp_steps(x, paper)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
+
+
+def _sharp_steps(x: np.ndarray, small_paper: np.ndarray, step: float = 0.1) -> np.ndarray:
+    """The paper's light estimated on the 1/4-size copy, ``small_paper``, brought back to the size
+    of ``x`` (paper light, ink dark). Enlarged, a hard step in it (the edge of a shadow or of the
+    desk) is spread over 4 pixels, and the pixels just inside its dark side would read as a line
+    of ink. So where the light changes by more than ``step`` (a fraction) between neighbouring
+    small pixels, a pixel whose own light lies between the two sides' is paper (its own light),
+    one darker than both is ink on the darker side's paper."""
+    h, w = x.shape
+    paper = _resize(small_paper, h, w)
+    low, high = ndimage.minimum_filter(small_paper, size=3), ndimage.maximum_filter(small_paper, size=3)
+    steep = low < (1 - step) * high
+    if steep.any():
+        def enlarge(a):  # each small pixel back to its 4x4 block
+            a = np.repeat(np.repeat(a, 4, axis=0), 4, axis=1)
+            return np.pad(a, ((0, h - a.shape[0]), (0, w - a.shape[1])), mode="edge")
+        steep = enlarge(steep)
+        paper[steep] = np.clip(x[steep], enlarge(low)[steep], enlarge(high)[steep])
+    return paper
+
+
+def _paper_light(small: np.ndarray, k: int) -> np.ndarray:
+    """The paper's light at each pixel of a shrunk picture (paper light, ink dark): a grey closing
+    of size ``k`` wipes out every dark mark thinner than k, then a closing by reconstruction puts
+    back the dark areas at least k/2 wide that join one it kept (a finger of a hand's shadow,
+    narrower than k, joins the palm; its round tip too). A pen's stroke, thinner than k/2, is no
+    path for that, so a digit touching a shadow does not take the shadow's light."""
+    closed = ndimage.grey_closing(small, size=k)
+    wide = ndimage.grey_closing(small, size=k // 2 + 1)  # the picture without its pen strokes
+    if not (closed > 1.05 * wide).any():  # no dark area between k/2 and k wide: nothing to put back
+        return closed
+    return morphology.reconstruction(np.maximum(closed, wide), wide, method="erosion").astype(small.dtype)
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
@@ -316,16 +370,35 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     that best splits the pixels into two groups), and above 0.1 so that plain paper's noise never
     counts. When that mask is a net with many holes, printed lines that ``remove_lines`` could not
     take away (squared paper photographed at an angle), the threshold is the upper of three levels
-    (paper, printed lines, pen; multi-Otsu): a pen is darker than the lines printed on paper. Lesson 08."""
+    (paper, printed lines, pen; multi-Otsu): a pen is darker than the lines printed on paper. A
+    picture whose threshold falls below 0.1 may be faint pencil (``faint_ink_mask``), unless what
+    that finds is a net. Lesson 08."""
     if ink.max() <= 0.1:
         return np.zeros(ink.shape, dtype=bool)
-    mask = ink > max(float(filters.threshold_otsu(ink)), 0.1)
+    threshold = float(filters.threshold_otsu(ink))
+    if threshold < 0.1 and min(ink.shape) >= 100:
+        faint = faint_ink_mask(ink)
+        if ndimage.label(~faint)[1] <= NET:  # else faint printed lines, not pencil
+            return faint
+    mask = ink > max(threshold, 0.1)
     if min(ink.shape) >= 100 and ndimage.label(~mask)[1] > NET:
         try:
             mask = ink > max(float(filters.threshold_multiotsu(ink, classes=3)[1]), 0.1)
         except ValueError:  # fewer than three grey levels: keep the two
             pass
     return mask
+
+
+def faint_ink_mask(ink: np.ndarray, noise: float = 4.0) -> np.ndarray:
+    """The ink of a faint picture (pencil): graphite is grainy, and above a floor of 0.1 its
+    stroke falls apart into specks. So the ink map is first smoothed over about a pen's width (a
+    Gaussian, sigma 1 pixel: the grain averages out along the stroke, the paper's noise too), and
+    the floor is ``noise`` times the paper's own noise (the smoothed map's 90th percentile: most
+    of a picture is paper), between 0.03 and 0.1; a noisy photo keeps the floor of 0.1. Then
+    Otsu's threshold as for any picture. Lesson 08."""
+    smooth = ndimage.gaussian_filter(ink, sigma=1.0)
+    floor = float(np.clip(noise * np.percentile(smooth[::2, ::2], 90), 0.03, 0.1))
+    return smooth > max(float(filters.threshold_otsu(smooth)), floor)
 
 
 def remove_lines(ink: np.ndarray) -> np.ndarray:
