@@ -18,7 +18,9 @@ each call the judge makes to a student's function, `Recorder` notes:
 - once torch is imported, every aten operator that the student's code runs (``aten.relu_``), with a
   ``TorchDispatchMode``: it sees a torch computation however it was reached, a C callback included
   (the nearest frame outside torch says whose it is: the probes' and the library's are not noted);
-- at the end, whether both were still in place: ``switched-off:...`` when the answer removed them.
+- at the end, whether both were still in place (``switched-off:...`` when the answer removed them),
+  and what the notebook left running beside the answer, out of their sight: a thread with the
+  notebook's code on its stack, a child process (``beside:...``).
 
 The instructor's probe code (compiled as ``PROBES``) is trusted: what it calls is not recorded, what
 the student's code it calls does is. The names (at most ``MAX_NAMES``) go to the grader with each
@@ -33,6 +35,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+import threading
 
 PROBES = "<probes of the test cell>"  # the file name the probes are compiled with (grading/serve.py)
 WATCHED = ("torch", "torchvision", "scipy", "sklearn", "skimage", "imgrec_lib")
@@ -264,6 +267,32 @@ class Recorder:
         if still is not self.profile:
             self.add("switched-off:sys.setprofile")
         self._stop_mode()
+        self._note_helpers()
+
+    def _note_helpers(self) -> None:
+        """Note what the notebook left running beside the answer, out of this record's sight (the profile
+        and the dispatch mode are the calling thread's): another thread with the notebook's code on
+        its stack (a worker started in an earlier cell that the answer hands its work to), and child
+        processes of the kernel."""
+        frames = sys._current_frames()
+        frames.pop(threading.get_ident(), None)  # this frame itself: held here, it would keep the caller's alive
+        try:
+            for frame in frames.values():
+                for _ in range(100):
+                    if frame is None:
+                        break
+                    if self.kind(frame.f_code)[0] == STUDENT:
+                        self.add("beside:a thread running the notebook's code")
+                        break
+                    frame = frame.f_back
+            for task in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{task}/children") as children:
+                    if children.read().split():
+                        self.add("beside:a process the notebook started")
+        except (OSError, RuntimeError):  # not Linux, or a task that ended meanwhile
+            pass
+        finally:
+            frames = frame = None  # no reference to another thread's frames outlives this call
 
 
 _AtenOps = None

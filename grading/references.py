@@ -1205,7 +1205,8 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
     scipy.ndimage code and any aten operator; in one answered with torch, torchvision's models,
     torch.optim or a dispatch-mode trick (except ``RUN_TIME_ALLOWED``) and aten operators that are a
     whole reference; in every exercise, a way out of the recording (a thread, a process,
-    pickle, gc, ...) and switching the recording off. The names come from the student's process: a
+    pickle, gc, ...), switching the recording off, and a thread or process of the notebook's running
+    beside the answer. The names come from the student's process: a
     reason to look, like the static findings."""
     by_exercise: dict[str, dict[str, None]] = {}
     for test, names in used.items():
@@ -1216,10 +1217,12 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
     for exercise, names in by_exercise.items():
         references = REFERENCES.get(exercise, ())
         allowed = RUN_TIME_ALLOWED.get(exercise, ())
-        called, escapes, off = [], [], []
+        called, escapes, off, beside = [], [], [], []
         for name in names:
             if name.startswith("escape:"):
                 escapes.append(name.removeprefix("escape:"))
+            elif name.startswith("beside:"):
+                beside.append(name.removeprefix("beside:"))
             elif name.startswith("switched-off:"):
                 off.append(name.removeprefix("switched-off:"))
             elif name.startswith(allowed) if allowed else False:
@@ -1243,6 +1246,9 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
             reasons.append(f"while graded, {exercise} called {_few(escapes)}, a way around the check of what it calls")
         if off:
             reasons.append(f"while graded, {exercise} switched off the check of what it calls ({', '.join(off)})")
+        if beside:
+            reasons.append(f"while graded, {exercise} had {' and '.join(beside)} beside it, which the check of "
+                           "what it calls does not see")
         if reasons:
             findings[exercise] = reasons
     return findings
