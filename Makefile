@@ -13,14 +13,19 @@ EXTRAS := lab,test,book,hub
 # Jupyter refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub owner-first hub-proxy nbval
+.PHONY: help install venv nbconvert-fix lab test test-lib train lessons execute bench kernel constraints clean autograde check feedback book browser sandbox hub owner-first hub-proxy nbval
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The venv is (re)built only when pyproject.toml or constraints.txt change; a second `make`
-# finds the stamp newer than both and starts at once.
+# finds the stamp newer than both and starts at once. A .venv that links to another checkout's venv
+# is used as it is: installing this course into it would re-point that checkout's imgrec_lib here.
 $(STAMP): pyproject.toml constraints.txt
+	@if [ -L $(VENV) ]; then echo "$(VENV) links to $$(readlink -f $(VENV)): using it as it is" \
+	  "(make install in the checkout it belongs to updates it)"; else $(MAKE) --no-print-directory venv; fi
+
+venv:
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))' || { \
 	  echo "$(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the course needs 3.11.5 or newer:" \
 	    "install one (conda env create -f environment.yml, or uv python install 3.11; for a class, in /opt: docs/INSTRUCTOR_GUIDE.md)" \

@@ -249,3 +249,24 @@ def test_make_install_with_a_too_old_python_says_which_and_what_to_do(tmp_path):
                             timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
     assert result.returncode != 0 and "is Python 3.11.2; the course needs 3.11.5 or newer" in result.stderr
     assert "make PYTHON=" in result.stderr and not (tmp_path / ".venv").exists()
+
+
+def test_make_in_a_checkout_whose_venv_links_elsewhere_installs_nothing_into_it(tmp_path):
+    """A second checkout with .venv linked to the first one's venv: installing the course there would
+    re-point the first checkout's imgrec_lib at the second (an outside tester's clone did that)."""
+    other_venv, course = tmp_path / "other" / ".venv", tmp_path / "course"
+    (other_venv / "bin").mkdir(parents=True)
+    used = tmp_path / "python-was-run"
+    fake = other_venv / "bin" / "python"
+    fake.write_text(f'#!/bin/sh\ntouch {used}\n')
+    fake.chmod(0o755)
+    course.mkdir()
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, course / name)  # newer than the other venv's (missing) stamp
+    (course / ".venv").symlink_to(other_venv)
+    result = subprocess.run(["make", "install"], cwd=course, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert result.returncode == 0, result.stderr
+    assert f".venv links to {other_venv}: using it as it is" in result.stdout, result.stdout
+    assert not used.exists(), "the linked venv's python was run to install into it"
+    assert not (other_venv / ".installed").exists()
