@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from .data import TensorImageDataset, as_tensors, classes_of
 
 PRINTED_PATH = Path(__file__).resolve().parent / "embedded" / "printed_digits.npz"
-PRINTED_SHA256 = "8bbb1bd0b2c2994dde23869e6be7dafd7cf5c4f19fec995f9213ee8e2274f9b4"
+PRINTED_SHA256 = "aac238bc75725b6533a78532157b38a19ad5932bdf4efef787328665666a642e"
 
 
 def random_shift(X: torch.Tensor, shift: int, generator: torch.Generator | None = None) -> torch.Tensor:

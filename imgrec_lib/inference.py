@@ -63,6 +63,7 @@ MNIST_SHAPE = (1, 28, 28)
 MNIST_BOX = 20  # MNIST digits are scaled to fit a 20x20 box inside the 28x28 frame
 MNIST_PEN = 2.8  # MNIST's median stroke width in pixels (ink area / centre-line length, at 28x28)
 WORK_SIDE = 512  # photos are shrunk to this longer side first: plenty for one digit, and fast
+SHADOW_K = 8  # a picture 384 px or larger: its closing's k/2 (16 px) is wider than a pen, narrower than a shadow's finger
 NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
 MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
@@ -328,7 +329,7 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
         closed = _paper_light(small, k)
         paper = np.minimum(ndimage.gaussian_filter(closed, sigma=k / 4), closed)  # the blur never lifts a shadow's edge
-        paper = _sharp_steps(x, paper)  # back to full size
+        paper = _sharp_steps(x, paper) if k >= SHADOW_K else _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 
 
@@ -359,6 +360,8 @@ def _paper_light(small: np.ndarray, k: int) -> np.ndarray:
     narrower than k, joins the palm; its round tip too). A pen's stroke, thinner than k/2, is no
     path for that, so a digit touching a shadow does not take the shadow's light."""
     closed = ndimage.grey_closing(small, size=k)
+    if k < SHADOW_K:  # no telling a finger from a bold pen by its width
+        return closed
     wide = ndimage.grey_closing(small, size=k // 2 + 1)  # the picture without its pen strokes
     if not (closed > 1.05 * wide).any():  # no dark area between k/2 and k wide: nothing to put back
         return closed
@@ -371,16 +374,16 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     counts. When that mask is a net with many holes, printed lines that ``remove_lines`` could not
     take away (squared paper photographed at an angle), the threshold is the upper of three levels
     (paper, printed lines, pen; multi-Otsu): a pen is darker than the lines printed on paper. A
-    picture whose threshold falls below 0.1 may be faint pencil (``faint_ink_mask``), unless what
-    that finds is a net. Lesson 08."""
+    picture whose threshold falls below 0.1 and whose ink above it is faint too (its median under
+    0.3) may be pencil (``faint_ink_mask``), unless what that finds is a net. Lesson 08."""
     if ink.max() <= 0.1:
         return np.zeros(ink.shape, dtype=bool)
     threshold = float(filters.threshold_otsu(ink))
-    if threshold < 0.1 and min(ink.shape) >= 100:
+    mask = ink > max(threshold, 0.1)
+    if threshold < 0.1 and min(ink.shape) >= 100 and (not mask.any() or np.median(ink[mask]) < 0.3):
         faint = faint_ink_mask(ink)
         if ndimage.label(~faint)[1] <= NET:  # else faint printed lines, not pencil
             return faint
-    mask = ink > max(threshold, 0.1)
     if min(ink.shape) >= 100 and ndimage.label(~mask)[1] > NET:
         try:
             mask = ink > max(float(filters.threshold_multiotsu(ink, classes=3)[1]), 0.1)
