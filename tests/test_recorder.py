@@ -8,7 +8,9 @@ the student's."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 import textwrap
 import weakref
@@ -481,6 +483,24 @@ def test_the_recording_is_bounded_and_leaves_the_profile_as_it_was():
             rec.add(f"torch.name{k}")
     assert sys.getprofile() is before
     assert len(rec.names()) == recorder.MAX_NAMES + 1 and rec.names()[-1].startswith("more:")
+
+
+def test_the_graders_modules_imported_before_the_first_test_are_noted():
+    """The first test cell imports grading.serve in a fresh kernel: a grading module already there was
+    imported by the notebook, to change what runs while graded; each test cell's message says so."""
+    def imported_before(code: str) -> list[str]:
+        result = subprocess.run([sys.executable, "-c", f"{code}\nimport grading.serve; print(grading.serve.IMPORTED_BEFORE)"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return eval(result.stdout)
+
+    assert imported_before("") == []
+    assert imported_before("import grading.recorder as r; r.MAX_NAMES = 0") == ["grading.recorder"]
+    found = references.runtime_findings({"t": ["switched-off:grading.recorder imported by the notebook before the tests"]},
+                                        {"t": "relu"})
+    assert found == {"relu": ["while graded, relu switched off the check of what it calls (grading.recorder imported "
+                              "by the notebook before the tests)"]}
 
 
 def test_the_recording_keeps_nothing_of_the_caller_alive():
