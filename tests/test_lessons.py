@@ -370,6 +370,14 @@ def checked_outputs(nb: dict, substitutions) -> list[str]:
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
+def test_solved_notebook_gets_no_finding(course, lesson):
+    """The instructor's answers call nothing they re-implement, read statically or recorded while graded
+    (grading/references.py, grading/recorder.py): a finding here is one every honest learner would get."""
+    report = json.loads((course / "grading_report.json").read_text())[f"solver/{lesson}/{lesson}.ipynb"]
+    assert not report.get("reference_copies"), report.get("reference_copies")
+    assert not report.get("answer_errors"), report.get("answer_errors")
+
+
 def test_solved_notebook_runs_without_errors_and_prints_what_it_stores(course, lesson):
     graded = notebook(course / "autograded" / "solver" / lesson / f"{lesson}.ipynb")
     errors = [f"cell {i}: {out['ename']}: {out['evalue']}" for i, cell in enumerate(graded["cells"])
