@@ -13,7 +13,8 @@ drawing classifies right:
   (``digit_steps``): the uneven light of a phone photo and the shadow of a hand or a phone are
   flattened (``flatten_background``), ruled lines and grids are taken away (``remove_lines``), so
   is the strip of desk along the edges of a photo taken at an angle (``remove_desk``), ink is told
-  from paper by a threshold chosen for this picture (``ink_mask``, Otsu's method), the digit is
+  from paper by a threshold chosen for this picture (``ink_mask``, Otsu's method; faint pencil is
+  smoothed first), the digit is
   its largest connected component and the pieces near it, not a frame drawn round it
   (``keep_digit``), it is cut out (``crop_digit``), a pen too thin or too bold is redrawn with
   MNIST's (``normalise_strokes``), and it is scaled into a 20x20
@@ -54,8 +55,8 @@ __all__ = [
     "ImageError", "NoDigitError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes",
     "prepare_image", "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit",
     "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light", "lit_beside_a_shadow",
-    "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "faint_ink_mask", "keep_digit",
-    "crop_digit", "stroke_width",
+    "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "faint_ink_mask",
+    "keep_digit", "crop_digit", "stroke_width",
     "normalise_strokes", "mnist_layout",
 ]
 
@@ -63,7 +64,7 @@ MNIST_SHAPE = (1, 28, 28)
 MNIST_BOX = 20  # MNIST digits are scaled to fit a 20x20 box inside the 28x28 frame
 MNIST_PEN = 2.8  # MNIST's median stroke width in pixels (ink area / centre-line length, at 28x28)
 WORK_SIDE = 512  # photos are shrunk to this longer side first: plenty for one digit, and fast
-SHADOW_K = 8  # a picture 384 px or larger: its closing's k/2 (16 px) is wider than a pen, narrower than a shadow's finger
+SHADOW_K = 8  # a closing this wide (a picture of 384 px or more): k/2 is wider than a pen, narrower than a finger
 NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
 MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
@@ -313,9 +314,11 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     size k, a maximum filter that wipes out every dark stroke thinner than k (the pen), then a
     minimum filter as wide that brings the edge of a wide dark area (a hand's shadow) back where
     it was, smoothed by a Gaussian blur (sigma k/4) wherever that makes it no lighter (the blur
-    would carry the light paper's level a little way into a shadow). So the paper in a shadow is
-    divided by the shadow's own light, and a shadow's hard edge leaves no ink behind. Pictures under 100 pixels
-    (a 28x28 digit) have one paper level, the median of their border.
+    would carry the light paper's level a little way into a shadow). A hand's fingers thinner
+    than k are put back by a closing by reconstruction (``_paper_light``), and a hard step in the
+    estimate stays sharp at full size (``_sharp_steps``). So the paper in a shadow is divided by
+    the shadow's own light, and a shadow's hard edge leaves no ink behind. Pictures under 100
+    pixels (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
     if not dark_on_light:
