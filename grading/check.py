@@ -29,6 +29,14 @@ NOTICE = ("graded against the reference tests published in this clone's solution
 LIMIT = 400  # characters of a test's message shown per exercise; the whole message is on the feedback page
 
 
+def _where(error: dict) -> str:
+    """ " (raised at Cell In[17], line 3, in relu_backward)": the innermost frame of the learner's code that
+    the judge put under the test's own frames (grading/judge.py), or "" when the learner's code raised nothing."""
+    lines = [str(line) for line in error.get("traceback") or []]
+    frames = [line.strip() for line in lines if line.startswith("  ") and not line.startswith(("    ", '  File "'))]
+    return f" (raised at {frames[-1][:200]})" if frames else ""
+
+
 def score_lines(source, graded: worker.Graded) -> list[str]:
     """One line per exercise: points earned of points possible, and the first failure's reason."""
     points = {worker.notebooks.grade_id(c): float(worker.notebooks.nbgrader_meta(c).get("points", 0))
@@ -50,7 +58,7 @@ def score_lines(source, graded: worker.Graded) -> list[str]:
             if test not in passed and errors:
                 ename, evalue = errors[0].get("ename", ""), str(errors[0].get("evalue", ""))
                 why = "not answered yet" if ename == "NotImplementedError" and not evalue.strip() else \
-                    f"{ename}: {worker.notebooks.reason(evalue, LIMIT)}"
+                    f"{ename}: {worker.notebooks.reason(evalue, LIMIT)}{_where(errors[0])}"
                 line += ("\n    " if exercise in raised else "   ") + f"{test}: {why}"
                 break
         lines.append(line)

@@ -57,12 +57,31 @@ def _restore(target: Any, state: Any, decode: Decoder, depth: int = 0) -> None:
             _restore(item, state["keys"].get(str(key)), decode, depth + 1)
 
 
-def _exception(name: str, message: str) -> BaseException:
+MAX_WHERE = 12  # lines of the student's frames shown under a test's own
+
+
+def _exception(name: str, message: str, where=None) -> BaseException:
+    """The exception the student's function raised in the kernel, raised again here for the test; `where`
+    (the student's innermost frames, grading/serve.student_frames) goes with it to the failure output."""
     if name == "KeyboardInterrupt":
-        return TimeoutError(f"stopped at the time limit of its cell ({message})" if message else
-                            "stopped at the time limit of its cell")
-    cls = getattr(builtins, name) if name in EXCEPTIONS else RuntimeError
-    return cls(message)
+        error: BaseException = TimeoutError(f"stopped at the time limit of its cell ({message})" if message else
+                                            "stopped at the time limit of its cell")
+    else:
+        error = (getattr(builtins, name) if name in EXCEPTIONS else RuntimeError)(message)
+    if isinstance(where, list):
+        error.notebook_frames = [str(line)[:400] for line in where[-MAX_WHERE:]]
+    return error
+
+
+def _notebook_frames(error: BaseException) -> list[str]:
+    """The student's frames that went with `error`, or with the exception the test raised it from."""
+    for _ in range(5):
+        if error is None:
+            return []
+        if getattr(error, "notebook_frames", None):
+            return error.notebook_frames
+        error = error.__cause__ or error.__context__
+    return []
 
 
 class Remote:
@@ -90,7 +109,7 @@ class Remote:
             text = str(reply["printed"])
             print(text, end="" if text.endswith("\n") else "\n")
         if "raised" in reply:
-            raise _exception(*[str(s) for s in (list(reply["raised"]) + ["", ""])[:2]])
+            raise _exception(*[str(s) for s in (list(reply["raised"]) + ["", ""])[:2]], reply.get("where"))
         if "result" not in reply:
             raise RuntimeError(f"{self.__name__}: your notebook gave no result for this call")
         return decode(reply["result"])
@@ -112,6 +131,7 @@ def _opaque_in(x, depth: int = 0) -> str:
 def _error_output(error: BaseException, filename: str) -> dict:
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == filename]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += [("" if line.startswith(" ") else "  ") + line for line in _notebook_frames(error)]  # "Cell In[17], ..."
     message = f"{type(error).__name__}: {error}"
     return {"output_type": "error", "ename": type(error).__name__, "evalue": str(error)[:5000],
             "traceback": [line.rstrip("\n") for line in lines] + [message[:5000]]}

@@ -108,17 +108,58 @@ def _dotted(relative: str) -> str:
     return ".".join(parts)
 
 
+# The grader's own code objects and the probes', by identity: id(code) -> (code, TRUSTED or SERVE). A file
+# name says nothing here, for a student can give any code object any name (``code.replace(co_filename=...)``).
+_KNOWN: dict[int, tuple] = {}
+
+
+def _code_objects(x):
+    """The code objects of a code object, function, class or module, and of everything defined inside them
+    (a nested function, a class body, a comprehension: each is a constant of the code around it)."""
+    stack, seen = [x], set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, type(_dotted.__code__)):
+            yield x
+            stack.extend(c for c in x.co_consts if isinstance(c, type(x)))
+        elif isinstance(x, (staticmethod, classmethod)):
+            stack.append(x.__func__)
+        elif isinstance(x, property):
+            stack.extend(f for f in (x.fget, x.fset, x.fdel) if f is not None)
+        elif hasattr(x, "__code__"):
+            stack.append(x.__code__)
+        elif isinstance(x, type) or type(x).__name__ == "module":
+            owner = x.__name__ if not isinstance(x, type) else x.__module__
+            stack.extend(v for v in vars(x).values()
+                         if isinstance(v, (staticmethod, classmethod, property))
+                         or getattr(v, "__module__", None) == owner and (isinstance(v, type) or hasattr(v, "__code__")))
+
+
+def trust(x, kind: int = TRUSTED) -> None:
+    """Know the code objects of `x` (the probes' compiled code, a grading module) as the grader's:
+    `classify` calls them `kind` by identity, whatever file name they carry."""
+    for code in _code_objects(x):
+        _KNOWN[id(code)] = (code, kind)
+
+
 def classify(code) -> tuple[int, str]:
-    """(what the code is, its dotted module name where that matters) from its file name."""
+    """(what the code is, its dotted module name where that matters): the grader's own by identity
+    (`trust`), else from its file name. Code named as the grader's that is not known is the student's."""
+    known = _KNOWN.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1], ""
     filename = code.co_filename
     if filename == PROBES:
-        return TRUSTED, ""
+        return STUDENT, ""
     if filename.startswith("<frozen "):  # a frozen standard module: '<frozen os>'
         module = filename[len("<frozen "):-1]
         return (IMPORT if module.startswith("importlib._") else ESCAPE if _escape_module(module) else LIBRARY), module
     path = os.path.realpath(filename) if filename.startswith(os.sep) else filename
     if path.startswith(_GRADING):
-        return (SERVE if os.path.basename(path) == "serve.py" else TRUSTED), ""
+        return STUDENT, ""
     for folder, package in _FOLDERS:
         if path.startswith(folder):
             inner = _dotted(path[len(folder):])
@@ -255,27 +296,29 @@ class Recorder:
             self.add("switched-off:the torch dispatch mode")
 
     def __enter__(self) -> "Recorder":
-        self.previous = sys.getprofile()
+        self.previous = _getprofile()
         self._start_mode()
         self.profile = self._profiler()
-        sys.setprofile(self.profile)
+        _setprofile(self.profile)
         return self
 
     def __exit__(self, *exc) -> None:
-        still = sys.getprofile()
-        sys.setprofile(self.previous)
+        still = _getprofile()
+        _setprofile(self.previous)
         if still is not self.profile:
             self.add("switched-off:sys.setprofile")
         self._stop_mode()
         self._note_helpers()
+        for changed in replaced():
+            self.add(f"switched-off:{changed} replaced")
 
     def _note_helpers(self) -> None:
         """Note what the notebook left running beside the answer, out of this record's sight (the profile
         and the dispatch mode are the calling thread's): another thread with the notebook's code on
         its stack (a worker started in an earlier cell that the answer hands its work to), and child
         processes of the kernel."""
-        frames = sys._current_frames()
-        frames.pop(threading.get_ident(), None)  # this frame itself: held here, it would keep the caller's alive
+        frames = _current_frames()
+        frames.pop(_get_ident(), None)  # this frame itself: held here, it would keep the caller's alive
         try:
             for frame in frames.values():
                 for _ in range(100):
@@ -285,8 +328,8 @@ class Recorder:
                         self.add("beside:a thread running the notebook's code")
                         break
                     frame = frame.f_back
-            for task in os.listdir("/proc/self/task"):
-                with open(f"/proc/self/task/{task}/children") as children:
+            for task in _listdir("/proc/self/task"):
+                with _open(f"/proc/self/task/{task}/children") as children:
                     if children.read().split():
                         self.add("beside:a process the notebook started")
         except (OSError, RuntimeError):  # not Linux, or a task that ended meanwhile
@@ -316,7 +359,7 @@ def _aten_ops(recorder: Recorder):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 try:
                     if self.recorder is not None:
-                        frame = sys._getframe(1)
+                        frame = _getframe(1)
                         kind = self.recorder.kind
                         while frame is not None and kind(frame.f_code)[1].startswith("torch"):
                             frame = frame.f_back
@@ -331,3 +374,50 @@ def _aten_ops(recorder: Recorder):
             torch.zeros(1).add(1)
         _AtenOps = AtenOps
     return _AtenOps(recorder)
+
+
+# What this module calls of sys, threading, os and builtins, bound once when it is imported (before the
+# notebook's first cell: grading/runner.py), so that a notebook that replaces ``sys.setprofile`` or
+# ``sys._getframe`` with a fake does not fool the recording; `replaced` says which were replaced.
+_BOUND = {"sys.setprofile": sys.setprofile, "sys.getprofile": sys.getprofile, "sys._getframe": sys._getframe,
+          "sys._current_frames": sys._current_frames, "sys.settrace": sys.settrace, "sys.gettrace": sys.gettrace,
+          "threading.get_ident": threading.get_ident, "threading.Thread": threading.Thread,
+          "os.listdir": os.listdir, "builtins.open": open}
+_setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
+_current_frames, _get_ident, _listdir, _open = sys._current_frames, threading.get_ident, os.listdir, open
+_MODULES = {"sys": sys, "threading": threading, "os": os, "builtins": sys.modules["builtins"]}
+_OWN = {}  # this module's names and Recorder's attributes as imported (filled below)
+
+
+def replaced() -> list[str]:
+    """What a notebook replaced since this module was imported: the functions of `_BOUND` on their modules,
+    this module's own names ("grading.recorder.Recorder.names")."""
+    found = [name for name, bound in _BOUND.items()
+             if getattr(_MODULES[name.split(".")[0]], name.split(".", 1)[1], None) is not bound]
+    own = _own_names()
+    found += [name for name, value in _OWN.items() if own.get(name, _OWN) is not value]
+    found += [name for name in own if name not in _OWN]
+    return found
+
+
+def _own_names() -> dict:
+    """{"grading.recorder.NAME" or "grading.recorder.Recorder.NAME": value} but the names set after import."""
+    own = {**{f"grading.recorder.{k}": v for k, v in _GLOBALS.items() if not k.startswith("__")},
+           **{f"grading.recorder.Recorder.{k}": v for k, v in _RECORDER.items()}}
+    return {name: value for name, value in own.items() if not name.endswith(_LAZY)}
+
+
+_LAZY = ("._AtenOps", "._PRELOADED")  # this module's names that are set after its import
+_PRELOADED: frozenset = frozenset()
+
+
+def preloaded() -> None:
+    """Called where grading/runner.py imports this module in the kernel before the notebook's first cell:
+    the grading modules there now are the grader's doing, not the notebook's (grading/serve.IMPORTED_BEFORE)."""
+    global _PRELOADED
+    _PRELOADED = frozenset(name for name in sys.modules if name.startswith("grading."))
+
+
+_GLOBALS, _RECORDER = globals(), Recorder.__dict__
+trust(sys.modules[__name__])
+_OWN.update(_own_names())

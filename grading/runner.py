@@ -29,6 +29,10 @@ from nbclient.exceptions import DeadKernelError
 from grading import jupyter_fix
 
 SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
+# Run by the kernel before the notebook's first cell, outside its history (the cells keep their numbers,
+# In [N] == "Cell In[N]"): grading/recorder.py binds sys.setprofile and the rest before the notebook can
+# replace them.
+PRELOAD = '__import__("grading.recorder").recorder.preloaded()'
 
 
 class Relay:
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True, iopub_timeout=10, record_timing=False,
-                            shutdown_kernel="immediate",
+                            shutdown_kernel="immediate", extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"],
                             resources={"metadata": {"path": os.getcwd()}})
     client.on_cell_executed = cell_done
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import linecache
 import os
 import socket
 import sys
@@ -31,13 +32,48 @@ import numpy as np
 
 # The grader's modules that the notebook imported before its first test cell imported this one: a
 # notebook reaches for the grader's own code only to change it (grading/recorder.py runs here).
-IMPORTED_BEFORE = sorted(name for name in sys.modules if name.startswith("grading.") and name != __name__)
+# Those that grading/runner.py imported before the notebook's first cell (grading.recorder) are the grader's.
+IMPORTED_BEFORE = sorted(name for name in sys.modules if name.startswith("grading.") and name != __name__
+                         and name not in getattr(sys.modules.get("grading.recorder"), "_PRELOADED", ()))
 
-from grading.recorder import PROBES, Recorder  # noqa: E402
+from grading import recorder as _recorder, values as _values  # noqa: E402
+from grading.recorder import PROBES, SERVE, STUDENT, Recorder  # noqa: E402
 from grading.values import decode, encode, exception_name  # noqa: E402
 
+_names = Recorder.names  # as it was when imported: a notebook that replaces it later is noted (recorder.replaced)
 SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
 MAX_PRINTED = 10_000    # characters of printed output kept per call
+MAX_FRAMES = 6          # the student's innermost frames sent with an exception
+MAX_LINE = 300          # characters of one frame's source line
+
+
+def cell_name(filename: str) -> str:
+    """A notebook cell's file name as IPython shows it in a traceback ("Cell In[17]"), else the name as it is."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        label = shell.compile.format_code_name(filename)
+    except Exception:  # noqa: BLE001 - not in a kernel, or an IPython without cell names
+        label = None
+    return f"{label[0]} {label[1]}" if label else filename
+
+
+def student_frames(error: BaseException, recorder: Recorder) -> list[str]:
+    """Where in the student's code `error` was raised: its innermost frames that are the student's (no
+    probes', grader's or library's frame), as IPython names them: "Cell In[17], line 3, in relu_backward"
+    followed by that line of source. A learner finds the mistake there, not at the test's call."""
+    frames = []
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        if recorder.kind(frame.f_code)[0] == STUDENT:
+            frames.append((frame.f_code, line))
+    shown = []
+    for code, line in frames[-MAX_FRAMES:]:
+        source = linecache.getline(code.co_filename, line).strip()
+        shown.append(f"{cell_name(code.co_filename)}, line {line}, in {code.co_name[:100]}")
+        if source:
+            shown.append("    " + source[:MAX_LINE])
+    return shown
 
 
 def _state(x, depth: int = 0):
@@ -69,14 +105,18 @@ def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict,
     namespace = {"__name__": "__graded_test__", "__builtins__": builtins}
     described, functions = [], {}
     try:
-        exec(compile(probes, PROBES, "exec"), namespace)
+        code = compile(probes, PROBES, "exec")
+        _recorder.trust(code)
+        exec(code, namespace)
     except BaseException as error:
         return [{"source": "(the probes)", "raised": [exception_name(error), str(error)[:2000]]}], {}
     scope = collections.ChainMap(namespace, user)
     for index, (expression, is_name) in enumerate(arguments):
         try:
+            code = compile(expression, PROBES, "eval")
+            _recorder.trust(code)
             with recorder or contextlib.nullcontext():
-                value = eval(compile(expression, PROBES, "eval"), namespace, scope)
+                value = eval(code, namespace, scope)
         except BaseException as error:
             described.append({"source": expression, "raised": [exception_name(error), str(error)[:2000]],
                               "traceback": traceback.format_exc(limit=-8)[-6000:]})
@@ -91,7 +131,8 @@ def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict,
 
 def answer(functions: dict, call: dict) -> dict:
     """Run one call the judge's test makes: {"argument": index, "args": ..., "kwargs": ...} in,
-    {"result" or "raised", "printed", "args": in-place state, "used": what it called (grading/recorder.py)} out."""
+    {"result" or "raised" and "where" (the student's frames), "printed", "args": in-place state, "used": what
+    it called (grading/recorder.py)} out."""
     reply: dict = {}
     printed = io.StringIO()
     args, kwargs = [], {}
@@ -107,9 +148,13 @@ def answer(functions: dict, call: dict) -> dict:
         reply["result"] = encode(result)
     except BaseException as error:  # the judge's test sees the same kind of exception
         reply["raised"] = [exception_name(error), str(error)[:2000]]
+        try:
+            reply["where"] = student_frames(error, recorder)
+        except Exception:  # noqa: BLE001 - a traceback the student's code made strange: the test's message still says what failed
+            pass
     reply["printed"] = printed.getvalue()[:MAX_PRINTED]
     reply["args"] = [_state(args), _state(kwargs)]
-    reply["used"] = recorder.names()
+    reply["used"] = _names(recorder)
     return reply
 
 
@@ -127,7 +172,7 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
         recorder = Recorder()
         described, functions = arguments_of(probes, arguments, user, recorder)
         tampered = [f"switched-off:{name} imported by the notebook before the tests" for name in IMPORTED_BEFORE]
-        send({"serve": test_name, "arguments": described, "used": [*tampered, *recorder.names()]})
+        send({"serve": test_name, "arguments": described, "used": [*tampered, *_names(recorder)]})
         while line := channel.readline():
             call = json.loads(line).get("call")
             if call is None:  # the judge has decided
@@ -141,3 +186,7 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
         with contextlib.suppress(OSError):
             send({"served": test_name})
         connection.close()
+
+
+_recorder.trust(_values)
+_recorder.trust(sys.modules[__name__], SERVE)  # it calls the student's function: what that function is matters

@@ -231,3 +231,39 @@ def test_a_judge_left_in_the_middle_of_a_test_is_restarted_not_reused():
         assert verdict["passed"], verdict
     finally:
         judge_.close()
+
+
+def test_an_error_inside_the_students_function_shows_where_in_their_code_it_was_raised():
+    import linecache
+
+    from grading import check
+
+    source = "def double(x):\n    y = 2 * x\n    return y * mask\n"
+    cell = "/tmp/ipykernel_4242/1717.py"  # where ipykernel compiles a notebook's cell
+    linecache.cache[cell] = (len(source), None, source.splitlines(keepends=True), cell)
+    namespace: dict = {}
+    exec(compile(source, cell, "exec"), namespace)
+    failed = verdict(CELL, double=namespace["double"])
+    assert not failed["passed"]
+    error = failed["outputs"][-1]
+    assert error["ename"] == "NameError"
+    shown = "\n".join(error["traceback"])
+    assert f"{cell}, line 3, in double\n    return y * mask" in shown, shown
+    assert "got = double(np.arange(3.0))" in shown  # the test's own call stays above it
+    assert not any("serve.py" in line or "values.py" in line for line in error["traceback"])  # none of the grader's
+    assert check._where(error) == f" (raised at {cell}, line 3, in double)"
+    assert check._where({"traceback": ["Traceback (most recent call last):", '  File "<test cell x>", line 3, in t',
+                                       "    assert got == 1", "AssertionError"]}) == ""
+
+
+def test_a_cell_is_named_as_ipython_names_it_in_a_kernel(monkeypatch):
+    class Compiler:
+        def format_code_name(self, name):
+            return ("Cell", "In[17]") if name == "/tmp/ipykernel_1/5.py" else None
+
+    class Shell:
+        compile = Compiler()
+
+    monkeypatch.setattr("IPython.get_ipython", lambda: Shell())
+    assert serve.cell_name("/tmp/ipykernel_1/5.py") == "Cell In[17]"
+    assert serve.cell_name("/tmp/other.py") == "/tmp/other.py"

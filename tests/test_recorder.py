@@ -77,6 +77,25 @@ def test_conv2d_through_the_frame_globals():
     ''', X, W, says="torch.convolution")
 
 
+@pytest.mark.parametrize("name", [recorder.PROBES, str(ROOT / "grading" / "recorder.py")])
+def test_conv2d_with_its_code_relabelled_as_the_graders(name):
+    """The probes' and the grader's code are known by their code objects, not by a file name the
+    student's code can give itself (R1 of an outside tester: full marks, no finding, before)."""
+    flagged("conv2d", f'''
+        import torch
+        import torch.nn.functional as F
+        def helper(x, w, stride, padding):
+            return [F.conv2d(t, torch.from_numpy(w), stride=stride, padding=padding) for t in [torch.from_numpy(x)]][0]
+        def relabel(code):
+            consts = tuple(relabel(c) if isinstance(c, type(code)) else c for c in code.co_consts)
+            return code.replace(co_filename={name!r}, co_consts=consts)
+        helper.__code__ = relabel(helper.__code__)
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            return helper(x, w, stride, padding).numpy()
+        conv2d.__code__ = relabel(conv2d.__code__)
+    ''', X, W, says="torch.")
+
+
 def test_conv2d_as_a_3d_convolution_from_a_module_kept_in_a_list():
     flagged("conv2d", '''
         import torch.nn.functional
@@ -501,6 +520,36 @@ def test_the_graders_modules_imported_before_the_first_test_are_noted():
                                         {"t": "relu"})
     assert found == {"relu": ["while graded, relu switched off the check of what it calls (grading.recorder imported "
                               "by the notebook before the tests)"]}
+
+
+def test_replacing_what_the_recorder_uses_of_sys_or_the_recorder_itself_is_flagged(monkeypatch):
+    """The recorder binds sys.setprofile, sys._getframe ... when imported (before the notebook's first cell,
+    grading/runner.PRELOAD): a notebook's fakes neither fool it nor go unnoticed (R4, R5 of an outside tester)."""
+    profile = [None]
+    monkeypatch.setattr(sys, "setprofile", lambda function: profile.__setitem__(0, function))
+    monkeypatch.setattr(sys, "getprofile", lambda: profile[0])
+    monkeypatch.setattr(sys, "_getframe", lambda depth=0: None)
+    monkeypatch.setattr(recorder.Recorder, "names", lambda self: [])
+    text = flagged("cross_entropy", '''
+        import torch
+        import torch.nn.functional as F
+        def cross_entropy(logits, labels):
+            return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+    ''', Z, np.array([0, 1, 2, 3]), says="switched off")
+    assert "torch.nn.functional.cross_entropy" in text and "aten." in text, text
+    for name in ("sys.setprofile", "sys.getprofile", "sys._getframe", "grading.recorder.Recorder.names"):
+        assert f"{name} replaced" in text, text
+
+
+def test_the_kernel_imports_the_recorder_before_the_notebook_and_that_is_not_the_notebooks_doing():
+    from grading import runner
+
+    code = (f"{runner.PRELOAD}\nimport sys\nsys.setprofile = print\nimport grading.serve, grading.recorder as r\n"
+            "print(grading.serve.IMPORTED_BEFORE, r.replaced())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[0] == "[] ['sys.setprofile']", result.stdout
 
 
 def test_the_recording_keeps_nothing_of_the_caller_alive():
