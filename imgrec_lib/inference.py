@@ -492,17 +492,22 @@ def _frames(labels: np.ndarray, boxes: list, sizes: np.ndarray) -> list[int]:
     """The components (indices) that are a frame drawn round the others: a ring whose bounding box
     holds another component at least 5% of its size, and whose hole (once gaps of up to 10% of its
     side are closed) is at least half of that box.
-    A 0 or an 8 has holes too, but nothing inside them."""
+    A 0 or an 8 has holes too, but nothing inside them. Only components at least 10% the size of
+    the largest are looked at as frames (one drawn round the digit is larger than it), so a
+    picture with thousands of specks costs their number, not its square."""
+    bounds = np.array([(r.start, r.stop, c.start, c.stop) for r, c in boxes])
     frames = []
-    for i, (rows, cols) in enumerate(boxes):
-        held = [j for j, (r, c) in enumerate(boxes) if j != i and sizes[j] >= 0.05 * sizes[i]
-                and r.start >= rows.start and r.stop <= rows.stop and c.start >= cols.start and c.stop <= cols.stop]
-        if held:
-            ring = labels[rows, cols] == i + 1  # closed up first: a box drawn by hand has gaps at its corners
+    for i in np.flatnonzero(sizes >= 0.1 * sizes.max()):
+        top, bottom, left, right = bounds[i]
+        held = ((sizes >= 0.05 * sizes[i]) & (bounds[:, 0] >= top) & (bounds[:, 1] <= bottom)
+                & (bounds[:, 2] >= left) & (bounds[:, 3] <= right))
+        held[i] = False
+        if held.any():
+            ring = labels[top:bottom, left:right] == i + 1  # closed up first: a hand-drawn box has gaps at its corners
             gaps = ndimage.binary_dilation(ring, iterations=max(1, max(ring.shape) // 20))
             hole = ndimage.binary_fill_holes(gaps).sum() - gaps.sum()
             if hole >= 0.5 * ring.size:
-                frames.append(i)
+                frames.append(int(i))
     return frames
 
 
