@@ -85,7 +85,9 @@ _CONV = ("imgrec_lib.conv.conv2d", "imgrec_lib.conv.conv2d_naive", "imgrec_lib.c
          "torch.nn.functional.conv2d", "torch.conv2d", "torch.nn.Conv2d", "torch.nn.functional.unfold",
          "torch.nn.Unfold", "scipy.signal.correlate", "scipy.signal.correlate2d", "scipy.signal.convolve",
          "scipy.signal.convolve2d", "scipy.signal.fftconvolve", "scipy.signal.oaconvolve",
-         "scipy.ndimage.correlate", "scipy.ndimage.convolve")
+         "scipy.ndimage.correlate", "scipy.ndimage.convolve", "scipy.ndimage.correlate1d", "scipy.ndimage.convolve1d",
+         "scipy.ndimage._nd_image.correlate", "scipy.ndimage._nd_image.correlate1d", "scipy.signal._sigtools",
+         "skimage.filters.correlate_sparse", "skimage.feature.match_template")  # the C modules run the same loops
 
 # grade_id of the answer cell -> names that compute what the exercise asks for. A name is here only
 # when using it makes the exercise pointless: lesson 08's predict uses torch.softmax and
@@ -107,9 +109,11 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     # lesson 02: pooling
     "max_pool2d": ("imgrec_lib.pooling.max_pool2d", "torch.nn.functional.max_pool2d", "torch.max_pool2d",
                    "torch.nn.functional.max_pool2d_with_indices", "torch.nn.MaxPool2d",
-                   "skimage.measure.block_reduce"),
+                   "skimage.measure.block_reduce", "scipy.ndimage.maximum_filter",
+                   "scipy.ndimage._nd_image.min_or_max_filter"),
     "avg_pool2d": ("imgrec_lib.pooling.avg_pool2d", "torch.nn.functional.avg_pool2d", "torch.avg_pool2d",
-                   "torch.nn.AvgPool2d", "skimage.measure.block_reduce"),
+                   "torch.nn.AvgPool2d", "skimage.measure.block_reduce", "scipy.ndimage.uniform_filter",
+                   "scipy.ndimage._nd_image.uniform_filter1d"),
     # lesson 03: dense layers and activations
     "linear": ("imgrec_lib.dense.linear", "torch.nn.functional.linear", "torch.nn.Linear"),
     "relu": ("imgrec_lib.activations.relu", "torch.relu", "torch.nn.functional.relu", "torch.nn.ReLU",
@@ -460,6 +464,15 @@ def _bind_target(target: ast.AST, value: ast.AST | None, env: _Env, cell: _Cell 
         func = target.value.func if isinstance(target.value, ast.Call) else None
         if key and isinstance(func, ast.Name) and func.id in ("globals", "locals", "vars"):
             env.bind(key, _Binding("expr", cell, value) if value is not None else _Binding("unknown", cell), replace)
+        elif isinstance(target.value, ast.Name) and value is not None:  # table["k"] = helper: table may be helper
+            env.bind(target.value.id, _Binding("expr", cell, value), False)
+    elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and value is not None \
+            and any(b.kind == "name" for b in env.names.get(target.value.id, [])):
+        env.bind(target.value.id, _Binding("expr", cell, value), False)  # np.helper_xyz = helper, on a module
+
+
+# A container's methods that put an object in it: ``tools.append(helper)`` makes ``tools[0]`` the helper.
+_PUTS = {"append", "extend", "insert", "add", "update", "setdefault", "__setitem__", "appendleft"}
 
 
 def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, replace: bool) -> None:
@@ -506,6 +519,10 @@ def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, repla
             for handler in stmt.handlers:
                 blocks += handler.body
             _bind_statements(blocks, env, cell, False)
+        elif (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and stmt.value.args
+              and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr in _PUTS
+              and isinstance(stmt.value.func.value, ast.Name)):
+            env.bind(stmt.value.func.value.id, _Binding("expr", cell, stmt.value.args[-1]), False)
         for node in ast.walk(stmt):  # (y := F.conv2d) anywhere
             if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
                 env.bind(node.target.id, _Binding("expr", cell, node.value), False)
@@ -1166,7 +1183,8 @@ def flag_report(findings: dict[str, list[str]]) -> list[str]:
 # ----------------------------------------------------------------------------- what ran while graded
 
 # Exercises answered with torch (the others are answered with NumPy and plain Python: any torch,
-# torchvision, scipy.signal or scipy.ndimage code that runs in them is somebody else's answer). The
+# torchvision, scipy.signal, scipy.ndimage or skimage.filters code that runs in them, their C modules
+# included, is somebody else's answer). The
 # course library's functions count by ``REFERENCES`` alone: later lessons offer the earlier ones'.
 TORCH_EXERCISES = {"normalize_batch", "make_grid", "my_cnn", "train_step", "trained_model", "predict", "residual_block"}
 # What a torch exercise may run although it is a ready-made answer elsewhere: train_step steps the
@@ -1177,7 +1195,7 @@ RUN_TIME_ALLOWED = {"train_step": ("torch.optim.",)}
 _READY_MADE = ("torchvision.models.", "torch.optim.", "torch.utils._python_dispatch.")
 _WHOLE_OPS = {"normalize_batch": ("aten.native_batch_norm", "aten.batch_norm", "aten._native_batch_norm_legit",
                                   "aten._native_batch_norm_legit_no_training", "aten.instance_norm")}
-_NUMPY_FORBIDDEN = ("torch.", "torchvision.", "scipy.signal.", "scipy.ndimage.", "aten.")
+_NUMPY_FORBIDDEN = ("torch.", "torchvision.", "scipy.signal.", "scipy.ndimage.", "skimage.filters.", "aten.")
 
 
 def _called_reference(name: str, references: tuple[str, ...]) -> bool:
@@ -1201,8 +1219,8 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
     """{exercise: [reasons]} from what the student's code called while each test cell graded it
     (`used`: test grade_id -> the names grading/recorder.py wrote in the kernel; `exercise_of`: test
     grade_id -> the exercise's grade_id). A name counts when it is one of the exercise's
-    ``REFERENCES``; in an exercise answered with NumPy, any torch, torchvision, scipy.signal or
-    scipy.ndimage code and any aten operator; in one answered with torch, torchvision's models,
+    ``REFERENCES``; in an exercise answered with NumPy, any torch, torchvision, scipy.signal,
+    scipy.ndimage or skimage.filters code and any aten operator; in one answered with torch, torchvision's models,
     torch.optim or a dispatch-mode trick (except ``RUN_TIME_ALLOWED``) and aten operators that are a
     whole reference; in every exercise, a way out of the recording (a thread, a process,
     pickle, gc, ...), switching the recording off, and a thread or process of the notebook's running

@@ -96,6 +96,25 @@ def test_conv2d_with_its_code_relabelled_as_the_graders(name):
     ''', X, W, says="torch.")
 
 
+def test_conv2d_by_skimages_correlate_sparse_or_scipys_c_module():
+    """Library answers of a NumPy exercise, with no trick (R7 of an outside tester), and scipy.ndimage's C
+    function called directly (through map() it is out of the profile's sight: the static reader's)."""
+    flagged("conv2d", '''
+        import numpy as np
+        from skimage.filters import correlate_sparse
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            return np.stack([correlate_sparse(x, w[f][None], mode="valid")[:, 0] for f in range(len(w))], axis=1)
+    ''', X, W, says="skimage.filters._sparse.correlate_sparse")
+    flagged("conv2d", '''
+        import numpy as np
+        import scipy.ndimage._nd_image as ndc
+        def conv2d(x, w, b=None, stride=1, padding=0):
+            out = np.zeros(x.shape[:1] + w.shape[:1] + x.shape[2:])
+            ndc.correlate(x[0, 0], w[0, 0], out[0, 0], 0, 0.0, (0, 0))
+            return out
+    ''', X, W, says="scipy.ndimage._nd_image.correlate")
+
+
 def test_conv2d_as_a_3d_convolution_from_a_module_kept_in_a_list():
     flagged("conv2d", '''
         import torch.nn.functional

@@ -181,6 +181,18 @@ def test_01_conv2d_as_a_plain_assignment_or_import():
          "`conv2d` is imgrec_lib.conv.conv2d (answer cell, line 1)")
 
 
+@pytest.mark.parametrize("answer, says", [
+    ("import scipy.ndimage._nd_image as ndc\n" + "{conv2d}    return ndc.correlate(x, w)", "scipy.ndimage._nd_image.correlate"),
+    ("from scipy.signal import _sigtools\n" + "{conv2d}    return _sigtools._correlateND(x, w, x)", "scipy.signal._sigtools"),
+    ("{conv2d}    from skimage.filters import correlate_sparse\n    return correlate_sparse(x, w, mode='valid')",
+     "skimage.filters.correlate_sparse"),
+])
+def test_01_conv2d_by_scipys_c_modules_or_skimages_filters(answer, says):
+    """The C functions under scipy.ndimage.correlate and scipy.signal.correlate, and skimage's filters, are
+    library answers too (R6, R7 of an outside tester)."""
+    only(flagged("01", {"conv2d": answer.format(conv2d=CONV2D)}), "conv2d", says)
+
+
 def test_01_conv2d_by_a_from_import_with_rename():
     found = flagged("01", {"conv2d": "from imgrec_lib.conv import conv2d as c\n" + CONV2D + "    return c(x, w, b, stride, padding)"})
     only(found, "conv2d", "conv2d calls imgrec_lib.conv.conv2d (written `c`) (answer cell, line 3)")
@@ -197,6 +209,22 @@ def test_01_conv2d_through_helpers_in_another_cell_two_levels_deep():
               "def inner(x, w):\n    from scipy import signal\n    return signal.correlate(x, w, mode='valid')\n")
     found = flagged("01", {"conv2d": CONV2D + "    return helper(x, w)"}, {"conv2d": [helper]})
     only(found, "conv2d", "conv2d calls the function `helper`", "`inner`", "scipy.signal.correlate", "line 6")
+
+
+HELPER = "def helper(x, w):\n    import torch.nn.functional as F\n    return F.conv2d(x, w)\n"
+
+
+@pytest.mark.parametrize("put, call", [
+    ("table = {}\ntable['k'] = helper", "table['k'](x, w)"),
+    ("tools = []\ntools.append(helper)", "tools[0](x, w)"),
+    ("class Toolbox:\n    run = staticmethod(helper)\ntools = []\ntools.append(Toolbox())", "tools[0].run(x, w)"),
+    ("np.helper_xyz = helper", "np.helper_xyz(x, w)"),
+])
+def test_01_conv2d_through_a_helper_put_in_a_container_or_on_a_module_in_another_cell(put, call):
+    """What a name stands for includes what another cell put in it by item assignment, ``.append`` or
+    an attribute set on a module (an outside tester got past the reader with each)."""
+    found = flagged("01", {"conv2d": CONV2D + f"    return {call}"}, {"conv2d": [HELPER, put]})
+    only(found, "conv2d", "torch.nn.functional.conv2d")
 
 
 def test_01_a_student_cell_that_rebinds_the_graded_name_after_a_clean_answer():
