@@ -378,6 +378,7 @@ def test_solved_notebook_gets_no_finding(course, lesson):
     assert not report.get("answer_errors"), report.get("answer_errors")
 
 
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_solved_notebook_runs_without_errors_and_prints_what_it_stores(course, lesson):
     graded = notebook(course / "autograded" / "solver" / lesson / f"{lesson}.ipynb")
     errors = [f"cell {i}: {out['ename']}: {out['evalue']}" for i, cell in enumerate(graded["cells"])
