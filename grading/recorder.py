@@ -204,7 +204,10 @@ class Recorder:
     def __init__(self):
         self.seen: dict[str, None] = {}
         self.full = False
-        self.kinds: dict = {}          # code object -> classify(code)
+        # id(code) -> classify(code), by identity: code objects compare equal whatever their file name.
+        # `held` keeps each classified code object alive, so no id is reused while recording.
+        self.kinds: dict = {}
+        self.held: list = []
         self.mode = None
         self.previous = None
 
@@ -220,26 +223,27 @@ class Recorder:
         return [*self.seen, *(["more:names were left out"] if self.full else [])]
 
     def kind(self, code) -> tuple[int, str]:
-        kind = self.kinds.get(code)
+        kind = self.kinds.get(id(code))
         if kind is None:
-            kind = self.kinds[code] = classify(code)
+            kind = self.kinds[id(code)] = classify(code)
+            self.held.append(code)
         return kind
 
     def _profiler(self):
         """The sys.setprofile function: a closure over local names, for it runs at every call."""
-        kinds, kind_of, add = self.kinds, self.kind, self.add
+        kinds, kind_of, add, ident = self.kinds, self.kind, self.add, id
         builtins_seen: dict = {}  # a built-in's module name or type -> whether it can matter
 
         def profile(frame, event, arg):
             try:
                 if event == "call":
                     code = frame.f_code
-                    kind, module = kinds.get(code) or kind_of(code)
+                    kind, module = kinds.get(ident(code)) or kind_of(code)
                     if kind == WATCHED_CODE:
                         caller = frame.f_back
                         if caller is None or code.co_name in ("__del__", "<module>"):
                             return
-                        caller_kind, caller_module = kinds.get(caller.f_code) or kind_of(caller.f_code)
+                        caller_kind, caller_module = kinds.get(ident(caller.f_code)) or kind_of(caller.f_code)
                         if caller_kind in (TRUSTED, IMPORT) or caller_module.startswith(_LIBRARY):
                             return  # the probes' calls, an import, the course library's own use of torch
                         if ((caller_kind != WATCHED_CODE or caller_module.split(".")[0] != module.split(".")[0])
@@ -247,7 +251,7 @@ class Recorder:
                             add(f"{module}.{code.co_qualname}")
                     elif kind == ESCAPE and frame.f_back is not None:
                         caller = frame.f_back.f_code
-                        if (kinds.get(caller) or kind_of(caller))[0] == STUDENT and _escape(module, code.co_qualname):
+                        if (kinds.get(ident(caller)) or kind_of(caller))[0] == STUDENT and _escape(module, code.co_qualname):
                             add(f"escape:{module}.{code.co_qualname}")
                 elif event == "c_call":
                     owner = arg.__module__ or type(arg.__self__)
@@ -258,7 +262,7 @@ class Recorder:
                     if not matters:
                         return
                     code = frame.f_code
-                    kind = (kinds.get(code) or kind_of(code))[0]
+                    kind = (kinds.get(ident(code)) or kind_of(code))[0]
                     if kind in (TRUSTED, WATCHED_CODE, IMPORT):
                         return
                     name = builtin_name(arg)

@@ -635,3 +635,13 @@ def test_a_graded_notebook_reports_what_its_answer_ran_and_can_score_it_0(tmp_pa
     assert any(reason.startswith("while graded, relu called torch.tensor, torch.relu_") and "aten.relu_" in reason
                for reason in flags["relu"]), flags
     assert set(report["failed"]) == {"test_relu", "test_relu_hidden"}, report
+
+
+def test_student_code_equal_to_the_probes_is_still_the_students():
+    """Code objects compare equal whatever their file name: the recorder tells them apart by identity."""
+    probe = compile("helper(x)", recorder.PROBES, "eval")
+    recorder.trust(probe)
+    copy = compile("helper(x)", CELL, "eval")
+    assert copy == probe
+    rec = recorder.Recorder()
+    assert rec.kind(probe)[0] == recorder.TRUSTED and rec.kind(copy)[0] == recorder.STUDENT
