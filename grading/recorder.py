@@ -22,8 +22,11 @@ each call the judge makes to a student's function, `Recorder` notes:
   and what the notebook left running beside the answer, out of their sight: a thread with the
   notebook's code on its stack, a child process (``beside:...``).
 
-The instructor's probe code (compiled as ``PROBES``) is trusted: what it calls is not recorded, what
-the student's code it calls does is. The names (at most ``MAX_NAMES``) go to the grader with each
+The instructor's probe code (compiled by grading/serve.py) and the grader's own modules are trusted,
+known by their code objects (`trust`), never by a file name, which a student's code can set: what they
+call is not recorded, what the student's code they call does is. The kernel imports this module
+before the notebook's first cell (grading/runner.PRELOAD), and it binds what it uses of sys then;
+`replaced` names what a notebook replaced since (``switched-off:sys._getframe replaced``). The names (at most ``MAX_NAMES``) go to the grader with each
 reply, where ``references.runtime_findings`` decides which of them void an exercise. This runs in
 the student's kernel: a student who knows it can remove it, so a name here, like a static finding, is
 a reason to look, and its absence proves nothing.
