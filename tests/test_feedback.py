@@ -645,6 +645,36 @@ def gradient_first_axis_only(f, x, eps=1e-6):
     return grad
 
 
+def gradient_one_short(f, x, eps=1e-6):
+    """A loop over the flat elements that stops one short, range(x.size - 1): the last gradient stays 0."""
+    grad = np.zeros_like(x)
+    flat, flat_grad = x.reshape(-1), grad.reshape(-1)
+    for k in range(x.size - 1):
+        old = flat[k]
+        flat[k] = old + eps
+        f_plus = float(f(x))
+        flat[k] = old - eps
+        f_minus = float(f(x))
+        flat[k] = old
+        flat_grad[k] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+def gradient_first_axis_saved_as_a_view(f, x, eps=1e-6):
+    """The loop over len(x) with old = x[i], a view of the row that moves with it: x[i] = old - eps puts the row
+    back instead of moving it down, so each row gets half its one-sided difference."""
+    grad = np.zeros_like(x)
+    for i in range(len(x)):
+        old = x[i]
+        x[i] = old + eps
+        f_plus = float(f(x))
+        x[i] = old - eps
+        f_minus = float(f(x))
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
 def linear_backward_db_over_features(dout, x, w):
     dx, dw, _ = dense.linear_backward(dout, x, w)
     return dx, dw, dout.sum(axis=1)
@@ -699,6 +729,36 @@ def conv_backward_dw_axes_swapped(dout, x, w, stride=1, padding=0):
     """dw by np.einsum("nf,nckl->cfkl", ...): the filter and channel axes swapped, (C, F, KH, KW)."""
     dx, dw, db = conv.conv2d_backward(dout, x, w, stride, padding)
     return dx, dw.transpose(1, 0, 2, 3), db
+
+
+def max_pool_backward_one_argmax_across_channels(dout, x, kernel_size=2, stride=None):
+    """window.reshape(N, C * k * k).argmax(axis=1): one winner per image across its channels and the window,
+    so only one channel of each window gets its dout."""
+    k = kernel_size
+    s = k if stride is None else stride
+    n, c = x.shape[:2]
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x[:, :, i * s : i * s + k, j * s : j * s + k]
+            winner = (window.reshape(n, c * k * k).argmax(axis=1)[:, None] == np.arange(c * k * k)).reshape(window.shape)
+            dx[:, :, i * s : i * s + k, j * s : j * s + k] += winner * dout[:, :, i, j][:, :, None, None]
+    return dx
+
+
+def conv_backward_kh_for_the_width(dout, x, w, stride=1, padding=0):
+    """The windows KH wide as well as KH high (j * s : j * s + kh): right for a square kernel, a broadcasting
+    error for any other."""
+    s, p = stride, padding
+    kh = w.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = np.s_[:, :, i * s : i * s + kh, j * s : j * s + kh]
+            dw += np.einsum("nf,nckl->fckl", dout[:, :, i, j], xp[window])
+            dxp[window] += np.einsum("nf,fckl->nckl", dout[:, :, i, j], w)
+    return dxp[:, :, p : p + x.shape[2], p : p + x.shape[3]], dw, dout.sum(axis=(0, 2, 3))
 
 
 # ----------------------------------------------------------------------------- lesson 06
@@ -877,6 +937,11 @@ def adam_g_not_squared(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e
 
 def adam_without_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
     adam(params, grads, state, lr, betas, eps, 0.0)
+
+
+def adam_eps_fixed(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """eps written out as 1e-8 in the update, whatever eps the caller passes."""
+    adam(params, grads, state, lr, betas, 1e-8, weight_decay)
 
 
 # ----------------------------------------------------------------------------- lesson 07
@@ -1356,6 +1421,20 @@ VARIANTS = [
     ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_stride_ignored, ["raised IndexError",
                                                                                    "the stride not handled"]),
     ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_stride_ignored, ["raised IndexError"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_one_short, ["stops one short", "np.ndindex"]),
+    ("05", "test_numeric_gradient_hidden", "numeric_gradient", gradient_one_short, ["stops one short"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_first_axis_saved_as_a_view, ["whole row", "np.ndindex"]),
+    ("05", "test_numeric_gradient_hidden", "numeric_gradient", gradient_first_axis_saved_as_a_view, ["whole row"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_one_argmax_across_channels,
+     ["across the channels", "argmax(axis=2)"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_one_argmax_across_channels,
+     ["across the channels"]),
+    ("05", "test_conv2d_backward", "conv2d_backward", conv_backward_kh_for_the_width,
+     ["kernel height used for the width", "j * s + KW"]),
+    ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_kh_for_the_width,
+     ["kernel height used for the width"]),
+    ("06", "test_adam_step", "adam_step", adam_eps_fixed, ["eps argument is not used"]),
+    ("06", "test_adam_step_hidden", "adam_step", adam_eps_fixed, ["eps argument is not used"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form v = momentum * v - lr * g"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_lr_inside_the_velocity, ["lr inside the velocity"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_changes_the_grads, ["grads changed in place"]),
