@@ -270,3 +270,13 @@ def test_make_in_a_checkout_whose_venv_links_elsewhere_installs_nothing_into_it(
     assert f".venv links to {other_venv}: using it as it is" in result.stdout, result.stdout
     assert not used.exists(), "the linked venv's python was run to install into it"
     assert not (other_venv / ".installed").exists()
+
+
+def test_check_says_where_in_the_learners_function_a_call_raised(tmp_path):
+    """An error inside the learner's function while the test calls it: the line says the cell and line
+    of the learner's code (the kernel's Cell In[N] numbering, the feedback page's In [N])."""
+    result = quiz_check(tmp_path, [("scale", "x", "return 3 * np.asarray(x)",
+                                    "assert (scale(np.arange(3.0)) == [0, 3, 6]).all(), 'scale: expected [0, 3, 6]'")],
+                        {1: "def scale(x):\n    y = np.asarray(x)\n    return 3 * yy\n"})
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("scale"))
+    assert "NameError" in line and "Cell In[2], line 3, in scale" in line, result.stdout[-2000:] + result.stderr[-2000:]
