@@ -660,6 +660,18 @@ def gradient_one_short(f, x, eps=1e-6):
     return grad
 
 
+def gradient_never_restored(f, x, eps=1e-6):
+    """x[index] += eps, then -= 2 * eps, and never put back: each element is left eps too low, so the later
+    elements' differences are taken at a moved x."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        x[index] += eps
+        f_plus = float(f(x))
+        x[index] -= 2 * eps
+        grad[index] = (f_plus - float(f(x))) / (2 * eps)
+    return grad
+
+
 def gradient_first_axis_saved_as_a_view(f, x, eps=1e-6):
     """The loop over len(x) with old = x[i], a view of the row that moves with it: x[i] = old - eps puts the row
     back instead of moving it down, so each row gets half its one-sided difference."""
@@ -744,6 +756,11 @@ def max_pool_backward_one_argmax_across_channels(dout, x, kernel_size=2, stride=
             winner = (window.reshape(n, c * k * k).argmax(axis=1)[:, None] == np.arange(c * k * k)).reshape(window.shape)
             dx[:, :, i * s : i * s + k, j * s : j * s + k] += winner * dout[:, :, i, j][:, :, None, None]
     return dx
+
+
+def max_pool_backward_stride_is_kernel(dout, x, kernel_size=2, stride=None):
+    """The stride argument ignored (s = kernel_size): windows k apart, past x's edge when the stride is smaller."""
+    return max_pool_backward(dout, x, kernel_size, kernel_size)
 
 
 def conv_backward_kh_for_the_width(dout, x, w, stride=1, padding=0):
@@ -1433,6 +1450,12 @@ VARIANTS = [
      ["kernel height used for the width", "j * s + KW"]),
     ("05", "test_conv2d_backward_hidden", "conv2d_backward", conv_backward_kh_for_the_width,
      ["kernel height used for the width"]),
+    ("05", "test_numeric_gradient", "numeric_gradient", gradient_never_restored, ["put x back"]),
+    ("05", "test_numeric_gradient_hidden", "numeric_gradient", gradient_never_restored, ["not restored", "put x back"]),
+    ("05", "test_max_pool2d_backward", "max_pool2d_backward", max_pool_backward_stride_is_kernel,
+     ["the stride not handled"]),
+    ("05", "test_max_pool2d_backward_hidden", "max_pool2d_backward", max_pool_backward_stride_is_kernel,
+     ["the stride not handled"]),
     ("06", "test_adam_step", "adam_step", adam_eps_fixed, ["eps argument is not used"]),
     ("06", "test_adam_step_hidden", "adam_step", adam_eps_fixed, ["eps argument is not used"]),
     ("06", "test_sgd_momentum_step", "sgd_momentum_step", sgd_textbook, ["textbook form v = momentum * v - lr * g"]),
