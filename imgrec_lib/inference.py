@@ -317,9 +317,7 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     would carry the light paper's level a little way into a shadow). A hand's fingers thinner
     than k are put back by a closing by reconstruction (``_paper_light``), and a hard step in the
     estimate stays sharp at full size (``_sharp_steps``). So the paper in a shadow is divided by
-    the shadow's own light, and a shadow's hard edge leaves no ink behind. A stroke wider than k
-    (a bold font, a felt-tip pen) survives the closing; where the estimate is darker than any
-    shadow, the paper around it is used (``_paper_past_ink``). Pictures under 100
+    the shadow's own light, and a shadow's hard edge leaves no ink behind. Pictures under 100
     pixels (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
