@@ -879,33 +879,21 @@ def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
         p -= lr * m_hat / (np.sqrt(v_hat + eps) if form == "eps inside" else np.sqrt(v_hat) + eps)
 
 
-def adam_without_bias_correction(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="no bias correction")
+def adam_form(form: str, name: str):
+    """A wrong adam_step: `adam` with one classic mistake (`form`), named for the test's id."""
+    def adam_step(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        adam(params, grads, state, lr, betas, eps, weight_decay, form=form)
+    adam_step.__name__ = adam_step.__qualname__ = name
+    return adam_step
 
 
-def adam_eps_inside_the_root(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="eps inside")
-
-
-def adam_decoupled_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="decoupled")
-
-
-def adam_rebuilds_the_state(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="rebuilt")
-
-
-def adam_bias_correction_swapped(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="swapped")
-
-
-def adam_bias_correction_without_the_power(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                                           weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="no power")
-
-
-def adam_corrects_the_moments_in_place(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="corrected in place")
+adam_without_bias_correction = adam_form("no bias correction", "adam_without_bias_correction")
+adam_eps_inside_the_root = adam_form("eps inside", "adam_eps_inside_the_root")
+adam_decoupled_weight_decay = adam_form("decoupled", "adam_decoupled_weight_decay")
+adam_rebuilds_the_state = adam_form("rebuilt", "adam_rebuilds_the_state")
+adam_bias_correction_swapped = adam_form("swapped", "adam_bias_correction_swapped")
+adam_bias_correction_without_the_power = adam_form("no power", "adam_bias_correction_without_the_power")
+adam_corrects_the_moments_in_place = adam_form("corrected in place", "adam_corrects_the_moments_in_place")
 
 
 def adam_weight_decay_after_the_update(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -916,8 +904,7 @@ def adam_weight_decay_after_the_update(params, grads, state, lr=1e-3, betas=(0.9
         p -= lr * weight_decay * p_before
 
 
-def adam_counts_the_step_late(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="late count")
+adam_counts_the_step_late = adam_form("late count", "adam_counts_the_step_late")
 
 
 def sgd_velocity_rebound(params, grads, velocities, lr, momentum=0.9, weight_decay=0.0):
@@ -940,16 +927,9 @@ def sgd_steps_with_the_gradient(params, grads, velocities, lr, momentum=0.9, wei
         p -= lr * g
 
 
-def adam_step_set_to_1(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="step set")
-
-
-def adam_moments_rebound(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="rebound")
-
-
-def adam_g_not_squared(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    adam(params, grads, state, lr, betas, eps, weight_decay, form="g not squared")
+adam_step_set_to_1 = adam_form("step set", "adam_step_set_to_1")
+adam_moments_rebound = adam_form("rebound", "adam_moments_rebound")
+adam_g_not_squared = adam_form("g not squared", "adam_g_not_squared")
 
 
 def adam_without_weight_decay(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
