@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from .data import TensorImageDataset, as_tensors, classes_of
 
 PRINTED_PATH = Path(__file__).resolve().parent / "embedded" / "printed_digits.npz"
-PRINTED_SHA256 = "aac238bc75725b6533a78532157b38a19ad5932bdf4efef787328665666a642e"
+PRINTED_SHA256 = "35413980d646475e063f004b494ab3794823ded9e7368a2bac5e8b23489196d5"
 
 
 def random_shift(X: torch.Tensor, shift: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -317,7 +317,9 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
     would carry the light paper's level a little way into a shadow). A hand's fingers thinner
     than k are put back by a closing by reconstruction (``_paper_light``), and a hard step in the
     estimate stays sharp at full size (``_sharp_steps``). So the paper in a shadow is divided by
-    the shadow's own light, and a shadow's hard edge leaves no ink behind. Pictures under 100
+    the shadow's own light, and a shadow's hard edge leaves no ink behind. A stroke wider than k
+    (a bold font, a felt-tip pen) survives the closing; where the estimate is darker than any
+    shadow, the paper around it is used (``_paper_past_ink``). Pictures under 100
     pixels (a 28x28 digit) have one paper level, the median of their border.
     """
     dark_on_light = is_dark_on_light(x)
@@ -330,10 +332,24 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        closed = _paper_light(small, k)
+        closed = _paper_past_ink(_paper_light(small, k))
         paper = np.minimum(ndimage.gaussian_filter(closed, sigma=k / 4), closed)  # the blur never lifts a shadow's edge
         paper = _sharp_steps(x, paper) if k >= SHADOW_K else _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
+
+
+def _paper_past_ink(paper: np.ndarray, shadow: float = 0.25) -> np.ndarray:
+    """The paper's light estimate (paper light, ink dark) with the ink it kept taken out. A stroke
+    wider than the closing (a bold font, a felt-tip pen, a digit that fills the picture) survives
+    it, and would be divided by its own darkness: its inside would read as paper. A shadow on paper
+    keeps more than ``shadow`` of the lit paper's light (its 95th percentile); ink is much darker.
+    So where the estimate falls below that, it is ink, and the paper there takes the light of the
+    nearest paper outside it."""
+    ink = paper < shadow * float(np.percentile(paper, 95))
+    if not ink.any() or ink.all():
+        return paper
+    nearest = ndimage.distance_transform_edt(ink, return_distances=False, return_indices=True)
+    return paper[tuple(nearest)]
 
 
 def _sharp_steps(x: np.ndarray, small_paper: np.ndarray, step: float = 0.1) -> np.ndarray:

@@ -791,3 +791,19 @@ def test_a_frame_among_thousands_of_specks_is_dropped_quickly():
     assert time.perf_counter() - start < 1.0
     rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
     assert 110 <= rows[0] and rows[-1] <= 290 and 180 <= cols[0] and cols[-1] <= 300, "only the 7"
+
+
+def test_a_bold_dark_grey_digit_wider_than_the_closing_keeps_its_ink():
+    """A 7 in ordinary black (0.1, not 0) with strokes 60 px wide on a 480 px picture, wider than
+    the grey closing's k (40 px here): the paper's light under it is the paper's around it, not
+    the ink's own, so its inside is ink. A hard shadow (0.6 dark) over the left of the page is
+    still paper."""
+    paper = Image.new("L", (480, 480), 0)
+    ImageDraw.Draw(paper).line([(110, 100), (370, 100), (200, 400)], fill=255, width=60)
+    digit = np.asarray(paper) > 0
+    shadow = np.mgrid[0:480, 0:480][1] < 150
+    x = np.where(digit, 0.1, 0.9) * np.where(shadow, 0.4, 1.0)
+    steps = inference.digit_steps(x)
+    assert steps["mask"][ndimage.binary_erosion(digit, iterations=3)].mean() > 0.95, "the whole stroke is ink"
+    shadowed_paper = shadow & ~ndimage.binary_dilation(digit, iterations=6)
+    assert steps["mask"][shadowed_paper].mean() < 0.01, "the shadow is paper"
