@@ -345,20 +345,29 @@ class Recorder:
             frames = frame = None  # no reference to another thread's frames outlives this call
 
 
-_AtenOps = None
+_ATEN_OPS: dict[bool, type] = {}  # whether torch._dynamo was imported when it was made -> the mode's class
 
 
 def _aten_ops(recorder: Recorder):
     """A TorchDispatchMode that notes, in `recorder`, each aten operator the student's code runs (the
     first frame outside torch and this module is not trusted code) and runs it unchanged. The first
     one made runs an operator first: torch imports its dispatch machinery then, which is not the
-    student's doing."""
-    global _AtenOps
-    if _AtenOps is None:
+    student's doing.
+
+    torch keeps torch.compile out of a mode's ``__torch_dispatch__`` by wrapping it, and the wrapper
+    imports torch._dynamo (and sympy) at its first operator: about 2 s in every kernel that grades a
+    torch answer. So the mode goes without that wrapper until the notebook has imported torch._dynamo
+    itself (it compiles something); each operator is recorded either way."""
+    compiling = "torch._dynamo" in sys.modules
+    if compiling not in _ATEN_OPS:
         import torch
         from torch.utils._python_dispatch import TorchDispatchMode
 
         class AtenOps(TorchDispatchMode):
+            @classmethod
+            def _should_skip_dynamo(cls) -> bool:
+                return compiling
+
             def __init__(self, recorder=None):
                 super().__init__()
                 self.recorder = recorder
@@ -379,8 +388,8 @@ def _aten_ops(recorder: Recorder):
 
         with AtenOps():
             torch.zeros(1).add(1)
-        _AtenOps = AtenOps
-    return _AtenOps(recorder)
+        _ATEN_OPS[compiling] = AtenOps
+    return _ATEN_OPS[compiling](recorder)
 
 
 # What this module calls of sys, threading, os and builtins, bound once when it is imported (before the
@@ -414,7 +423,7 @@ def _own_names() -> dict:
     return {name: value for name, value in own.items() if not name.endswith(_LAZY)}
 
 
-_LAZY = ("._AtenOps", "._PRELOADED")  # this module's names that are set after its import
+_LAZY = ("._PRELOADED",)  # this module's names that are set after its import
 _PRELOADED: frozenset = frozenset()
 
 

@@ -523,6 +523,26 @@ def test_the_recording_is_bounded_and_leaves_the_profile_as_it_was():
     assert len(rec.names()) == recorder.MAX_NAMES + 1 and rec.names()[-1].startswith("more:")
 
 
+def test_recording_a_torch_answer_costs_no_compiler_import():
+    """The dispatch mode records aten operators without importing torch._dynamo (and sympy), which took
+    ~2 s in every kernel that graded a torch answer; once a notebook has imported it, the mode records as well."""
+    code = textwrap.dedent("""
+        import sys, warnings, torch
+        from grading import recorder
+        with recorder.Recorder() as seen:
+            torch.relu(torch.ones(2))
+        print("torch._dynamo" in sys.modules, "aten.relu" in seen.names())
+        compiled = torch.compile(lambda x: torch.relu(x) * 2, backend="eager")
+        with recorder.Recorder() as seen, warnings.catch_warnings(record=True) as warned:
+            compiled(torch.ones(2))
+        print("aten.mul" in seen.names(), len(warned))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True", "True", "0"], result.stdout
+
+
 def test_the_graders_modules_imported_before_the_first_test_are_noted():
     """The first test cell imports grading.serve in a fresh kernel: a grading module already there was
     imported by the notebook, to change what runs while graded; each test cell's message says so."""
