@@ -11,9 +11,11 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
 
 - every code cell, in order, binds names: imports (``import torch.nn.functional as F``,
   ``from imgrec_lib import conv``, ``from imgrec_lib.conv import conv2d as c``, ``import
-  imgrec_lib.conv``, ``from m import *``), assignments (``ref = F.conv2d``), functions and classes.
-  The release's own cells (the lesson's set-up, demos and tests) count for these names, but what
-  they call is never a finding in itself;
+  imgrec_lib.conv``, ``from m import *``), assignments (``ref = F.conv2d``), functions and classes;
+  what code stores into an object makes the object's name stand for it too (``np.linalg.xx =
+  helper``, ``setattr(np, "xx", helper)``, ``vars(np).update(...)``, ``tools.append(helper)``, in a
+  loop or inside a function of the cell's). The release's own cells (the lesson's set-up, demos
+  and tests) count for these names, but what they call is never a finding in itself;
 - the roots of an exercise are its answer cell and the names its test cells grade (``conv2d``,
   ``MyCNN``, ``trained_model``), as bound when the first test cell runs;
 - a root's code is searched for the exercise's references through aliases, attribute chains,
@@ -35,7 +37,17 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   reference (``"imgrec_lib.conv"``, ``"torchvision.models.resnet"``), a string that is a reference's
   own name (``"conv2d"``) in a cell that looks names up at run time, the class of an object made
   by the library, torchvision or torch.nn (``type(resnet18().layer1[0])``, ``obj.__class__``; a
-  reference use when what made it is a reference), and a change to ``sys.path``;
+  reference use when what made it is a reference), a change to ``sys.path``, ``getattr`` handed to
+  other code (``map(getattr, ...)``, ``functools.partial(getattr, F)``), and in an exercise answered
+  with NumPy any torch, scipy.signal, scipy.ndimage or skimage.filters code (their C functions go by
+  many names: ``torch.convolution``, ``torch._C._nn.im2col``);
+- in every cell of the student's, used by an answer or not, code that blinds the second layer below
+  (``ESCAPES``, one rule per kind): switching the record off (``map(sys.setprofile, [None])``,
+  torch's dispatch-mode stack), replacing functions of sys, builtins, os or threading, making or
+  relabelling code objects (``types.FunctionType(code, g)``, ``code.replace(co_filename=...)``),
+  reaching into frames, ``gc`` or a scan of ``sys.modules``, starting a thread or a process. It is
+  reported for every exercise, naming the cell; inside a function of an answer cell, for the
+  exercises whose answers reach it;
 - an import of a module that is not installed where grading runs, and a use of a name from one,
   are reported for review by hand only when some cell of the student's could make such a module at
   run time: a file opened for writing, written, moved or unpacked (``open(..., "w")``,
@@ -46,9 +58,9 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
 
 What it cannot see: methods reached through objects whose type it does not know
 (``self.helper()``, ``obj.method()``; only the torch.Tensor methods named in ``REFERENCES`` are caught
-on any object), a reference class reached inside a network made by code outside the packages above,
-code that a cell no answer uses writes to a file under the name of an installed
-module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
+on any object), an object handed to a function that stores into it (``install(np)``), a reference
+class reached inside a network made by code outside the packages above, code that a cell no answer
+uses writes to a file under the name of an installed module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
 (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers that copy a
 reference's source text instead of calling it. So a second layer looks at what runs: while the
 tests call the answers, grading/recorder.py notes in the kernel where the student's code enters
@@ -362,7 +374,7 @@ class _Cell:
 
 @dataclass
 class _Binding:
-    kind: str  # "name" (a dotted name), "expr", "def", "unknown"
+    kind: str  # "name" (a dotted name), "expr", "holds" (an expression stored inside it), "def", "unknown"
     cell: _Cell | None = None
     node: ast.AST | None = None
     dotted: str = ""
@@ -459,20 +471,103 @@ def _bind_target(target: ast.AST, value: ast.AST | None, env: _Env, cell: _Cell 
             _bind_target(t, values[i] if values else None, env, cell, replace)
     elif isinstance(target, ast.Starred):
         _bind_target(target.value, None, env, cell, replace)
-    elif isinstance(target, ast.Subscript):  # globals()["conv2d"] = F.conv2d
+    elif isinstance(target, ast.Subscript) and _is_own_namespace(target.value):  # globals()["conv2d"] = F.conv2d
         key = _const_str(target.slice)
-        func = target.value.func if isinstance(target.value, ast.Call) else None
-        if key and isinstance(func, ast.Name) and func.id in ("globals", "locals", "vars"):
+        if key:
             env.bind(key, _Binding("expr", cell, value) if value is not None else _Binding("unknown", cell), replace)
-        elif isinstance(target.value, ast.Name) and value is not None:  # table["k"] = helper: table may be helper
-            env.bind(target.value.id, _Binding("expr", cell, value), False)
-    elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and value is not None \
-            and any(b.kind == "name" for b in env.names.get(target.value.id, [])):
-        env.bind(target.value.id, _Binding("expr", cell, value), False)  # np.helper_xyz = helper, on a module
+    elif isinstance(target, (ast.Attribute, ast.Subscript)) and value is not None:
+        _bind_put(target, value, env, cell)  # table["k"] = helper, np.linalg.xx = helper, a.b.c = helper
+
+
+def _is_own_namespace(node: ast.AST) -> bool:
+    """``globals()``, ``locals()``, ``vars()``: the notebook's own names."""
+    return (isinstance(node, ast.Call) and not node.args and isinstance(node.func, ast.Name)
+            and node.func.id in ("globals", "locals", "vars"))
+
+
+def _root_name(node: ast.AST) -> str | None:
+    """The name under an attribute or item chain: ``np`` of ``np.linalg.xx``, ``vars(np)["xx"]`` or
+    ``np.__dict__``, ``table`` of ``table["k"][0]``; None when there is no name there."""
+    for _ in range(50):
+        if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+            node = node.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args
+              and node.func.id in ("vars", "getattr")):
+            node = node.args[0]
+        elif isinstance(node, ast.Name):
+            return node.id
+        else:
+            return None
+    return None
+
+
+def _bind_put(container: ast.AST, value: ast.AST, env: _Env, cell: _Cell | None) -> None:
+    """``value`` was stored somewhere inside ``container`` (an attribute, an item, a list): the name
+    under the container may stand for the value from then on (``np.xx = helper`` makes ``np.xx(...)``
+    a call of helper). Not a replacement: the name keeps what it was."""
+    root = _root_name(container)
+    if root is not None:
+        env.bind(root, _Binding("holds", cell, value), False)
 
 
 # A container's methods that put an object in it: ``tools.append(helper)`` makes ``tools[0]`` the helper.
 _PUTS = {"append", "extend", "insert", "add", "update", "setdefault", "__setitem__", "appendleft"}
+
+
+def _put_by_call(call: ast.Call) -> tuple[ast.AST, ast.AST] | None:
+    """(container, value) for a call that stores an object in another: ``setattr(np, "xx", helper)``,
+    ``object.__setattr__(np, "xx", helper)``, ``np.__setattr__("xx", helper)``, ``tools.append(helper)``,
+    ``vars(np).update(xx=helper)``; None for any other call."""
+    func, args = call.func, [*call.args, *(k.value for k in call.keywords)]
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    if name == "setattr" and len(call.args) >= 3:
+        return call.args[0], call.args[2]
+    if name == "__setattr__" and isinstance(func, ast.Attribute):
+        if len(call.args) >= 3:  # object.__setattr__(np, "xx", helper)
+            return call.args[0], call.args[2]
+        if len(call.args) == 2:  # np.__setattr__("xx", helper)
+            return func.value, call.args[1]
+    if name in _PUTS and isinstance(func, ast.Attribute) and args:
+        return func.value, args[-1]
+    return None
+
+
+def _bind_puts(node: ast.AST, env: _Env, cell: _Cell | None, local: frozenset | None = None) -> None:
+    """Bind what code anywhere in a cell stores into an object that lives outside the function doing it
+    (``setattr(np, "xx", helper)``; ``np.linalg.xx = helper`` inside ``def install()``; a loop of
+    ``tools.append``), so that a use of that object reaches the value. ``local``: the names of the
+    function around ``node`` (None at a cell's top level, where ``_bind_statements`` binds assignments)."""
+    for child in ast.iter_child_nodes(node):
+        inner = local
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            own = _local_env(child, cell).names  # a name only stored into (np.xx = ...) is not local
+            inner = (local or frozenset()) | frozenset(n for n, bs in own.items() if any(b.kind != "holds" for b in bs))
+        put = None
+        if isinstance(child, ast.Call):
+            put = _put_by_call(child)
+            if put and _is_own_namespace(put[0]) and isinstance(child.func, ast.Attribute):
+                for k in child.keywords:  # globals().update(conv2d=F.conv2d)
+                    if k.arg:
+                        env.bind(k.arg, _Binding("expr", cell, k.value), False)
+                key = _const_str(child.args[0]) if len(child.args) == 2 else None
+                if key:  # globals().__setitem__("conv2d", F.conv2d), globals().setdefault(...)
+                    env.bind(key, _Binding("expr", cell, child.args[1]), False)
+                put = None
+        elif local is not None and isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and child.value:
+            for target in child.targets if isinstance(child, ast.Assign) else [child.target]:
+                for t in ast.walk(target):
+                    if isinstance(t, (ast.Attribute, ast.Subscript)) and isinstance(t.ctx, ast.Store) \
+                            and _root_name(t) not in local:
+                        _bind_put(t, child.value, env, cell)
+        if put and _root_name(put[0]) not in (local or ()):
+            _bind_put(put[0], put[1], env, cell)
+        _bind_puts(child, env, cell, inner)
+
+
+def _bind_cell(cell: _Cell, env: _Env, replace: bool) -> None:
+    """Bind the names a cell defines, and what it stores into objects (``_bind_puts``)."""
+    _bind_statements(cell.tree.body, env, cell, replace)
+    _bind_puts(cell.tree, env, cell)
 
 
 def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, replace: bool) -> None:
@@ -504,8 +599,10 @@ def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, repla
             for t in stmt.targets:
                 if isinstance(t, ast.Name):
                     env.names.pop(t.id, None)
-        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
-            _bind_target(stmt.target, None, env, cell, False)
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):  # each name may be any element of what is looped over
+            for name in ast.walk(stmt.target):
+                if isinstance(name, ast.Name):
+                    env.bind(name.id, _Binding("holds", cell, stmt.iter), False)
             _bind_statements(stmt.body + stmt.orelse, env, cell, False)
         elif isinstance(stmt, (ast.While, ast.If)):
             _bind_statements(stmt.body + stmt.orelse, env, cell, False)
@@ -519,10 +616,6 @@ def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, repla
             for handler in stmt.handlers:
                 blocks += handler.body
             _bind_statements(blocks, env, cell, False)
-        elif (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and stmt.value.args
-              and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr in _PUTS
-              and isinstance(stmt.value.func.value, ast.Name)):
-            env.bind(stmt.value.func.value.id, _Binding("expr", cell, stmt.value.args[-1]), False)
         for node in ast.walk(stmt):  # (y := F.conv2d) anywhere
             if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
                 env.bind(node.target.id, _Binding("expr", cell, node.value), False)
@@ -595,7 +688,7 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
                 out |= _resolve(b.node, own, depth + 1)
         return out
     if isinstance(node, ast.Attribute):
-        return _attribute(_resolve(node.value, scope, depth + 1), node.attr, scope, depth)
+        return _attribute(_resolve(node.value, scope, depth + 1), node.attr, scope, depth) | _held(node, scope, depth)
     if isinstance(node, ast.Call):
         funcs = {canonical(f) for f in _resolve(node.func, scope, depth + 1)}
         first = _const_str(node.args[0]) if node.args else None
@@ -606,6 +699,11 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
             return {first if has_fromlist else first.split(".")[0]}
         if "importlib.import_module" in funcs and first:
             return {first}
+        if "functools.reduce" in funcs and len(node.args) == 3 and isinstance(node.args[1], (ast.List, ast.Tuple)) and {
+                canonical(f) for f in _resolve(node.args[0], scope, depth + 1)} & _GETATTR_LIKE:
+            parts = [_const_str(e) for e in node.args[1].elts]  # functools.reduce(getattr, ["nn", "functional"], torch)
+            if parts and None not in parts:
+                return _attribute(_resolve(node.args[2], scope, depth + 1), ".".join(parts), scope, depth)
         if "pkgutil.resolve_name" in funcs and first:  # "imgrec_lib.conv:conv2d" or "imgrec_lib.conv.conv2d"
             return {first.replace(":", ".")}
         if funcs & _GETATTR_LIKE and len(node.args) >= 2:  # getattr(m, "conv2d"), inspect.getattr_static(...)
@@ -635,8 +733,9 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
     if isinstance(node, ast.Subscript):
         key = _const_str(node.slice)
         if key is None:
-            return set()
-        return _namespace_lookup(node.value, _resolve(node.value, scope, depth + 1), key, scope, depth)
+            return _held(node, scope, depth)
+        return _namespace_lookup(node.value, _resolve(node.value, scope, depth + 1), key, scope, depth) | _held(
+            node, scope, depth)
     if isinstance(node, ast.IfExp):
         return _resolve(node.body, scope, depth + 1) | _resolve(node.orelse, scope, depth + 1)
     if isinstance(node, ast.BoolOp):
@@ -644,6 +743,15 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
     if isinstance(node, ast.NamedExpr):
         return _resolve(node.value, scope, depth + 1)
     return set()
+
+
+def _held(node: ast.AST, scope: _Scope, depth: int) -> set[str]:
+    """What a part of an object may stand for, through what code stored in that object (``np.xx`` after
+    ``np.xx = F.conv2d``, ``tools[0]`` after ``tools.append(F.conv2d)``)."""
+    root = _root_name(node)
+    bindings = scope.lookup(root) if root else None
+    own = scope if root in scope.local.names else _Scope(_Env(), scope.glob)
+    return set().union(*(_resolve(b.node, own, depth + 1) for b in bindings or [] if b.kind == "holds"))
 
 
 def _attribute(bases: set[str], name: str, scope: _Scope, depth: int) -> set[str]:
@@ -733,6 +841,7 @@ class _Search:
     reasons: list[str] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)  # ids of code already searched
     looks_up: dict[int, bool] = field(default_factory=dict)  # id(code) -> whether it looks names up at run time
+    escaped: set[int] = field(default_factory=set)  # ids of nodes reported for every exercise (_escapes)
     folded: set[int] = field(default_factory=set)  # ids of `+` expressions whose string was checked
 
     def add(self, reason: str) -> None:
@@ -836,6 +945,8 @@ class _Search:
                     self.add(f"{who} looks a module up in sys.modules, which hides what is called: review by hand {at}")
                 if student and isinstance(node, ast.Attribute) and node.attr in _DUNDER_ATTRIBUTES:
                     self.add(f"{who} uses .{node.attr}, which can hide what is called: review by hand {at}")
+                if student and not found and not isinstance(parents.get(id(node)), ast.Attribute):
+                    self.check_value(node, scope, parents.get(id(node)), who, at)
                 if student and not found:
                     self.not_installed(node, scope, who, at)
                 if student and isinstance(node, ast.Attribute) and node.attr == "__class__":
@@ -855,6 +966,31 @@ class _Search:
                                  f"{self.maker} could make at run time: review by hand {at}")
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, who, at, student, cell, depth)
+            if student:
+                self.check_escape(node, scope, parents.get(id(node)), who, at)
+
+    def check_value(self, node: ast.AST, scope: _Scope, parent: ast.AST | None, who: str, at: str) -> None:
+        """A dotted name in the student's code that an answer reaches: a run-time lookup handed on as a value
+        (``map(getattr, [F], ["conv2d"])``, ``functools.partial(getattr, F)``), and, in an exercise
+        answered with NumPy, any code of torch, torchvision, scipy.signal, scipy.ndimage or skimage.filters:
+        a C function of theirs under a name the table does not list (``torch.convolution``,
+        ``torch._C._nn.im2col``), however it is called (``map``, ``functools.reduce``, ``methodcaller``)."""
+        names = {canonical(n) for n in _resolve(node, scope)}
+        lookups = sorted(names & (_GETATTR_LIKE | set(_LOOKUPS) | {"operator.methodcaller", "operator.attrgetter"}))
+        if lookups and not (isinstance(parent, ast.Call) and parent.func is node):
+            written = ast.unparse(parent or node)[:80]
+            self.add(f"{who} hands {lookups[0].removeprefix('builtins.')} on as a value (`{written}`), which looks "
+                     f"names up at run time: review by hand {at}")
+        foreign = sorted(n for n in names if n.startswith(_NUMPY_FORBIDDEN))
+        if foreign and self.exercise not in TORCH_EXERCISES:
+            self.add(f"{who} uses {foreign[0]} (written `{ast.unparse(node)}`), {foreign[0].split('.')[0]} code in an "
+                     f"exercise answered with NumPy: review by hand {at}")
+
+    def check_escape(self, node: ast.AST, scope: _Scope, parent: ast.AST | None, who: str, at: str) -> None:
+        """Code of the student's that an answer reaches and that blinds the record of what runs (``ESCAPES``)."""
+        kind = None if id(node) in self.escaped else _escape(node, scope, parent)
+        if kind:
+            self.add(f"{who} {ESCAPES[kind]} (`{ast.unparse(node)[:80]}`): review by hand {at}")
 
     def not_installed(self, node: ast.AST, scope: _Scope, who: str, at: str) -> None:
         """A name taken from a module that is not installed where grading runs, when the notebook has code
@@ -877,7 +1013,7 @@ class _Search:
                 where = b.cell.phrase() if b.cell else "the notebook"
                 self.search(b.node, b.cell, f"{who} {verb} the {label} `{node.id}` {at}, defined in {where}, where ",
                             depth + 1)
-            elif b.kind == "expr" and b.node is not None and b.cell is not None and b.node is not node:
+            elif b.kind in ("expr", "holds") and b.node is not None and b.cell is not None and b.node is not node:
                 self.search_expr(b.node, b.cell, f"{who} {verb} `{node.id}` {at}, set in {b.cell.phrase()} to ",
                                  depth + 1)
 
@@ -904,6 +1040,8 @@ class _Search:
                 self.check_string(node, scope, cell.tree, f"{via}an expression that", at)
             if isinstance(node, ast.Call):
                 self.check_call(node, scope, f"{via}an expression that", at, student, cell, depth)
+            if student:
+                self.check_escape(node, scope, None, f"{via}an expression that", at)
 
     def check_call(self, node: ast.Call, scope: _Scope, who: str, at: str, student: bool,
                    cell: _Cell | None = None, depth: int = 0) -> None:
@@ -1049,6 +1187,131 @@ def _grader_touched(cells: list[_Cell]) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- blinding the record of what runs
+
+# Code that blinds the second layer, the record of what runs (grading/recorder.py), rather than calling a
+# reference: looked for in every cell of the student's, used by an answer or not. One rule per kind of
+# escape: kind -> what the finding says.
+ESCAPES = {
+    "off": "switches off the record of what runs",
+    "patch": "replaces a function of a module that the record of what runs uses",
+    "code": "makes a function from a code object, or makes, changes or runs one (the record of what runs "
+            "knows the grader's code by its code objects)",
+    "internals": "reaches into the interpreter's frames, objects or loaded modules, where the grader's code lives",
+    "beside": "starts a thread or a process, whose work the record of what runs does not see",
+}
+_SWITCHES = {"sys.setprofile", "sys.settrace", "sys._setprofileallthreads", "sys._settraceallthreads",
+             "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
+             "threading.settrace_all_threads"}  # and sys.monitoring, and torch's dispatch-mode stack
+_RECORDER_MODULES = {"sys", "builtins", "threading", "os"}  # what grading/recorder.py binds functions of
+_HARMLESS_SYS_ATTRIBUTES = {"stdout", "stderr", "stdin", "argv", "tracebacklimit"}
+_CODE_MAKERS = {"types.FunctionType", "types.LambdaType", "types.CodeType", "builtins.compile"}
+_INTERNALS = {"sys._getframe", "sys._current_frames", "sys._current_exceptions", "inspect.currentframe",
+              "inspect.stack", "inspect.trace", "inspect.getouterframes", "inspect.getinnerframes",
+              "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
+_FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
+                     "ag_frame"}
+_BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
+           "os.fork", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.popen", "subprocess.",
+           "asyncio.to_thread", "asyncio.create_subprocess")
+# A string that spells one of the names above (for getattr with a name the reader cannot fold).
+_ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads",
+                                  "setprofile_all_threads", "settrace_all_threads", "_disable_current_modes"), "off"),
+                 **dict.fromkeys(("__code__", "co_filename", "co_code", "co_consts", "CodeType", "FunctionType"),
+                                 "code"),
+                 **dict.fromkeys(("_getframe", "_current_frames", "f_globals", "f_locals", "f_back", "get_objects",
+                                  "get_referrers", "get_referents"), "internals")}
+
+
+def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
+    """The kind of ``ESCAPES`` that a node of the student's code is, or None."""
+    if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and not isinstance(parent, ast.BinOp):
+        return _ESCAPE_WORDS.get((_const_str(node) or "").strip())
+    if isinstance(node, ast.keyword) and (node.arg or "").startswith("co_"):  # code.replace(co_filename=...)
+        return "code"
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        if node.attr == "__code__":
+            return "code"
+        modules = {canonical(n) for n in _resolve(node.value, scope)}
+        if modules & _RECORDER_MODULES and node.attr not in _HARMLESS_SYS_ATTRIBUTES:
+            return "patch"  # sys.setprofile = fake
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)) and {
+            canonical(n) for n in _resolve(node.value, scope)} & {f"{m}.__dict__" for m in _RECORDER_MODULES}:
+        return "patch"  # vars(sys)["setprofile"] = fake
+    if isinstance(node, ast.Call):
+        put = _put_by_call(node)
+        if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and {
+                canonical(n) for n in _resolve(put[0], scope)} & _RECORDER_MODULES:
+            return "patch"  # setattr(sys, "setprofile", fake)
+        funcs = {canonical(n) for n in _resolve(node.func, scope)}
+        if funcs & {"builtins.delattr"} and node.args and {canonical(n) for n in _resolve(node.args[0], scope)} \
+                & _RECORDER_MODULES:
+            return "patch"
+        if funcs & {"builtins.exec", "builtins.eval"} and node.args and _const_str(node.args[0]) is None:
+            return "code"  # exec(helper.__code__, my_globals): code the reader cannot see
+        if isinstance(node.func, ast.Call) and {canonical(n) for n in _resolve(node.func.func, scope)} & {
+                "builtins.type"} and len(node.func.args) == 1 and _is_function(node.func.args[0], scope):
+            return "code"  # type(f)(code, my_globals)
+    if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+        if isinstance(node, ast.Attribute) and node.attr in _FRAME_ATTRIBUTES:
+            return "internals"
+        names = {canonical(n) for n in _resolve(node, scope)}
+        if "sys.modules" in names:  # a scan of the loaded modules (for m in sys.modules.values()), not a lookup
+            scan = not isinstance(parent, (ast.Subscript, ast.Compare, ast.Attribute)) or isinstance(
+                parent, ast.Attribute) and parent.attr in ("items", "values", "keys", "copy", "__iter__")
+            return "internals" if scan else None
+        if isinstance(parent, ast.Attribute):
+            return None  # the whole dotted name is judged: torch.utils._python_dispatch._disable_current_modes
+        within = lambda group: any(n == g or n.startswith(g + ".") for n in names for g in group)  # noqa: E731
+        if within(_SWITCHES | {"sys.monitoring"}) or any(n.startswith("torch.") and "dispatch" in n.lower()
+                                                          for n in names):
+            return "off"
+        if within(_CODE_MAKERS):
+            return "code"
+        if within(_INTERNALS | {"ctypes", "_ctypes"}):
+            return "internals"
+        if any(n.startswith(_BESIDE) for n in names):
+            return "beside"
+    return None
+
+
+def _is_function(node: ast.AST, scope: _Scope) -> bool:
+    """Whether an expression is a function of the notebook's (a def or a lambda, or one bound to a name)."""
+    if isinstance(node, ast.Lambda):
+        return True
+    if isinstance(node, ast.Name):
+        return any(b.kind == "def" and isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   or b.kind == "expr" and isinstance(b.node, ast.Lambda) for b in scope.lookup(node.id) or [])
+    return False
+
+
+def _escapes(cells: list[_Cell], env: _Env) -> tuple[list[str], set[int]]:
+    """Reasons for every exercise, one per kind of ``ESCAPES`` and cell, where the student's code blinds the
+    record of what runs: anywhere in a cell of theirs, except inside the functions and classes of an
+    answer cell (those run when an answer is called, and the search of the answers that use them says
+    so); and the ids of the nodes reported."""
+    reasons: dict[tuple[str, int], str] = {}
+    seen: set[int] = set()
+    for cell in cells:
+        if cell.release:
+            continue
+        scope = _Scope(_Env(), env)
+        where = f"the answer cell of {cell.answer_of}" if cell.answer_of else f"code cell {cell.number}"
+        stack: list[tuple[ast.AST, ast.AST | None]] = [(cell.tree, None)]
+        while stack:
+            node, parent = stack.pop()
+            if cell.answer_of and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            kind = _escape(node, scope, parent)
+            if kind:
+                seen.add(id(node))
+                line = getattr(node, "lineno", None) or getattr(parent, "lineno", "?")
+                reasons.setdefault((kind, cell.number), f"{where} {ESCAPES[kind]} (`{ast.unparse(node)[:80]}`, "
+                                                        f"line {line}): review by hand")
+            stack.extend((child, node) for child in reversed(list(ast.iter_child_nodes(node))))
+    return list(reasons.values()), seen
+
+
 # ----------------------------------------------------------------------------- the public part
 
 
@@ -1120,9 +1383,10 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
 
     everything = _Env()
     for cell in cells:
-        _bind_statements(cell.tree.body, everything, cell, False)
+        _bind_cell(cell, everything, False)
     maker = _module_maker(cells, everything)
     touched = _grader_touched(cells)
+    escapes, escaped = _escapes(cells, everything)
 
     findings: dict[str, list[str]] = {}
     for release_index, grade_id in answers:
@@ -1142,8 +1406,8 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
                 break
         env = _Env()
         for cell in cells[:cut]:
-            _bind_statements(cell.tree.body, env, cell, True)
-        search = _Search(grade_id, references, env, maker)
+            _bind_cell(cell, env, True)
+        search = _Search(grade_id, references, env, maker, escaped=escaped)
         search.search(answer.tree, answer, "", 0)
         for name in sorted(_graded_names(release, release_index)):
             if not env.names.get(name) and env.star:  # bound by nothing but a `from module import *`
@@ -1161,10 +1425,12 @@ def _find_reference_copies(submission: nbformat.NotebookNode,
                         search.add(f"`{name}` is {found} ({where}, line {line})")
                 elif b.kind == "def" and b.node is not None:
                     search.search(b.node, b.cell, f"`{name}` (defined in {b.cell.phrase()}): ", 0)
-                elif b.kind == "expr" and b.node is not None and b.cell is not None:
+                elif b.kind in ("expr", "holds") and b.node is not None and b.cell is not None:
                     search.search_expr(b.node, b.cell, f"`{name}` is set in {b.cell.phrase()} to ", 0)
         if touched:
             search.add(touched)
+        for reason in escapes:
+            search.add(reason)
         if search.reasons:
             findings[grade_id] = search.reasons
     return findings

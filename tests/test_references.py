@@ -227,6 +227,32 @@ def test_01_conv2d_through_a_helper_put_in_a_container_or_on_a_module_in_another
     only(found, "conv2d", "torch.nn.functional.conv2d")
 
 
+@pytest.mark.parametrize("put, call", [
+    ("setattr(np, 'xx', helper)", "np.xx(x, w)"),
+    ("setattr(np, 'x' + 'x', helper)", "np.xx(x, w)"),
+    ("object.__setattr__(np, 'xx', helper)", "np.xx(x, w)"),
+    ("np.linalg.xx = helper", "np.linalg.xx(x, w)"),
+    ("import types\na = types.SimpleNamespace(b=types.SimpleNamespace())\na.b.c = helper", "a.b.c(x, w)"),
+    ("class Box:\n    pass\nbox = Box()\nbox.run = helper", "box.run(x, w)"),
+    ("class Box:\n    pass\nsetattr(Box, 'run', staticmethod(helper))", "Box.run(x, w)"),
+    ("np.__dict__['xx'] = helper", "np.xx(x, w)"),
+    ("vars(np).update(xx=helper)", "np.xx(x, w)"),
+    ("for name, f in [('xx', helper)]:\n    setattr(np, name, f)", "np.xx(x, w)"),
+    ("def install():\n    np.linalg.xx = helper\ninstall()", "np.linalg.xx(x, w)"),
+    ("def install():\n    setattr(np, 'xx', helper)\ninstall()", "np.xx(x, w)"),
+])
+def test_01_conv2d_through_a_helper_stored_by_setattr_nested_targets_loops_or_functions(put, call):
+    """What code stores into an object (an attribute at any depth, ``setattr``, ``__dict__``, in a loop or
+    inside a function it calls) may be what a use of that object reaches."""
+    found = flagged("01", {"conv2d": CONV2D + f"    return {call}"}, {"conv2d": [HELPER, put]})
+    only(found, "conv2d", "torch.nn.functional.conv2d")
+
+
+def test_01_a_reference_stored_on_a_module_is_named_where_it_is_used():
+    found = flagged("01", {"conv2d": CONV2D + "    return np.linalg.xx(x, w)"}, {"conv2d": ["np.linalg.xx = F.conv2d"]})
+    only(found, "conv2d", "calls torch.nn.functional.conv2d (written `np.linalg.xx`) (answer cell, line 2)")
+
+
 def test_01_a_student_cell_that_rebinds_the_graded_name_after_a_clean_answer():
     """The tests grade whatever ``conv2d`` is when they run: a cell after the answer counts."""
     sub, release = submission("01")
@@ -559,6 +585,110 @@ def test_getattr_with_a_literal_name_of_an_installed_package_is_not_a_finding():
     assert flagged("03", {"relu": "def relu(x):\n    return getattr(np, 'maximum')(x, getattr(np, 'float64')(0))"}) == {}
     only(flagged("03", {"relu": "from imgrec_lib import activations\n"
                                 "def relu(x):\n    return getattr(activations, 'relu')(x)"}), "relu", "imgrec_lib.activations.relu")
+
+
+HONEST_WORKER = "def worker(x, w):\n    return x\n"
+
+
+@pytest.mark.parametrize("code, kind", [
+    ("import sys\nlist(map(sys.setprofile, [None]))", "off"),
+    ("import functools, sys\nfunctools.partial(sys.setprofile, None)()", "off"),
+    ("import sys\ngetattr(sys, 'set' + 'profile')(None)", "off"),
+    ("import threading\nthreading.setprofile(None)", "off"),
+    ("import sys\nsys.monitoring.set_events(1, 0)", "off"),
+    ("import torch\nmodes = torch.utils._python_dispatch._disable_current_modes()", "off"),
+    ("import sys\nsys.setprofile = lambda f: None", "patch"),
+    ("import sys as s\ns._getframe = lambda *a: None", "patch"),
+    ("import sys\nsetattr(sys, 'settrace', print)", "patch"),
+    ("import sys\nvars(sys)['getprofile'] = print", "patch"),
+    ("import types\nf = types.FunctionType(worker.__code__, {})", "code"),
+    ("f = type(worker)(worker.__code__, {'np': np})", "code"),
+    ("worker.__code__ = worker.__code__.replace(co_filename='<probes of the test cell>')", "code"),
+    ("setattr(worker, '__co' + 'de__', compile('1', '<probes of the test cell>', 'eval'))", "code"),
+    ("exec(worker.__code__, {})", "code"),
+    ("import sys\nrec = [m for k, m in sys.modules.items() if k.endswith('.recorder')]", "internals"),
+    ("import gc\nobjects = gc.get_objects()", "internals"),
+    ("import sys\nframe_globals = sys._getframe(1).f_globals", "internals"),
+    ("import ctypes\nctypes.pythonapi.Py_IncRef", "internals"),
+    ("import threading\nthreading.Thread(target=worker, args=(1, 2)).start()", "beside"),
+    ("from concurrent.futures import ThreadPoolExecutor as Pool\npool = Pool(2)", "beside"),
+])
+def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kind):
+    """Switching off the run-time record (R3 of an outside tester: through map(), functools.partial, a
+    folded getattr), replacing sys's functions (R5), making or relabelling code objects (R1), reaching into
+    frames, objects or sys.modules (R4), or starting a thread (R2): in any cell of the student's, used by
+    an answer or not, each exercise of the notebook gets a finding that names the kind and the cell."""
+    found = flagged("03", cells_before={"relu": [HONEST_WORKER, code]})
+    assert set(found) == {"linear", "relu", "softmax"}, found
+    number = sum(c.cell_type == "code" for c in submission("03", None, {"relu": [HONEST_WORKER, code]})[0].cells[
+        :_answers(submission("03", None, {"relu": [HONEST_WORKER, code]})[0])["relu"]])
+    for reasons in found.values():
+        assert any(f"code cell {number} {references.ESCAPES[kind]}" in r for r in reasons), reasons
+
+
+def test_code_that_blinds_the_record_inside_an_answer_flags_that_exercise():
+    """Inside an answer's function it runs when that answer is called: that exercise is flagged; at an
+    answer cell's top level it runs with the cell: every exercise is."""
+    inside = "import sys\ndef relu(x):\n    list(map(sys.setprofile, [None]))\n    return np.maximum(x, 0)\n"
+    only(flagged("03", {"relu": inside}), "relu", "relu switches off the record of what runs (`sys.setprofile`)",
+         "(answer cell, line 3)")
+    top = "import sys\nsys.settrace = print\ndef relu(x):\n    return np.maximum(x, 0)\n"
+    found = flagged("03", {"relu": top})
+    assert set(found) == {"linear", "relu", "softmax"}, found
+    assert all("the answer cell of relu replaces a function of a module" in "".join(r) for r in found.values()), found
+
+
+@pytest.mark.parametrize("answer, says", [
+    ("{conv2d}    return next(map(torch.convolution, [x], [w]))", "uses torch.convolution"),
+    ("{conv2d}    return torch._C._nn.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1))", "uses torch._C._nn.im2col"),
+    ("from scipy.ndimage import _nd_image\n{conv2d}    return list(map(_nd_image.min_or_max_filter, [x]))",
+     "scipy.ndimage._nd_image.min_or_max_filter"),
+    ("import functools\n{conv2d}    return functools.reduce(getattr, ['nn', 'functional', 'conv2d'], torch)(x, w)",
+     "uses torch.nn.functional.conv2d (written `functools.reduce("),
+    ("{conv2d}    return next(map(getattr, [F], ['conv2d']))(x, w)", "hands getattr on as a value (`map(getattr"),
+    ("import functools\n{conv2d}    pick = functools.partial(getattr, F)\n    return pick('conv2d')(x, w)",
+     "hands getattr on as a value"),
+])
+def test_01_a_c_function_of_torch_or_scipy_through_map_reduce_or_a_handed_on_getattr(answer, says):
+    """R6 of an outside tester: a C function the table does not name, called through map(); any torch,
+    scipy.ndimage or scipy.signal code in an exercise answered with NumPy is for review by hand, and so is
+    getattr handed to other code (map, functools.reduce, functools.partial)."""
+    only(flagged("01", {"conv2d": answer.format(conv2d=CONV2D)}), "conv2d", says)
+
+
+@pytest.mark.parametrize("answer", [
+    "import torch as t\n{conv2d}    return t.nn.functional.conv2d(x, w)",
+    "from torch import nn as _\n{conv2d}    return _.functional.conv2d(x, w)",
+    "{conv2d}    return __import__('tor' + 'ch').nn.functional.conv2d(x, w)",
+    "import importlib as il\n{conv2d}    return il.import_module('torch').nn.functional.conv2d(x, w)",
+    "import sys\n{conv2d}    return sys.modules['torch'].nn.functional.conv2d(x, w)",
+    "{conv2d}    return globals()['__builtins__'].__import__('torch').nn.functional.conv2d(x, w)",
+    "import builtins\n{conv2d}    return getattr(builtins, '__import__')('torch.nn.functional', fromlist=['f']).conv2d(x, w)",
+])
+def test_01_aliases_of_torch_reach_the_reference(answer):
+    only(flagged("01", {"conv2d": answer.format(conv2d=CONV2D)}), "conv2d", "torch.nn.functional.conv2d")
+
+
+@pytest.mark.parametrize("prefix, answers, before", [
+    ("01", {"conv2d": "import numpy as xp\nfrom numpy import einsum as es\n" + CONV2D +
+                      "    xp_ = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))\n"
+                      "    win = sliding_window_view(xp_, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]\n"
+                      "    out = es('nchwij,fcij->nfhw', win, w)\n"
+                      "    return out if b is None else out + b[None, :, None, None]"}, None),
+    ("03", {"relu": "def relu(x):\n    return np.array([[max(v, 0.0) for v in row] for row in np.atleast_2d(x)]).reshape(x.shape)"},
+     {"relu": ["import sys\nprint(sys.version, 'torch' in sys.modules)\nsys.stdout.flush()",
+               "class Layer:\n    def __init__(self, **kw):\n        for k, v in kw.items():\n            setattr(self, k, v)\n"
+               "        self.cache = []\n    def remember(self, x):\n        self.cache.append(x)\n",
+               "results = []\nfor f in [np.maximum, np.minimum]:\n    results.append(f(1, 2))\n"
+               "np.set_printoptions(precision=3)\nhelpers = {'pad': np.pad}\nhelpers['zero'] = np.zeros"]}),
+    ("09", {"residual_block": "class ResidualBlock(nn.Module):\n    def __init__(self, c_in, c_out, stride=1):\n"
+                              "        super().__init__()\n        for i, c in enumerate((c_in, c_out)):\n"
+                              "            setattr(self, f'bn{i}', nn.BatchNorm2d(c))\n"
+                              "        self.conv = nn.Conv2d(c_in, c_out, 3, stride, 1)\n"
+                              "    def forward(self, x):\n        return torch.relu(self.conv(self.bn0(x)))\n"}, None),
+])
+def test_honest_helpers_loops_comprehensions_setattr_on_self_and_numpy_aliases_are_not_flagged(prefix, answers, before):
+    assert flagged(prefix, answers, before) == {}
 
 
 @pytest.mark.parametrize("code", [
