@@ -477,6 +477,9 @@ def _bind_target(target: ast.AST, value: ast.AST | None, env: _Env, cell: _Cell 
             env.bind(key, _Binding("expr", cell, value) if value is not None else _Binding("unknown", cell), replace)
     elif isinstance(target, (ast.Attribute, ast.Subscript)) and value is not None:
         _bind_put(target, value, env, cell)  # table["k"] = helper, np.linalg.xx = helper, a.b.c = helper
+        if isinstance(target, ast.Attribute) and {canonical(n) for n in _resolve(target.value, _Scope(_Env(), env))} & {
+                "builtins", "__main__"}:
+            env.bind(target.attr, _Binding("expr", cell, value), False)  # builtins.xx = helper: a bare xx is helper
 
 
 def _is_own_namespace(node: ast.AST) -> bool:
@@ -520,8 +523,11 @@ def _put_by_call(call: ast.Call) -> tuple[ast.AST, ast.AST] | None:
     ``vars(np).update(xx=helper)``; None for any other call."""
     func, args = call.func, [*call.args, *(k.value for k in call.keywords)]
     name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    if name == "setattr" and len(call.args) >= 3:
+    if name in ("setattr", "setitem") and len(call.args) >= 3:  # and operator.setitem(table, "k", helper)
         return call.args[0], call.args[2]
+    if (name in _PUTS and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            and func.value.id in ("dict", "list", "set", "object") and len(call.args) >= 2):
+        return call.args[0], call.args[-1]  # dict.__setitem__(table, "k", helper)
     if name == "__setattr__" and isinstance(func, ast.Attribute):
         if len(call.args) >= 3:  # object.__setattr__(np, "xx", helper)
             return call.args[0], call.args[2]
@@ -530,6 +536,24 @@ def _put_by_call(call: ast.Call) -> tuple[ast.AST, ast.AST] | None:
     if name in _PUTS and isinstance(func, ast.Attribute) and args:
         return func.value, args[-1]
     return None
+
+
+def _exec_literal(node: ast.AST) -> ast.Module | None:
+    """The code of ``exec("np.xx = helper")`` (or ``get_ipython().run_cell("...")``) when it is a literal
+    string, its lines numbered as the call's; None for any other node."""
+    if not (isinstance(node, ast.Call) and node.args and (
+            isinstance(node.func, ast.Name) and node.func.id == "exec"
+            or isinstance(node.func, ast.Attribute) and node.func.attr == "run_cell" and _is_get_ipython(node.func.value))):
+        return None
+    code = _const_str(node.args[0])
+    try:
+        tree = ast.parse(_transform(code)) if code else None
+    except (SyntaxError, ValueError):
+        return None
+    for sub in ast.walk(tree) if tree else ():
+        if hasattr(sub, "lineno"):
+            sub.lineno = node.lineno
+    return tree
 
 
 def _bind_puts(node: ast.AST, env: _Env, cell: _Cell | None, local: frozenset | None = None) -> None:
@@ -543,8 +567,16 @@ def _bind_puts(node: ast.AST, env: _Env, cell: _Cell | None, local: frozenset | 
             own = _local_env(child, cell).names  # a name only stored into (np.xx = ...) is not local
             inner = (local or frozenset()) | frozenset(n for n, bs in own.items() if any(b.kind != "holds" for b in bs))
         put = None
+        inner_code = _exec_literal(child)
+        if inner_code is not None:  # exec("np.xx = helper"): bound as if the cell said it
+            if local is None:
+                _bind_statements(inner_code.body, env, cell, False)
+            _bind_puts(inner_code, env, cell, local)
         if isinstance(child, ast.Call):
             put = _put_by_call(child)
+            key = _const_str(child.args[1]) if put and len(child.args) == 3 else None
+            if key and {canonical(n) for n in _resolve(put[0], _Scope(_Env(), env))} & {"builtins", "__main__"}:
+                env.bind(key, _Binding("expr", cell, put[1]), False)  # setattr(builtins, "xx", helper): a bare xx
             if put and _is_own_namespace(put[0]) and isinstance(child.func, ast.Attribute):
                 for k in child.keywords:  # globals().update(conv2d=F.conv2d)
                     if k.arg:
@@ -1199,16 +1231,19 @@ ESCAPES = {
             "knows the grader's code by its code objects)",
     "internals": "reaches into the interpreter's frames, objects or loaded modules, where the grader's code lives",
     "beside": "starts a thread or a process, whose work the record of what runs does not see",
+    "hidden": "looks up a function of sys, builtins, os, threading or gc, or a loaded module, by a name built at "
+              "run time",
 }
 _SWITCHES = {"sys.setprofile", "sys.settrace", "sys._setprofileallthreads", "sys._settraceallthreads",
              "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
              "threading.settrace_all_threads"}  # and sys.monitoring, and torch's dispatch-mode stack
 _RECORDER_MODULES = {"sys", "builtins", "threading", "os"}  # what grading/recorder.py binds functions of
+_PROFILERS = {"cProfile", "_lsprof", "profile"}  # they take the profile hook that the record uses
 _HARMLESS_SYS_ATTRIBUTES = {"stdout", "stderr", "stdin", "argv", "tracebacklimit"}
-_CODE_MAKERS = {"types.FunctionType", "types.LambdaType", "types.CodeType", "builtins.compile"}
+_CODE_MAKERS = {"types.FunctionType", "types.LambdaType", "types.CodeType", "builtins.compile", "marshal.loads"}
 _INTERNALS = {"sys._getframe", "sys._current_frames", "sys._current_exceptions", "inspect.currentframe",
               "inspect.stack", "inspect.trace", "inspect.getouterframes", "inspect.getinnerframes",
-              "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
+              "gc.get_objects", "gc.get_referrers", "gc.get_referents", "traceback.walk_stack", "traceback.walk_tb"}
 _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
                      "ag_frame"}
 _BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
@@ -1229,9 +1264,9 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
         return _ESCAPE_WORDS.get((_const_str(node) or "").strip())
     if isinstance(node, ast.keyword) and (node.arg or "").startswith("co_"):  # code.replace(co_filename=...)
         return "code"
+    if isinstance(node, ast.Attribute) and node.attr == "__code__":
+        return "code"  # f.__code__ = ..., c = f.__code__
     if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
-        if node.attr == "__code__":
-            return "code"
         modules = {canonical(n) for n in _resolve(node.value, scope)}
         if modules & _RECORDER_MODULES and node.attr not in _HARMLESS_SYS_ATTRIBUTES:
             return "patch"  # sys.setprofile = fake
@@ -1252,6 +1287,20 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
         if isinstance(node.func, ast.Call) and {canonical(n) for n in _resolve(node.func.func, scope)} & {
                 "builtins.type"} and len(node.func.args) == 1 and _is_function(node.func.args[0], scope):
             return "code"  # type(f)(code, my_globals)
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "__class__" and _is_function(node.func.value, scope):
+            return "code"  # (lambda: 0).__class__(code, my_globals)
+        computed = len(node.args) >= 2 and _const_str(node.args[1]) is None
+        if funcs & _GETATTR_LIKE and computed and {canonical(n) for n in _resolve(node.args[0], scope)} & (
+                _RECORDER_MODULES | {"gc"}):
+            return "hidden"  # getattr(sys, "".join(reversed("eliforptes")))
+        if (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop", "__getitem__") and node.args
+                and _const_str(node.args[0]) is None and "sys.modules" in {canonical(n) for n in _resolve(
+                    node.func.value, scope)}):
+            return "hidden"  # sys.modules.get(name)
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _const_str(node.slice) is None and {
+            canonical(n) for n in _resolve(node.value, scope)} & ({"sys.modules"} | {
+                f"{m}.__dict__" for m in _RECORDER_MODULES | {"gc"}}):
+        return "hidden"  # sys.modules[name], vars(sys)[name]
     if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
         if isinstance(node, ast.Attribute) and node.attr in _FRAME_ATTRIBUTES:
             return "internals"
@@ -1263,7 +1312,7 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
         if isinstance(parent, ast.Attribute):
             return None  # the whole dotted name is judged: torch.utils._python_dispatch._disable_current_modes
         within = lambda group: any(n == g or n.startswith(g + ".") for n in names for g in group)  # noqa: E731
-        if within(_SWITCHES | {"sys.monitoring"}) or any(n.startswith("torch.") and "dispatch" in n.lower()
+        if within(_SWITCHES | _PROFILERS | {"sys.monitoring"}) or any(n.startswith("torch.") and "dispatch" in n.lower()
                                                           for n in names):
             return "off"
         if within(_CODE_MAKERS):
@@ -1309,6 +1358,9 @@ def _escapes(cells: list[_Cell], env: _Env) -> tuple[list[str], set[int]]:
                 reasons.setdefault((kind, cell.number), f"{where} {ESCAPES[kind]} (`{ast.unparse(node)[:80]}`, "
                                                         f"line {line}): review by hand")
             stack.extend((child, node) for child in reversed(list(ast.iter_child_nodes(node))))
+            inner = _exec_literal(node)
+            if inner is not None:
+                stack.append((inner, node))
     return list(reasons.values()), seen
 
 

@@ -240,10 +240,16 @@ def test_01_conv2d_through_a_helper_put_in_a_container_or_on_a_module_in_another
     ("for name, f in [('xx', helper)]:\n    setattr(np, name, f)", "np.xx(x, w)"),
     ("def install():\n    np.linalg.xx = helper\ninstall()", "np.linalg.xx(x, w)"),
     ("def install():\n    setattr(np, 'xx', helper)\ninstall()", "np.xx(x, w)"),
+    ("exec('np.xx = helper')", "np.xx(x, w)"),
+    ("import sys\nsys.modules[__name__].xx = helper", "xx(x, w)"),
+    ("import sys\nsetattr(sys.modules['__main__'], 'xx', helper)", "xx(x, w)"),
+    ("table = {}\ndict.__setitem__(table, 'k', helper)", "table['k'](x, w)"),
+    ("import operator\ntable = {}\noperator.setitem(table, 'k', helper)", "table['k'](x, w)"),
 ])
 def test_01_conv2d_through_a_helper_stored_by_setattr_nested_targets_loops_or_functions(put, call):
-    """What code stores into an object (an attribute at any depth, ``setattr``, ``__dict__``, in a loop or
-    inside a function it calls) may be what a use of that object reaches."""
+    """What code stores into an object (an attribute at any depth, ``setattr``, ``__dict__``, in a loop,
+    inside a function it calls, in a literal ``exec``) may be what a use of that object reaches; what it
+    stores into the notebook's own module is a name of the notebook's."""
     found = flagged("01", {"conv2d": CONV2D + f"    return {call}"}, {"conv2d": [HELPER, put]})
     only(found, "conv2d", "torch.nn.functional.conv2d")
 
@@ -253,11 +259,14 @@ def test_01_a_reference_stored_on_a_module_is_named_where_it_is_used():
     only(found, "conv2d", "calls torch.nn.functional.conv2d (written `np.linalg.xx`) (answer cell, line 2)")
 
 
-def test_01_a_student_cell_that_rebinds_the_graded_name_after_a_clean_answer():
+@pytest.mark.parametrize("rebind", ["conv2d = lambda *a, **k: conv.conv2d(*a, **k)",
+                                    "exec('conv2d = lambda *a, **k: conv.conv2d(*a, **k)')",
+                                    "import sys\nsys.modules[__name__].conv2d = conv.conv2d"])
+def test_01_a_student_cell_that_rebinds_the_graded_name_after_a_clean_answer(rebind):
     """The tests grade whatever ``conv2d`` is when they run: a cell after the answer counts."""
     sub, release = submission("01")
     at = _answers(sub)["conv2d"]
-    sub.cells.insert(at + 1, nbformat.v4.new_code_cell("conv2d = lambda *a, **k: conv.conv2d(*a, **k)"))
+    sub.cells.insert(at + 1, nbformat.v4.new_code_cell(rebind))
     found = references.find_reference_copies(sub, release)
     only(found, "conv2d", "imgrec_lib.conv.conv2d")
 
@@ -612,6 +621,16 @@ HONEST_WORKER = "def worker(x, w):\n    return x\n"
     ("import ctypes\nctypes.pythonapi.Py_IncRef", "internals"),
     ("import threading\nthreading.Thread(target=worker, args=(1, 2)).start()", "beside"),
     ("from concurrent.futures import ThreadPoolExecutor as Pool\npool = Pool(2)", "beside"),
+    ("import cProfile\ncProfile.Profile().enable()", "off"),
+    ("exec('import sys\\nsys.setprofile(None)')", "off"),
+    ("import builtins\nbuiltins.xx = print", "patch"),
+    ("import marshal\nf = marshal.loads(b'')", "code"),
+    ("c = worker.__code__", "code"),
+    ("f = (lambda: 0).__class__(worker.__code__, {})", "code"),
+    ("import traceback\nframes = list(traceback.walk_stack(None))", "internals"),
+    ("import sys\nf = getattr(sys, ''.join(reversed('eliforptes')))", "hidden"),
+    ("import sys\nfound = [sys.modules.get(k) for k in ['a']]", "hidden"),
+    ("import sys\nname = 'x'\nf = vars(sys)[name]", "hidden"),
 ])
 def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kind):
     """Switching off the run-time record (R3 of an outside tester: through map(), functools.partial, a
