@@ -18,6 +18,8 @@ each call the judge makes to a student's function, `Recorder` notes:
 - once torch is imported, every aten operator that the student's code runs (``aten.relu_``), with a
   ``TorchDispatchMode``: it sees a torch computation however it was reached, a C callback included
   (the nearest frame outside torch says whose it is: the probes' and the library's are not noted);
+- what an audit hook sees the notebook's code do, which no profile event shows (`watch_audit_events`:
+  ``sys.setprofile`` called through ``map()``, code given an installed library's file name, ctypes);
 - at the end, whether both were still in place (``switched-off:...`` when the answer removed them),
   and what the notebook left running beside the answer, out of their sight: a thread with the
   notebook's code on its stack, a child process (``beside:...``).
@@ -306,18 +308,23 @@ class Recorder:
         self.previous = _getprofile()
         self._start_mode()
         self.profile = self._profiler()
+        _RECORDING.append(self)
         _setprofile(self.profile)
         return self
 
     def __exit__(self, *exc) -> None:
         still = _getprofile()
         _setprofile(self.previous)
+        while self in _RECORDING:
+            _RECORDING.remove(self)
         if still is not self.profile:
             self.add("switched-off:sys.setprofile")
         self._stop_mode()
         self._note_helpers()
         for changed in replaced():
             self.add(f"switched-off:{changed} replaced")
+        for name in _AUDITED:
+            self.add(name)
 
     def _note_helpers(self) -> None:
         """Note what the notebook left running beside the answer, out of this record's sight (the profile
@@ -392,6 +399,76 @@ def _aten_ops(recorder: Recorder):
     return _ATEN_OPS[compiling](recorder)
 
 
+# What the notebook's own code did that no profile event shows, seen by an audit hook (`watch_audit_events`):
+# notes for every recording from then on (`_AUDITED`), and the recordings now running (`_RECORDING`).
+_AUDITED: dict[str, None] = {}
+_RECORDING: list = []
+_AUDIT_EVENTS = frozenset({"sys.setprofile", "sys.settrace", "code.__new__", "function.__new__",
+                           "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+
+
+def watch_audit_events() -> None:
+    """Add an audit hook (``sys.addaudithook``: once added, nothing in Python removes it) that notes what the
+    notebook's code does to get around the recording, by whatever route, a C function such as
+    ``map()`` included:
+
+    - ``sys.setprofile`` or ``sys.settrace`` called while an answer is recorded (``switched-off:``), even
+      where the answer puts the hook back before it returns;
+    - a code object made with a file name that is not the notebook's (the probes', the grader's, an
+      installed library's: ``code.replace(co_filename=...)``), or a function made of such code
+      (``types.FunctionType(probe_code, my_globals)``), from then on (``switched-off:``);
+    - ctypes and ``gc.get_objects``/``get_referrers``/``get_referents`` (``escape:``), from then on.
+
+    Only where the notebook's own code does it (the nearest frame outside ctypes and the like is the
+    student's): a library that builds code objects or uses ctypes is not noted."""
+    recording, audited, getframe, known = _RECORDING, _AUDITED, _getframe, {}
+
+    def kind(code) -> int:
+        seen = known.get(id(code))
+        if seen is None or seen[0] is not code:
+            seen = known[id(code)] = (code, classify(code)[0])
+        return seen[1]
+
+    def notebooks_own_doing() -> bool:
+        frame = getframe(2)  # the innermost Python frame where the event happened
+        try:
+            while frame is not None and kind(frame.f_code) == ESCAPE:
+                frame = frame.f_back
+            return frame is not None and kind(frame.f_code) == STUDENT
+        finally:
+            frame = None
+
+    def note(event: str, args: tuple) -> None:
+        if event not in _AUDIT_EVENTS and not event.startswith("ctypes."):
+            return
+        try:
+            if not notebooks_own_doing():
+                return
+            if event in ("sys.setprofile", "sys.settrace"):
+                for recorder in list(recording):
+                    recorder.add(f"switched-off:{event} called")
+            elif event == "code.__new__" and (args[1] == PROBES or _installed(args[1])):
+                audited[f"switched-off:code given the file name {str(args[1])[-80:]}"] = None
+            elif event == "function.__new__" and kind(args[0]) != STUDENT:
+                audited[f"switched-off:a function made of {args[0].co_filename[-80:]}'s code"] = None
+            elif event.startswith(("ctypes.", "gc.")):
+                audited[f"escape:{event.split('/')[0]}"] = None
+        except Exception:  # noqa: BLE001 - the hook must never change what the notebook does
+            pass
+
+    sys.addaudithook(note)
+
+
+def _installed(filename: str) -> bool:
+    """Whether a file name claims code that is not the notebook's: the grader's, or an installed library's."""
+    if not isinstance(filename, str):
+        return False
+    if filename.startswith("<frozen "):
+        return True
+    path = os.path.realpath(filename) if filename.startswith(os.sep) else filename
+    return path.startswith((_GRADING, _STDLIB, *_LIBRARIES, *(folder for folder, _ in _FOLDERS)))
+
+
 # What this module calls of sys, threading, os and builtins, bound once when it is imported (before the
 # notebook's first cell: grading/runner.py), so that a notebook that replaces ``sys.setprofile`` or
 # ``sys._getframe`` with a fake does not fool the recording; `replaced` says which were replaced.
@@ -429,9 +506,11 @@ _PRELOADED: frozenset = frozenset()
 
 def preloaded() -> None:
     """Called where grading/runner.py imports this module in the kernel before the notebook's first cell:
-    the grading modules there now are the grader's doing, not the notebook's (grading/serve.IMPORTED_BEFORE)."""
+    the grading modules there now are the grader's doing, not the notebook's (grading/serve.IMPORTED_BEFORE);
+    the audit hook watches the notebook from its first cell on (`watch_audit_events`)."""
     global _PRELOADED
     _PRELOADED = frozenset(name for name in sys.modules if name.startswith("grading."))
+    watch_audit_events()
 
 
 _GLOBALS, _RECORDER = globals(), Recorder.__dict__

@@ -8,6 +8,7 @@ the student's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -541,6 +542,103 @@ def test_recording_a_torch_answer_costs_no_compiler_import():
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "True", "True", "0"], result.stdout
+
+
+def graded_in_a_kernel(exercise: str, sources: list[str], args: str) -> dict:
+    """grade() of the last source's answer in a fresh process that imported the recorder as a kernel does
+    (runner.PRELOAD), after the earlier sources ran as the notebook's other cells; `args` is Python for the
+    arguments (X, W, Z are this module's)."""
+    from grading import runner
+
+    code = textwrap.dedent(f"""
+        {runner.PRELOAD}
+        import json, sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        import test_recorder as t
+        from test_recorder import X, W, Z
+        for source in {sources[:-1]!r}:
+            t.define(source)
+        print(json.dumps(t.grade({exercise!r}, {sources[-1]!r}, *{args})[1]))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_profile_switched_off_through_map_and_put_back_is_flagged():
+    """No profile event crosses a C function such as map(), and the hook is back in place when the answer
+    returns; the audit hook sees the call."""
+    found = graded_in_a_kernel("relu", ["""
+        import sys, torch
+        from torch.utils._python_dispatch import _disable_current_modes
+        def relu(x):
+            before = sys.getprofile()
+            list(map(sys.setprofile, [None]))
+            with _disable_current_modes():
+                out = torch.relu(torch.from_numpy(x)).numpy()
+            list(map(sys.setprofile, [before]))
+            return out
+    """], "[Z]")
+    assert "switched off the check of what it calls (sys.setprofile called)" in str(found.get("relu")), found
+
+
+@pytest.mark.parametrize("relabel", ["helper.__code__.replace(co_filename=imgrec_lib.conv.__file__)",
+                                     "types.CodeType(*[getattr(helper.__code__, 'co_' + field) if field != 'filename' "
+                                     "else '<probes of the test cell>' for field in FIELDS])"])
+def test_code_given_a_library_or_the_probes_file_name_is_flagged(relabel):
+    """An imgrec_lib file name hides the torch calls from both the profile and the aten record; made in a
+    cell that no answer uses."""
+    found = graded_in_a_kernel("conv2d", [f"""
+        import types, torch, imgrec_lib.conv
+        FIELDS = ("argcount posonlyargcount kwonlyargcount nlocals stacksize flags code consts names varnames "
+                  "filename name qualname firstlineno linetable exceptiontable freevars cellvars").split()
+        def helper(x, w):
+            return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+        helper.__code__ = {relabel}
+    """, """
+        def conv2d(x, w):
+            return helper(x, w)
+    """], "[X, W]")
+    assert "switched off the check of what it calls (code given the file name" in str(found.get("conv2d")), found
+
+
+def test_a_function_made_of_the_graders_code_is_flagged():
+    """Trusted code run with the notebook's globals would be trusted."""
+    found = graded_in_a_kernel("relu", ["""
+        import types
+        from grading import values
+        runs_mine = types.FunctionType(values.encode.__code__, {**values.__dict__})
+    """, """
+        import numpy as np
+        def relu(x):
+            return np.maximum(x, 0)
+    """], "[Z]")
+    assert "a function made of" in str(found.get("relu")) and "values.py's code" in str(found.get("relu")), found
+
+
+def test_ctypes_in_any_cell_is_flagged_and_an_honest_notebook_is_not():
+    honest = graded_in_a_kernel("relu", ["""
+        import ctypes.util, dataclasses, collections, torch, scipy.signal, matplotlib.pyplot as plt
+        Point = collections.namedtuple("Point", "x y")
+        @dataclasses.dataclass
+        class Box:
+            side: int = 3
+    """, """
+        import numpy as np
+        def relu(x):
+            return np.maximum(x, 0)
+    """], "[Z]")
+    assert honest == {}, honest
+    found = graded_in_a_kernel("relu", ["""
+        import ctypes
+        ctypes.pythonapi.Py_IsInitialized()
+    """, """
+        import numpy as np
+        def relu(x):
+            return np.maximum(x, 0)
+    """], "[Z]")
+    assert "ctypes.dlsym, a way around the check" in str(found.get("relu")), found
 
 
 def test_the_graders_modules_imported_before_the_first_test_are_noted():
