@@ -377,7 +377,7 @@ class _Binding:
     kind: str  # "name" (a dotted name), "expr", "holds" (an expression stored inside it), "def", "unknown"
     cell: _Cell | None = None
     node: ast.AST | None = None
-    dotted: str = ""
+    dotted: str = ""  # of "name": what it names; of "holds": where in it the expression is (``linalg.xx``)
 
 
 @dataclass
@@ -504,13 +504,49 @@ def _root_name(node: ast.AST) -> str | None:
     return None
 
 
-def _bind_put(container: ast.AST, value: ast.AST, env: _Env, cell: _Cell | None) -> None:
-    """``value`` was stored somewhere inside ``container`` (an attribute, an item, a list): the name
-    under the container may stand for the value from then on (``np.xx = helper`` makes ``np.xx(...)``
-    a call of helper). Not a replacement: the name keeps what it was."""
+def _attr_path(node: ast.AST) -> str:
+    """The attributes between the name under a chain and the chain's end: ``linalg.xx`` of
+    ``np.linalg.xx`` and of ``vars(np.linalg)["xx"]``; those before the last item taken (``b`` of
+    ``a.b[0].c``), for what follows an item is not an attribute of the name's."""
+    parts: list[str] = []
+    for _ in range(50):
+        if isinstance(node, ast.Attribute):
+            if node.attr != "__dict__":
+                parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            key = _const_str(node.slice)
+            namespace = (isinstance(node.value, ast.Attribute) and node.value.attr == "__dict__"
+                         or isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+                         and node.value.func.id == "vars")
+            parts = parts + [key] if key and namespace else []
+            node = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args and node.func.id in (
+                "vars", "getattr"):
+            name = _const_str(node.args[1]) if node.func.id == "getattr" and len(node.args) > 1 else ""
+            parts = parts + [name] if name is not None else []
+            parts = [p for p in parts if p]
+            node = node.args[0]
+        else:
+            break
+    return ".".join(reversed(parts))
+
+
+def _same_place(stored: str, used: str) -> bool:
+    """Whether a use of ``name.<used>`` may reach what was stored at ``name.<stored>``: one path starts
+    the other (``np.linalg`` and ``np.linalg.xx``; an empty path is the whole object)."""
+    a, b = stored.split(".") if stored else [], used.split(".") if used else []
+    return a[:len(b)] == b[:len(a)]
+
+
+def _bind_put(container: ast.AST, value: ast.AST, env: _Env, cell: _Cell | None, name: str | None = "") -> None:
+    """``value`` was stored somewhere inside ``container`` (at attribute ``name`` of it, when given):
+    the name under the container may stand for the value there from then on (``np.xx = helper`` makes
+    ``np.xx(...)`` a call of helper, not ``np.zeros``). Not a replacement: the name keeps what it was."""
     root = _root_name(container)
     if root is not None:
-        env.bind(root, _Binding("holds", cell, value), False)
+        path = ".".join(p for p in (_attr_path(container), name or "") if p)
+        env.bind(root, _Binding("holds", cell, value, path), False)
 
 
 # A container's methods that put an object in it: ``tools.append(helper)`` makes ``tools[0]`` the helper.
@@ -592,7 +628,10 @@ def _bind_puts(node: ast.AST, env: _Env, cell: _Cell | None, local: frozenset | 
                             and _root_name(t) not in local:
                         _bind_put(t, child.value, env, cell)
         if put and _root_name(put[0]) not in (local or ()):
-            _bind_put(put[0], put[1], env, cell)
+            is_setattr = isinstance(child.func, ast.Name) and child.func.id == "setattr" or getattr(
+                child.func, "attr", "") == "__setattr__"
+            name = _const_str(child.args[-2]) if is_setattr and len(child.args) >= 2 else None
+            _bind_put(put[0], put[1], env, cell, name)
         _bind_puts(child, env, cell, inner)
 
 
@@ -780,10 +819,11 @@ def _resolve(node: ast.AST, scope: _Scope, depth: int = 0) -> set[str]:
 def _held(node: ast.AST, scope: _Scope, depth: int) -> set[str]:
     """What a part of an object may stand for, through what code stored in that object (``np.xx`` after
     ``np.xx = F.conv2d``, ``tools[0]`` after ``tools.append(F.conv2d)``)."""
-    root = _root_name(node)
+    root, used = _root_name(node), _attr_path(node)
     bindings = scope.lookup(root) if root else None
     own = scope if root in scope.local.names else _Scope(_Env(), scope.glob)
-    return set().union(*(_resolve(b.node, own, depth + 1) for b in bindings or [] if b.kind == "holds"))
+    return set().union(*(_resolve(b.node, own, depth + 1) for b in bindings or []
+                         if b.kind == "holds" and _same_place(b.dotted, used)))
 
 
 def _attribute(bases: set[str], name: str, scope: _Scope, depth: int) -> set[str]:
@@ -971,7 +1011,7 @@ class _Search:
                 elif isinstance(node, ast.Name):
                     parent = parents.get(id(node))
                     called = isinstance(parent, ast.Call) and parent.func is node
-                    self.follow(node, scope, who, at, depth, "calls" if called else "uses")
+                    self.follow(node, scope, who, at, depth, "calls" if called else "uses", _use_path(node, parents))
                 if student and isinstance(node, ast.Attribute) and "sys.modules" in {
                         canonical(n) for n in _resolve(node, scope)}:
                     self.add(f"{who} looks a module up in sys.modules, which hides what is called: review by hand {at}")
@@ -1035,8 +1075,10 @@ class _Search:
                          f"grading runs that {self.maker} could make at run time: review by hand {at}")
                 return
 
-    def follow(self, node: ast.Name, scope: _Scope, who: str, at: str, depth: int, verb: str = "uses") -> None:
-        """A name bound to the student's own function, class or expression: search that too."""
+    def follow(self, node: ast.Name, scope: _Scope, who: str, at: str, depth: int, verb: str = "uses",
+               path: str = "") -> None:
+        """A name bound to the student's own function, class or expression: search that too (what was
+        stored in it, where ``path``, the attributes the use takes of it, may reach)."""
         if node.id in scope.local.names:  # a local name: its code is part of what is searched already
             return
         for b in scope.lookup(node.id) or []:
@@ -1045,6 +1087,8 @@ class _Search:
                 where = b.cell.phrase() if b.cell else "the notebook"
                 self.search(b.node, b.cell, f"{who} {verb} the {label} `{node.id}` {at}, defined in {where}, where ",
                             depth + 1)
+            elif b.kind == "holds" and not _same_place(b.dotted, path):
+                continue
             elif b.kind in ("expr", "holds") and b.node is not None and b.cell is not None and b.node is not node:
                 self.search_expr(b.node, b.cell, f"{who} {verb} `{node.id}` {at}, set in {b.cell.phrase()} to ",
                                  depth + 1)
@@ -1057,6 +1101,7 @@ class _Search:
         local = _local_env(expr, cell) if local is None else local
         scope = _Scope(local, self.glob)
         student = not cell.release
+        parents = _owners(expr)[1]
         for node in ast.walk(expr):
             line = getattr(node, "lineno", None)
             at = f"({cell.where()}, line {line})" if line else f"({cell.where()})"
@@ -1065,7 +1110,7 @@ class _Search:
                 if found:
                     self.add(f"{via}{found} {at}")
                 elif isinstance(node, ast.Name):
-                    self.follow(node, scope, f"{via}an expression that", at, depth)
+                    self.follow(node, scope, f"{via}an expression that", at, depth, path=_use_path(node, parents))
                 if student and not found:
                     self.not_installed(node, scope, f"{via}an expression that", at)
             if student and isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr, ast.Call)):
@@ -1125,6 +1170,14 @@ class _Search:
                 magic = _const_str(node.args[0]) if node.args else None
                 if magic not in _HARMLESS_MAGICS and magic not in _TIMING_MAGICS:
                     self.add(f"{who} runs the %{magic or '?'} magic: review by hand {at}")
+
+
+def _use_path(name: ast.Name, parents: dict[int, ast.AST]) -> str:
+    """The attributes a use takes of a name: ``linalg.xx`` for the ``np`` of ``np.linalg.xx(x)``."""
+    chain: ast.AST = name
+    while isinstance(parents.get(id(chain)), (ast.Attribute, ast.Subscript)) and parents[id(chain)].value is chain:
+        chain = parents[id(chain)]
+    return _attr_path(chain)
 
 
 def _is_get_ipython(node: ast.AST) -> bool:

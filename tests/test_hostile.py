@@ -845,6 +845,31 @@ def relu_backward(dout, x):
     y = torch.relu(torch.tensor(x, requires_grad=True))
     return y.grad_fn(torch.from_numpy(dout)).detach().numpy()
 '''}, baseline="", references=("relu_backward",)),
+    "ref_stored_on_numpy": Hostile(L01, "conv2d calls np.conv_impl, a helper around F.conv2d that another cell put on "
+                                        "numpy with setattr: flagged as REFERENCE for conv2d",
+                                   {"conv2d": "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+                                              "    return np.conv_impl(x, w, b, stride, padding)\n"},
+                                   extra=('''import torch
+
+
+def _helper(x, w, b, stride, padding):
+    t = lambda a: None if a is None else torch.from_numpy(a)
+    return torch.nn.functional.conv2d(t(x), t(w), t(b), stride=stride, padding=padding).numpy()
+
+
+setattr(np, "conv_" + "impl", _helper)
+''',), baseline="", references=("conv2d",)),
+    "ref_recorder_off": Hostile(L01, "a cell switches the run-time record off through map() (R3 of an outside tester) "
+                                     "and conv2d reaches torch through the frame's globals: every exercise flagged as "
+                                     "REFERENCE, for that cell blinds the record of each",
+                                {"conv2d": '''def conv2d(x, w, b=None, stride=1, padding=0):
+    _off()
+    t = sys._getframe().f_globals["to" + "rch"]
+    out = t.convolution(t.from_numpy(x), t.from_numpy(w), None if b is None else t.from_numpy(b), [stride] * 2,
+                        [padding] * 2, [1, 1], False, [0, 0], 1)
+    return out.numpy()
+'''}, extra=("import sys\nimport torch\n_off = lambda: list(map(sys.setprofile, [None]))\n",), baseline="",
+                                references=("conv_output_size", "conv2d_naive", "conv2d")),
 }
 # Run 3, alone (a failure here stops the whole lesson's merge, which would hide the other checks).
 TIMESTAMP = ("beside_bad_timestamp", Hostile(L05, "a garbage timestamp.txt beside the notebook: that submission "

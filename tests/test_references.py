@@ -254,6 +254,15 @@ def test_01_conv2d_through_a_helper_stored_by_setattr_nested_targets_loops_or_fu
     only(found, "conv2d", "torch.nn.functional.conv2d")
 
 
+@pytest.mark.parametrize("put", ["setattr(np, 'conv_impl', helper)", "np.conv_impl = helper",
+                                 "vars(np)['conv_impl'] = helper"])
+def test_01_a_helper_stored_on_numpy_flags_only_the_answers_that_take_it(put):
+    """Stored before every exercise, the helper is reached by ``np.conv_impl`` only: the other answers'
+    ``np.zeros`` and ``np.pad`` do not make them users of it."""
+    found = flagged("01", {"conv2d": CONV2D + "    return np.conv_impl(x, w)"}, {"conv_output_size": [HELPER, put]})
+    only(found, "conv2d", "torch.nn.functional.conv2d")
+
+
 def test_01_a_reference_stored_on_a_module_is_named_where_it_is_used():
     found = flagged("01", {"conv2d": CONV2D + "    return np.linalg.xx(x, w)"}, {"conv2d": ["np.linalg.xx = F.conv2d"]})
     only(found, "conv2d", "calls torch.nn.functional.conv2d (written `np.linalg.xx`) (answer cell, line 2)")
