@@ -49,13 +49,14 @@ MAX_NAMES = 200
 # Ways out of the recording, by module: None for any function of it, else the names that count.
 # A Python function counts only where the student's code runs it: one that a C extension calls (numpy's
 # random generator makes a threading.RLock) seems called from the student's frame too, so of
-# threading only what starts or talks to another thread counts.
+# threading only what starts or talks to another thread counts, and of _thread only what starts one
+# (a lock moves no work out of sight; code that torch compiles from a string makes them).
 ESCAPES: dict[str, frozenset | None] = {
     "threading": frozenset({"Thread.start", "Thread.join", "Timer.start", "Event.wait", "Event.set", "Condition.wait",
                             "Condition.wait_for", "Condition.notify", "Condition.notify_all", "Semaphore.acquire",
                             "Semaphore.release", "Barrier.wait", "settrace", "setprofile", "settrace_all_threads",
                             "setprofile_all_threads", "enumerate"}),
-    "_thread": None, "queue": None, "_queue": None, "multiprocessing": None,
+    "_thread": frozenset({"start_new_thread", "start_new", "start_joinable_thread"}), "queue": None, "_queue": None, "multiprocessing": None,
     "concurrent": None, "subprocess": None, "_posixsubprocess": None, "ctypes": None, "_ctypes": None,
     "gc": None, "code": None, "codeop": None, "cProfile": None, "_lsprof": None, "profile": None,
     "runpy": None, "importlib": None, "importlib.util": None, "importlib.machinery": None,

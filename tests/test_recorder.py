@@ -254,6 +254,22 @@ def test_an_answer_that_runs_torch_in_a_thread_is_flagged():
     ''', Z, says="threading.Thread")
 
 
+def test_an_answer_that_only_makes_a_lock_is_not_flagged():
+    """A lock moves no work out of the record's sight; torch's code compiled from a string (a dataclass's
+    __init__, which counts as no installed library's) makes one while lesson 07's train_step is graded."""
+    reply, found = grade("relu", '''
+        import dataclasses, threading
+        import numpy as np
+        @dataclasses.dataclass
+        class Guarded:
+            lock: object = dataclasses.field(default_factory=threading.Lock)
+        def relu(x):
+            with Guarded().lock:
+                return np.maximum(x, 0)
+    ''', Z)
+    assert found == {}, (found, reply["used"])
+
+
 def test_a_worker_thread_or_process_started_before_the_test_is_flagged():
     """Work handed to a thread or a process that an earlier cell started runs out of the record's sight
     (the profile and the dispatch mode are the calling thread's): that they run beside it is noted."""
