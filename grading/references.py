@@ -547,6 +547,27 @@ def _bind_put(container: ast.AST, value: ast.AST, env: _Env, cell: _Cell | None,
     if root is not None:
         path = ".".join(p for p in (_attr_path(container), name or "") if p)
         env.bind(root, _Binding("holds", cell, value, path), False)
+        for b in env.names.get(root, []):  # a module is one object under every name: import numpy as xp
+            if b.kind == "name" and path:
+                env.bind(_module_store(b.dotted), _Binding("holds", cell, value, path), False)
+
+
+def _module_store(module: str) -> str:
+    """The name under which the environment keeps what code stored into a module (not a valid identifier)."""
+    return f"<stored in {module}>"
+
+
+def _stored(names: set[str], scope: _Scope) -> list[_Binding]:
+    """What code stored into a module at the place a dotted name points to: ``xp.linalg.xx`` and
+    ``from numpy.linalg import xx`` reach what ``np.linalg.xx = helper`` stored."""
+    found = []
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            for b in scope.glob.names.get(_module_store(".".join(parts[:i])), []):
+                if _same_place(b.dotted, ".".join(parts[i:])):
+                    found.append(b)
+    return found
 
 
 # A container's methods that put an object in it: ``tools.append(helper)`` makes ``tools[0]`` the helper.
@@ -822,8 +843,13 @@ def _held(node: ast.AST, scope: _Scope, depth: int) -> set[str]:
     root, used = _root_name(node), _attr_path(node)
     bindings = scope.lookup(root) if root else None
     own = scope if root in scope.local.names else _Scope(_Env(), scope.glob)
-    return set().union(*(_resolve(b.node, own, depth + 1) for b in bindings or []
-                         if b.kind == "holds" and _same_place(b.dotted, used)))
+    out = set().union(*(_resolve(b.node, own, depth + 1) for b in bindings or []
+                        if b.kind == "holds" and _same_place(b.dotted, used)))
+    if isinstance(node, ast.Attribute):  # stored into a module, reached under another of its names
+        dotted = _attribute(_resolve(node.value, scope, depth + 1), node.attr, scope, depth)
+        top = _Scope(_Env(), scope.glob)
+        out |= set().union(*(_resolve(b.node, top, depth + 1) for b in _stored(dotted, scope)))
+    return out
 
 
 def _attribute(bases: set[str], name: str, scope: _Scope, depth: int) -> set[str]:
@@ -1081,7 +1107,8 @@ class _Search:
         stored in it, where ``path``, the attributes the use takes of it, may reach)."""
         if node.id in scope.local.names:  # a local name: its code is part of what is searched already
             return
-        for b in scope.lookup(node.id) or []:
+        used = {f"{n}.{path}" if path else n for n in _resolve(node, scope)}
+        for b in [*(scope.lookup(node.id) or []), *_stored(used, scope)]:
             if b.kind == "def" and b.node is not None:
                 label = "class" if isinstance(b.node, ast.ClassDef) else "function"
                 where = b.cell.phrase() if b.cell else "the notebook"

@@ -263,6 +263,18 @@ def test_01_a_helper_stored_on_numpy_flags_only_the_answers_that_take_it(put):
     only(found, "conv2d", "torch.nn.functional.conv2d")
 
 
+@pytest.mark.parametrize("use, put", [
+    ("np.xx(x, w)", ["setattr(np, 'xx', helper)", "import numpy as np"]),
+    ("xp.linalg.xx(x, w)", ["np.linalg.xx = helper", "import numpy as xp"]),
+    ("xx(x, w)", ["np.linalg.xx = helper", "from numpy.linalg import xx"]),
+])
+def test_01_a_helper_stored_on_a_module_is_reached_under_its_other_names(use, put):
+    """A module is one object: what a cell stored on it under one name is there under another alias, after a
+    fresh import, and for a name imported from it."""
+    found = flagged("01", {"conv2d": CONV2D + f"    return {use}"}, {"conv2d": [HELPER, *put]})
+    only(found, "conv2d", "torch.nn.functional.conv2d")
+
+
 def test_01_a_reference_stored_on_a_module_is_named_where_it_is_used():
     found = flagged("01", {"conv2d": CONV2D + "    return np.linalg.xx(x, w)"}, {"conv2d": ["np.linalg.xx = F.conv2d"]})
     only(found, "conv2d", "calls torch.nn.functional.conv2d (written `np.linalg.xx`) (answer cell, line 2)")
