@@ -596,10 +596,10 @@ def _put_by_call(call: ast.Call) -> tuple[ast.AST, ast.AST] | None:
 
 
 def _exec_literal(node: ast.AST) -> ast.Module | None:
-    """The code of ``exec("np.xx = helper")`` (or ``get_ipython().run_cell("...")``) when it is a literal
-    string, its lines numbered as the call's; None for any other node."""
+    """The code of ``exec("np.xx = helper")`` (or ``eval``, ``get_ipython().run_cell("...")``) when it is a
+    literal string, its lines numbered as the call's; None for any other node."""
     if not (isinstance(node, ast.Call) and node.args and (
-            isinstance(node.func, ast.Name) and node.func.id == "exec"
+            isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval")
             or isinstance(node.func, ast.Attribute) and node.func.attr == "run_cell" and _is_get_ipython(node.func.value))):
         return None
     code = _const_str(node.args[0])
@@ -1328,7 +1328,7 @@ _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", 
                      "ag_frame"}
 _BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
            "os.fork", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.popen", "subprocess.",
-           "asyncio.to_thread", "asyncio.create_subprocess")
+           "asyncio.to_thread", "asyncio.create_subprocess", "pty.fork", "pty.spawn")
 # A string that spells one of the names above (for getattr with a name the reader cannot fold).
 _ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads",
                                   "setprofile_all_threads", "settrace_all_threads", "_disable_current_modes"), "off"),

@@ -643,6 +643,7 @@ HONEST_WORKER = "def worker(x, w):\n    return x\n"
     ("import threading\nthreading.Thread(target=worker, args=(1, 2)).start()", "beside"),
     ("from concurrent.futures import ThreadPoolExecutor as Pool\npool = Pool(2)", "beside"),
     ("import cProfile\ncProfile.Profile().enable()", "off"),
+    ("import sys\neval('sys.setprofile')(None)", "off"),
     ("exec('import sys\\nsys.setprofile(None)')", "off"),
     ("import builtins\nbuiltins.xx = print", "patch"),
     ("import marshal\nf = marshal.loads(b'')", "code"),
