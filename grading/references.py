@@ -81,6 +81,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 
@@ -362,6 +363,7 @@ class _Cell:
     release: bool  # identical to a cell of the release: context only
     answer_of: str | None  # the grade_id when this is an answer cell
     number: int = 0  # 1-based among the notebook's code cells: markdown cells are not counted
+    puts: list | None = None  # how the cell stores into objects, read once (_puts)
 
     def where(self) -> str:
         """For "(answer cell, line 3)", "(code cell 12, line 3)"."""
@@ -613,53 +615,77 @@ def _exec_literal(node: ast.AST) -> ast.Module | None:
     return tree
 
 
-def _bind_puts(node: ast.AST, env: _Env, cell: _Cell | None, local: frozenset | None = None) -> None:
-    """Bind what code anywhere in a cell stores into an object that lives outside the function doing it
+def _puts(node: ast.AST, cell: _Cell | None, local: frozenset | None = None) -> list[Callable[[_Env], None]]:
+    """What code anywhere in a cell stores into an object that lives outside the function doing it
     (``setattr(np, "xx", helper)``; ``np.linalg.xx = helper`` inside ``def install()``; a loop of
-    ``tools.append``), so that a use of that object reaches the value. ``local``: the names of the
-    function around ``node`` (None at a cell's top level, where ``_bind_statements`` binds assignments)."""
+    ``tools.append``), as steps that bind it in an environment, so that a use of that object reaches
+    the value. ``local``: the names of the function around ``node`` (None at a cell's top level, where
+    ``_bind_statements`` binds assignments). Read once per cell: the steps are replayed per exercise."""
+    steps: list[Callable[[_Env], None]] = []
     for child in ast.iter_child_nodes(node):
         inner = local
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            own = _local_env(child, cell).names  # a name only stored into (np.xx = ...) is not local
-            inner = (local or frozenset()) | frozenset(n for n, bs in own.items() if any(b.kind != "holds" for b in bs))
+            inner = (local or frozenset()) | _local_names(child)
         put = None
         inner_code = _exec_literal(child)
         if inner_code is not None:  # exec("np.xx = helper"): bound as if the cell said it
             if local is None:
-                _bind_statements(inner_code.body, env, cell, False)
-            _bind_puts(inner_code, env, cell, local)
+                steps.append(lambda env, body=inner_code.body: _bind_statements(body, env, cell, False))
+            steps += _puts(inner_code, cell, local)
         if isinstance(child, ast.Call):
             put = _put_by_call(child)
             key = _const_str(child.args[1]) if put and len(child.args) == 3 else None
-            if key and {canonical(n) for n in _resolve(put[0], _Scope(_Env(), env))} & {"builtins", "__main__"}:
-                env.bind(key, _Binding("expr", cell, put[1]), False)  # setattr(builtins, "xx", helper): a bare xx
+            if key:  # setattr(builtins, "xx", helper): a bare xx
+                steps.append(lambda env, key=key, put=put: env.bind(key, _Binding("expr", cell, put[1]), False) if {
+                    canonical(n) for n in _resolve(put[0], _Scope(_Env(), env))} & {"builtins", "__main__"} else None)
             if put and _is_own_namespace(put[0]) and isinstance(child.func, ast.Attribute):
                 for k in child.keywords:  # globals().update(conv2d=F.conv2d)
                     if k.arg:
-                        env.bind(k.arg, _Binding("expr", cell, k.value), False)
+                        steps.append(lambda env, k=k: env.bind(k.arg, _Binding("expr", cell, k.value), False))
                 key = _const_str(child.args[0]) if len(child.args) == 2 else None
                 if key:  # globals().__setitem__("conv2d", F.conv2d), globals().setdefault(...)
-                    env.bind(key, _Binding("expr", cell, child.args[1]), False)
+                    steps.append(lambda env, key=key, v=child.args[1]: env.bind(key, _Binding("expr", cell, v), False))
                 put = None
         elif local is not None and isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and child.value:
             for target in child.targets if isinstance(child, ast.Assign) else [child.target]:
                 for t in ast.walk(target):
                     if isinstance(t, (ast.Attribute, ast.Subscript)) and isinstance(t.ctx, ast.Store) \
                             and _root_name(t) not in local:
-                        _bind_put(t, child.value, env, cell)
+                        steps.append(lambda env, t=t, v=child.value: _bind_put(t, v, env, cell))
         if put and _root_name(put[0]) not in (local or ()):
             is_setattr = isinstance(child.func, ast.Name) and child.func.id == "setattr" or getattr(
                 child.func, "attr", "") == "__setattr__"
             name = _const_str(child.args[-2]) if is_setattr and len(child.args) >= 2 else None
-            _bind_put(put[0], put[1], env, cell, name)
-        _bind_puts(child, env, cell, inner)
+            steps.append(lambda env, put=put, name=name: _bind_put(put[0], put[1], env, cell, name))
+        steps += _puts(child, cell, inner)
+    return steps
+
+
+def _local_names(function: ast.AST) -> frozenset:
+    """The names a function binds for itself (its parameters, what it assigns, imports or defines, not
+    what it declares global); a name only stored into (``np.xx = ...``) is not one."""
+    names, declared = set(), set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) or isinstance(node, ast.arg):
+            names.add(node.id if isinstance(node, ast.Name) else node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not function:
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+    return frozenset(names - declared)
 
 
 def _bind_cell(cell: _Cell, env: _Env, replace: bool) -> None:
-    """Bind the names a cell defines, and what it stores into objects (``_bind_puts``)."""
+    """Bind the names a cell defines, and what it stores into objects (``_puts``)."""
     _bind_statements(cell.tree.body, env, cell, replace)
-    _bind_puts(cell.tree, env, cell)
+    if cell.puts is None:
+        cell.puts = _puts(cell.tree, cell)
+    for step in cell.puts:
+        step(env)
 
 
 def _bind_statements(stmts: list[ast.stmt], env: _Env, cell: _Cell | None, replace: bool) -> None:
