@@ -45,7 +45,8 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   (``ESCAPES``, one rule per kind): switching the record off (``map(sys.setprofile, [None])``,
   torch's dispatch-mode stack), replacing functions of sys, builtins, os or threading, making or
   relabelling code objects (``types.FunctionType(code, g)``, ``code.replace(co_filename=...)``),
-  reaching into frames, ``gc`` or a scan of ``sys.modules``, starting a thread or a process. It is
+  reaching into frames, ``gc`` or a scan of ``sys.modules``, starting a thread or a process, looking
+  a function of sys up by a name built at run time (literal ``exec``/``eval`` code included). It is
   reported for every exercise, naming the cell; inside a function of an answer cell, for the
   exercises whose answers reach it;
 - an import of a module that is not installed where grading runs, and a use of a name from one,
