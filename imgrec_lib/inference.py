@@ -68,6 +68,7 @@ SHADOW_K = 8  # a closing this wide (a picture of 384 px or more): k/2 is wider 
 NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
 MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
+MARK = 0.3  # a piece beside the digit under this share of its ink, farther than this share of its size: a mark
 
 
 class ImageError(Exception):
@@ -481,7 +482,9 @@ def along_border(mask: np.ndarray, run: float = 0.1) -> np.ndarray:
 
 def keep_digit(mask: np.ndarray) -> np.ndarray:
     """The digit's pixels: the largest connected component of the mask and the pieces near it that
-    are at least 10% of its size (a 5's bar, a stroke cut by a ruled line). Components touching
+    are at least 10% of its size (a 5's bar, a stroke cut by a ruled line). A piece under ``MARK``
+    of its size is kept only within ``MARK`` of its height or width of its ink: a 5's bar nearly
+    touches the 5, a dot or a small scribble beside the digit stands apart. Components touching
     the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
     a box or a circle drawn round the digit (``_frames``). Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
@@ -501,6 +504,13 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
     keep = [i for i, b in enumerate(boxes)
             if sizes[i] >= 0.1 * sizes[main] and b[0].start < bottom + reach and b[0].stop > top - reach
             and b[1].start < right + reach and b[1].stop > left - reach]
+    marks = [i for i in keep if sizes[i] < MARK * sizes[main]]
+    if marks:  # how far each small piece is from the digit's own ink
+        r = int(np.ceil(reach))
+        window = (slice(max(0, top - r), bottom + r), slice(max(0, left - r), right + r))
+        gap = ndimage.distance_transform_edt(labels[window] != main + 1)
+        far = [i for i in marks if gap[labels[window] == i + 1].min(initial=np.inf) > MARK * 2 * reach]
+        keep = [i for i in keep if i not in far]
     return np.isin(labels, np.array(keep) + 1)
 
 

@@ -807,3 +807,27 @@ def test_a_bold_dark_grey_digit_wider_than_the_closing_keeps_its_ink():
     assert steps["mask"][ndimage.binary_erosion(digit, iterations=3)].mean() > 0.95, "the whole stroke is ink"
     shadowed_paper = shadow & ~ndimage.binary_dilation(digit, iterations=6)
     assert steps["mask"][shadowed_paper].mean() < 0.01, "the shadow is paper"
+
+
+def test_a_dot_or_scribble_beside_the_digit_is_left_out_and_a_5s_bar_is_kept():
+    """A dot or a small scribble beside the digit, apart from it, is not part of it: it would
+    shrink the digit in the 28x28 and pull its centre of mass aside. A 5's bar written apart,
+    just above its body, is part of the 5."""
+    paper = Image.new("L", (480, 480), 245)
+    draw = ImageDraw.Draw(paper)
+    draw.line([(200, 110), (200, 370)], fill=30, width=9)             # a 1
+    draw.ellipse([296, 200, 318, 222], fill=30)                        # a dot beside it
+    draw.line([(296, 330), (316, 318), (308, 345), (331, 335)], fill=30, width=6)  # a scribble
+    x = np.asarray(paper, dtype=np.float64) / 255
+    kept = inference.keep_digit(inference.ink_mask(inference.flatten_background(x)))
+    cols = np.flatnonzero(kept.any(0))
+    assert cols[0] >= 185 and cols[-1] <= 215, "only the 1"
+
+    five = Image.new("L", (480, 480), 245)
+    draw = ImageDraw.Draw(five)
+    draw.line([(180, 190), (180, 250), (260, 250), (280, 300), (260, 350), (180, 350)], fill=30, width=9)
+    draw.line([(190, 170), (290, 170)], fill=30, width=9)              # the bar, 10 px above the body
+    x = np.asarray(five, dtype=np.float64) / 255
+    kept = inference.keep_digit(inference.ink_mask(inference.flatten_background(x)))
+    rows = np.flatnonzero(kept.any(1))
+    assert rows[0] <= 170, "the 5's bar is kept"
