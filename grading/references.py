@@ -14,8 +14,9 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   imgrec_lib.conv``, ``from m import *``), assignments (``ref = F.conv2d``), functions and classes;
   what code stores into an object makes the object's name stand for it too (``np.linalg.xx =
   helper``, ``setattr(np, "xx", helper)``, ``vars(np).update(...)``, ``tools.append(helper)``, in a
-  loop or inside a function of the cell's). The release's own cells (the lesson's set-up, demos
-  and tests) count for these names, but what they call is never a finding in itself;
+  loop, inside a function of the cell's, or one it hands the object to). The release's own cells
+  (the lesson's set-up, demos and tests) count for these names, but what they call is never a
+  finding in itself;
 - the roots of an exercise are its answer cell and the names its test cells grade (``conv2d``,
   ``MyCNN``, ``trained_model``), as bound when the first test cell runs;
 - a root's code is searched for the exercise's references through aliases, attribute chains,
@@ -59,9 +60,10 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
 
 What it cannot see: methods reached through objects whose type it does not know
 (``self.helper()``, ``obj.method()``; only the torch.Tensor methods named in ``REFERENCES`` are caught
-on any object), an object handed to a function that stores into it (``install(np)``), a reference
-class reached inside a network made by code outside the packages above, code that a cell no answer
-uses writes to a file under the name of an installed module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
+on any object), an object that reaches the function storing into it through more than one call (one
+call, ``install(np)``, is followed), a reference class reached inside a network made by code outside
+the packages above, code that a cell no answer uses writes to a file under the name of an installed
+module and puts first on ``sys.path``, names built at run time that it cannot fold into a literal
 (reported as obfuscation instead), helpers deeper than ``MAX_DEPTH``, and answers that copy a
 reference's source text instead of calling it. So a second layer looks at what runs: while the
 tests call the answers, grading/recorder.py notes in the kernel where the student's code enters
@@ -603,7 +605,8 @@ def _exec_literal(node: ast.AST) -> ast.Module | None:
     literal string, its lines numbered as the call's; None for any other node."""
     if not (isinstance(node, ast.Call) and node.args and (
             isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval")
-            or isinstance(node.func, ast.Attribute) and node.func.attr == "run_cell" and _is_get_ipython(node.func.value))):
+            or isinstance(node.func, ast.Attribute) and node.func.attr == "run_cell"
+            and _is_get_ipython(node.func.value))):
         return None
     code = _const_str(node.args[0])
     try:
@@ -658,8 +661,44 @@ def _puts(node: ast.AST, cell: _Cell | None, local: frozenset | None = None) -> 
                 child.func, "attr", "") == "__setattr__"
             name = _const_str(child.args[-2]) if is_setattr and len(child.args) >= 2 else None
             steps.append(lambda env, put=put, name=name: _bind_put(put[0], put[1], env, cell, name))
+        if isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and any(
+                isinstance(a, ast.Name) and a.id not in (local or ()) for a in child.args):
+            steps.append(lambda env, call=child: _bind_passed(call, env, cell))  # install(np)
         steps += _puts(child, cell, inner)
     return steps
+
+
+@functools.lru_cache(maxsize=4096)
+def _stores(function: ast.AST) -> list[tuple[ast.AST, ast.AST, str | None]]:
+    """(container, value, attribute name or None) for each store into an object in a function's code."""
+    stores: list[tuple[ast.AST, ast.AST, str | None]] = []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and (put := _put_by_call(node)):
+            setattr_like = len(node.args) >= 2 and (getattr(node.func, "id", "") == "setattr"
+                                                     or getattr(node.func, "attr", "") == "__setattr__")
+            stores.append((put[0], put[1], _const_str(node.args[-2]) if setattr_like else None))
+        elif isinstance(node, ast.Assign):
+            stores += [(t, node.value, None) for t in node.targets if isinstance(t, (ast.Attribute, ast.Subscript))]
+    return stores
+
+
+def _bind_passed(call: ast.Call, env: _Env, cell: _Cell | None) -> None:
+    """``install(np)`` where the notebook's ``def install(m)`` stores into ``m`` (``setattr(m, "xx",
+    helper)``, ``m.linalg.xx = helper``): ``np`` holds what it stored."""
+    for b in env.names.get(call.func.id, []):
+        if b.kind != "def" or not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        params = [a.arg for a in (*b.node.args.posonlyargs, *b.node.args.args)]
+        for container, value, name in _stores(b.node):
+            root = _root_name(container)
+            if root not in params or params.index(root) >= len(call.args):
+                continue
+            arg = call.args[params.index(root)]
+            if isinstance(value, ast.Name) and value.id in params and params.index(value.id) < len(call.args):
+                value = call.args[params.index(value.id)]  # install(np, helper): the value came in too
+            if isinstance(arg, ast.Name):
+                path = ".".join(p for p in (_attr_path(container), name or "") if p)
+                _bind_put(ast.Attribute(value=arg, attr=path, ctx=ast.Store()) if path else arg, value, env, cell)
 
 
 def _local_names(function: ast.AST) -> frozenset:

@@ -240,6 +240,8 @@ def test_01_conv2d_through_a_helper_put_in_a_container_or_on_a_module_in_another
     ("for name, f in [('xx', helper)]:\n    setattr(np, name, f)", "np.xx(x, w)"),
     ("def install():\n    np.linalg.xx = helper\ninstall()", "np.linalg.xx(x, w)"),
     ("def install():\n    setattr(np, 'xx', helper)\ninstall()", "np.xx(x, w)"),
+    ("def install(m, f):\n    setattr(m, 'xx', f)\ninstall(np, helper)", "np.xx(x, w)"),
+    ("def install(m):\n    m.linalg.xx = helper\ninstall(np)", "np.linalg.xx(x, w)"),
     ("exec('np.xx = helper')", "np.xx(x, w)"),
     ("import sys\nsys.modules[__name__].xx = helper", "xx(x, w)"),
     ("import sys\nsetattr(sys.modules['__main__'], 'xx', helper)", "xx(x, w)"),
