@@ -68,6 +68,7 @@ SHADOW_K = 8  # a closing this wide (a picture of 384 px or more): k/2 is wider 
 NET = 8  # more holes than this in the ink mask: a net of printed lines, not a digit (which has at most 2)
 MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
+ROW = 4  # this many pieces alike side by side on a line: a toolbar's icons or a line of print, not a digit
 MARK = 0.3  # a piece beside the digit under this share of its ink, farther than this share of its size: a mark
 
 
@@ -486,7 +487,9 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
     of its size is kept only within ``MARK`` of its height or width of its ink: a 5's bar nearly
     touches the 5, a dot or a small scribble beside the digit stands apart. Components touching
     the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
-    a box or a circle drawn round the digit (``_frames``). Lesson 08."""
+    a box or a circle drawn round the digit (``_frames``). A piece in a row of pieces alike
+    (``_rows``: a toolbar's icons, a line of print) is not taken for the digit when another piece
+    at least 10% as large is there. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
@@ -498,7 +501,9 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
     inside = np.array([b[0].start > 0 and b[1].start > 0 and b[0].stop < h and b[1].stop < w for b in boxes])
     if inside.any() and min(h, w) >= 100:
         sizes = np.where(inside, sizes, 0)
-    main = int(np.argmax(sizes))
+    alone = sizes.copy()  # the pieces that could be the digit
+    alone[_rows(boxes, sizes)] = 0
+    main = int(np.argmax(alone if alone.max() >= 0.1 * sizes.max() else sizes))
     (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
     reach = 0.5 * max(bottom - top, right - left)
     keep = [i for i, b in enumerate(boxes)
@@ -512,6 +517,27 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
         far = [i for i in marks if gap[labels[window] == i + 1].min(initial=np.inf) > MARK * 2 * reach]
         keep = [i for i in keep if i not in far]
     return np.isin(labels, np.array(keep) + 1)
+
+
+def _rows(boxes: list, sizes: np.ndarray, alike: int = ROW) -> list[int]:
+    """The components (indices) that stand in a row of at least ``alike`` pieces alike: as tall
+    and as wide as each other (within 25%), as much ink (within half), side by side on one line
+    (their middles within a quarter of their height). A toolbar's icons, a line of printed text,
+    the dashes of a dashed line; not the pieces of one digit, which differ. Only components at
+    least 10% the size of the largest are looked at (specks of noise are many and alike)."""
+    big = np.flatnonzero(sizes >= 0.1 * sizes.max()) if sizes.max() > 0 else np.array([], dtype=int)
+    if len(big) < alike:
+        return []
+    b = np.array([(r.start, r.stop, c.start, c.stop) for r, c in (boxes[i] for i in big)], dtype=float)
+    height, width, ink = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2], sizes[big]
+
+    def near(a, within):  # (n, n): each pair within ``within`` of the larger of the two
+        return np.abs(a[:, None] - a[None, :]) <= within * np.maximum(a[:, None], a[None, :])
+
+    middle = (b[:, 0] + b[:, 1]) / 2
+    in_line = np.abs(middle[:, None] - middle[None, :]) <= 0.25 * height[:, None]
+    alike_in_line = near(height, 0.25) & near(width, 0.25) & near(ink, 0.5) & in_line
+    return [int(i) for i in big[alike_in_line.sum(axis=1) >= alike]]  # each piece counts itself
 
 
 def _frames(labels: np.ndarray, boxes: list, sizes: np.ndarray) -> list[int]:
@@ -615,12 +641,15 @@ def preprocess_digit(x: np.ndarray) -> np.ndarray:
     laid out like MNIST. What ``load_image``, the CLI and the widgets do for a 28x28 grey model;
     ``digit_steps`` shows the steps. A 28x28 digit laid out like MNIST already comes back as it
     is (inverted if it is dark on light). Raises ``NoDigitError`` when there is no digit (a blank
-    page, paper without a digit). Lesson 08."""
+    page, paper without a digit), saying whether nothing stood out or only specks did. Lesson 08."""
     light_on_dark = 1.0 - x if x.shape == (28, 28) and is_dark_on_light(x) else x
     if is_mnist_layout(light_on_dark):
         return light_on_dark.astype(np.float32)
     steps = digit_steps(x)
     if not has_digit(steps):
+        if steps["digit"].any():
+            raise NoDigitError("no digit found: the marks that stand out from the paper are too small or too faint "
+                               "for a digit; crop the picture closer to the digit, or photograph it larger and darker")
         raise NoDigitError("no digit found: the picture looks blank (no mark stands out from the paper); check that "
                            "it is the right file, or photograph the digit larger and darker")
     return steps["mnist"]
