@@ -334,24 +334,47 @@ def flatten_background(x: np.ndarray) -> np.ndarray:
         # maximum filter would pick up noise): the paper's light changes slowly, and it is 16x less work
         small = x[:h - h % 4, :w - w % 4].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
         k = max(3, max(small.shape) // 12)  # wider than any pen stroke
-        closed = _paper_past_ink(_paper_light(small, k))
+        closed = _paper_past_ink(_paper_light(small, k), k)
         paper = np.minimum(ndimage.gaussian_filter(closed, sigma=k / 4), closed)  # the blur never lifts a shadow's edge
         paper = _sharp_steps(x, paper) if k >= SHADOW_K else _resize(paper, h, w)  # back to full size
     return np.clip(1.0 - x / np.maximum(paper, 1e-3), 0.0, 1.0)
 
 
-def _paper_past_ink(paper: np.ndarray, shadow: float = 0.25) -> np.ndarray:
+def _paper_past_ink(paper: np.ndarray, k: int, shadow: float = 0.25) -> np.ndarray:
     """The paper's light estimate (paper light, ink dark) with the ink it kept taken out. A stroke
     wider than the closing (a bold font, a felt-tip pen, a digit that fills the picture) survives
     it, and would be divided by its own darkness: its inside would read as paper. A shadow on paper
     keeps more than ``shadow`` of the lit paper's light (its 95th percentile); ink is much darker.
-    So where the estimate falls below that, it is ink, and the paper there takes the light of the
-    nearest paper outside it."""
-    ink = paper < shadow * float(np.percentile(paper, 95))
+    So where the estimate falls below that, it is ink; and so is a dark area that is a stroke, not
+    a shadow (``_felt_tip``), in a picture large enough for the closing (``k``) to be wider than a
+    thin pen. The paper there takes the light of the nearest paper outside it."""
+    lit = float(np.percentile(paper, 95))
+    ink = paper < shadow * lit
+    if k >= SHADOW_K:  # a picture of 384 px or more; in a smaller one a thin pen's grey 4x4 means are as wide as k
+        ink |= _felt_tip(paper / max(lit, 1e-3), k)
     if not ink.any() or ink.all():
         return paper
     nearest = ndimage.distance_transform_edt(ink, return_distances=False, return_indices=True)
     return paper[tuple(nearest)]
+
+
+def _felt_tip(light: np.ndarray, k: int, dark: float = 0.4, dim: float = 0.6) -> np.ndarray:
+    """Where the paper's light estimate (``light``: 1 the lit paper) is a pen's stroke, not a
+    shadow: a felt-tip pen in dark blue or green is lighter than black ink, as light as a deep
+    shadow, and wide enough to outlast the closing. Both are under ``dark``; they differ in shape.
+    A shadow is broad: some of it holds a disk ``2 k`` wide (twice the closing's size), or it comes
+    in from the picture's edge (a hand, a phone, the desk). A pen's stroke is narrower than that
+    all along, and lies inside the picture. The shapes are those of the areas under ``dim`` (the
+    noise and the uneven light on a shadow near ``dark`` would cut it into narrow pieces), and a
+    stroke is all of such an area, its blurred rim too."""
+    dimmed = light < dim
+    labels, n = ndimage.label(dimmed)
+    if n == 0:
+        return dimmed
+    broad = ndimage.binary_opening(dimmed, structure=morphology.disk(k))
+    shadows = np.union1d(labels[broad], np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    strokes = np.setdiff1d(labels[light < dark], shadows)
+    return np.isin(labels, strokes)
 
 
 def _sharp_steps(x: np.ndarray, small_paper: np.ndarray, step: float = 0.1) -> np.ndarray:

@@ -860,3 +860,20 @@ def test_specks_too_small_for_a_digit_are_not_called_blank(tmp_path):
     Image.fromarray((x * 255).astype(np.uint8)).save(path)
     with pytest.raises(inference.NoDigitError, match="too small or too faint for a digit"):
         load_image(path)
+
+
+def test_a_thick_dark_blue_felt_tip_stroke_is_solid_not_hollow():
+    """A felt-tip 0 in dark blue: its strokes 40 px wide on a 480 px picture, wider than half the
+    grey closing's k (40 px here), and in grey only about a quarter of the paper's light, near the
+    darkest a shadow can be, with a JPEG's noise on it. It is a stroke, narrow and inside the
+    picture, not a broad shadow: its whole width is ink, not a hollow rim."""
+    rng = np.random.default_rng(0)
+    paper = Image.new("L", (480, 480), 0)
+    ImageDraw.Draw(paper).ellipse([130, 60, 350, 420], outline=255, width=40)
+    ImageDraw.Draw(paper).line([(150, 130), (200, 90)], fill=255, width=56)  # where the pen went over twice
+    digit = np.asarray(paper) > 0
+    x = np.where(digit, 0.26, 0.95) * 0.95 + rng.normal(0, 0.015, digit.shape)
+    steps = inference.digit_steps(np.clip(x, 0, 1))
+    core = ndimage.binary_erosion(digit, iterations=4)
+    assert steps["mask"][core].mean() > 0.97, "the whole stroke is ink"
+    assert steps["mask"][~ndimage.binary_dilation(digit, iterations=4)].mean() < 0.01, "the paper is not"
