@@ -1,6 +1,6 @@
 """Two sections of ``make bench`` (issue 14): reading real people's digits, and reproducible training.
 
-    realistic     the project's realistic set (scripts/make_realistic_digits.py, 360 images in 12
+    realistic     the project's realistic set (scripts/make_realistic_digits.py, 450 images in 15
                   categories) through ``python -m imgrec_lib predict``'s pipeline, for the models of
                   `make train` and of `make train FAST=1` (seeds 0-2): top-1 accuracy overall and per
                   category, and the milliseconds to read, preprocess and classify a 1600x1200

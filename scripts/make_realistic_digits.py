@@ -2,8 +2,10 @@
 
     python scripts/make_realistic_digits.py OUT_DIR [--sheet contact_sheet.png]
 
-Writes 360 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
-seeded): the same files on every machine. ``OUT_DIR/labels.csv`` lists ``path,label,category``.
+Writes 450 labelled images, 30 per category (3 of each digit), deterministically (numpy + Pillow,
+seeded): the same files on every machine. Each image has its own generator, seeded by (seed, the
+category's place in CATEGORIES, digit, k), so a category added at the end leaves every other
+image's bytes as they were. ``OUT_DIR/labels.csv`` lists ``path,label,category``.
 Nothing here is MNIST: the digits are hand-made pen strokes or font glyphs, so the set tests what
 the model and ``imgrec_lib.inference`` do with pictures they were not trained on.
 
@@ -24,6 +26,15 @@ Categories:
     framed      a digit with a box or a circle drawn round it in the same ink
     pencil      faint pencil: light grey strokes (0.15-0.35 darker than the paper), grainy, on
                 textured paper
+    screenshot  a 1280-1440 px screenshot of an app: title bar, menu, a toolbar with a row of icons,
+                a grey surround and a white page with one typed digit 40-110 px high; sometimes a
+                text cursor, a mouse pointer, a ruler, a scroll bar, a status bar; PNG
+    marker      thick felt-tip (strokes 7-12% of the digit's height) in black, dark blue, dark green
+                or dark red at 85-95% opacity, darker where strokes overlap; slight blur, JPEG 60-90
+    handshadow  a phone photo, 1200-4000 px, of a page in perspective on a desk with the hard shadow
+                of a hand with fingers or of a phone across part of the page and across or near the
+                digit; warm light, vignette, noise, blur, JPEG 30-70; one digit in three small, its
+                loops closing up once the photo is shrunk
 """
 
 from __future__ import annotations
@@ -39,8 +50,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 CATEGORIES = ("strokes", "fonts", "photos", "ink", "offcentre", "mnist28", "lined", "squared", "desk", "shadow",
-              "framed", "pencil")
-PER_DIGIT = 3  # images of each digit in each category: 12 x 10 x 3 = 360
+              "framed", "pencil", "screenshot", "marker", "handshadow")
+PER_DIGIT = 3  # images of each digit in each category: 15 x 10 x 3 = 450
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
          "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "cmr10.ttf", "DejaVuSans-Oblique.ttf",
@@ -233,6 +244,224 @@ def _pencil(rng, digit: int, size: int) -> np.ndarray:
     return paper * (1 - rng.uniform(0.15, 0.35) * strokes * grain)
 
 
+# --------------------------------------------------------------------------- a screenshot, felt-tip, a hand's shadow
+
+MENU = ("File", "Edit", "View", "Insert", "Format", "Tools", "Window", "Help")
+
+
+def _screenshot(rng, digit: int, k: int) -> Image.Image:
+    """An app's window as a screenshot, 1280-1440 px wide: a title bar, a menu, a toolbar with a row
+    of icons, a grey surround and a white page with one typed digit 40-110 px high; a text cursor,
+    a mouse pointer, a ruler, a scroll bar and a status bar some of the time."""
+    w = int(rng.integers(1280, 1441))
+    h = int(w * rng.uniform(0.56, 0.66))
+    dark = rng.random() < 0.3  # a dark title bar and toolbar
+    chrome, text = ((45, 47, 52), (225, 225, 225)) if dark else ((236, 236, 238), (40, 40, 40))
+    surround = int(rng.integers(170, 225))
+    img = Image.new("RGB", (w, h), (surround,) * 3)
+    draw = ImageDraw.Draw(img)
+    ui = ImageFont.truetype(str(FONT_DIR / "DejaVuSans.ttf"), int(rng.integers(12, 17)))
+    title, menu, tools = int(rng.integers(26, 36)), int(rng.integers(22, 30)), int(rng.integers(36, 60))
+    top = title + menu + tools
+    draw.rectangle([0, 0, w, top], fill=chrome)
+    draw.rectangle([0, 0, w, title], fill=tuple(max(c - 12, 0) for c in chrome))
+    draw.text((w // 2 - 60, title // 2), "Untitled - Notes", fill=text, font=ui, anchor="lm")
+    for i, colour in enumerate([(237, 106, 94), (245, 191, 79), (98, 197, 84)]):  # the window's buttons
+        x = 14 + 22 * i
+        draw.ellipse([x, title // 2 - 6, x + 12, title // 2 + 6], fill=colour)
+    x = 12
+    for word in MENU[:int(rng.integers(5, len(MENU) + 1))]:
+        draw.text((x, title + menu // 2), word, fill=text, font=ui, anchor="lm")
+        x += int(ui.getlength(word)) + int(rng.integers(14, 24))
+    icon, x, y = int(tools * rng.uniform(0.5, 0.7)), 10, title + menu + tools // 2
+    bold = ImageFont.truetype(str(FONT_DIR / "DejaVuSans-Bold.ttf"), icon)
+    for i in range(int(rng.integers(10, 22))):  # the toolbar's icons: shapes, letters and little bars
+        kind = rng.integers(5)
+        colour = text if rng.random() < 0.6 else tuple(int(c) for c in rng.integers(30, 220, 3))
+        box = [x, y - icon // 2, x + icon, y + icon // 2]
+        if kind == 0:
+            draw.rounded_rectangle(box, radius=icon // 5, outline=colour, width=2)
+        elif kind == 1:
+            draw.ellipse(box, fill=colour)
+        elif kind == 2:
+            draw.text((x + icon // 2, y), "BIUSA"[i % 5], fill=colour, font=bold, anchor="mm")
+        elif kind == 3:
+            for j in range(4):  # an "align" icon: four short bars
+                draw.line([(x, box[1] + 3 + j * icon // 4), (x + icon - (j % 2) * icon // 3, box[1] + 3 + j * icon // 4)],
+                          fill=colour, width=2)
+        else:
+            draw.polygon([(x, box[3]), (x + icon // 2, box[1]), (x + icon, box[3])], fill=colour)
+        x += icon + int(rng.integers(6, 16)) + (int(rng.integers(10, 24)) if rng.random() < 0.2 else 0)
+        if x > w - icon - 10:
+            break
+    status = int(rng.integers(20, 28)) if rng.random() < 0.6 else 0
+    if status:
+        draw.rectangle([0, h - status, w, h], fill=chrome)
+        draw.text((12, h - status // 2), "Page 1 of 1    1 word    English (US)", fill=text, font=ui, anchor="lm")
+    if rng.random() < 0.5:  # a scroll bar along the right edge
+        draw.rectangle([w - 14, top, w, h - status], fill=(225, 225, 225))
+        draw.rounded_rectangle([w - 12, top + 30, w - 2, top + 30 + int(rng.integers(60, 300))], radius=4,
+                               fill=(160, 160, 160))
+    page_w = int(w * rng.uniform(0.45, 0.7))
+    left, page_top = (w - page_w) // 2 + int(rng.integers(-60, 61)), top + int(rng.integers(12, 40))
+    draw.rectangle([left + 4, page_top + 4, left + page_w + 4, h + 10], fill=(surround - 30,) * 3)  # its shadow
+    draw.rectangle([left, page_top, left + page_w, h + 10], fill="white", outline=(150, 150, 150))
+    if rng.random() < 0.3:  # a ruler with ticks above the page
+        draw.rectangle([left, top, left + page_w, top + 12], fill=(250, 250, 250))
+        for t in range(left, left + page_w, 12):
+            draw.line([(t, top + 12), (t, top + (4 if (t - left) % 60 else 0))], fill=(120, 120, 120))
+    height = int(rng.integers(40, 111))  # the digit's height on the screen
+    font = ImageFont.truetype(str(FONT_DIR / FONTS[(3 * digit + k) % len(FONTS)]), int(height * 1.35))
+    margin = int(page_w * rng.uniform(0.08, 0.15))
+    x0 = left + margin + int(rng.uniform(0, 0.5) * (page_w - 2 * margin - height))
+    y0 = page_top + margin + int(rng.uniform(0, 0.6) * max(h - page_top - 2 * margin - height - status, 1))
+    ink = tuple(int(c) for c in rng.integers(0, 40, 3))
+    draw.text((x0, y0), str(digit), fill=ink, font=font, anchor="lt")
+    right, bottom = draw.textbbox((x0, y0), str(digit), font=font, anchor="lt")[2:]
+    if rng.random() < 0.5:  # the text cursor just after the digit
+        draw.line([(right + 3, y0 - height // 8), (right + 3, bottom + height // 8)], fill=(0, 0, 0), width=2)
+    if rng.random() < 0.3:  # the mouse pointer somewhere on the page, away from the digit
+        px, py = left + page_w * rng.uniform(0.6, 0.9), bottom + rng.uniform(1.0, 2.0) * height
+        arrow = [(0, 0), (0, 17), (4, 13), (7, 20), (10, 19), (7, 12), (12, 12)]
+        draw.polygon([(px + a, py + b) for a, b in arrow], fill="black", outline="white")
+    return img
+
+
+def _felt_tip(rng, digit: int, k: int) -> Image.Image:
+    """A digit in thick felt-tip: strokes 7-12% of the digit's height, black, dark blue, dark green or
+    dark red ink at 85-95% opacity, so the paper shows through a little and strokes darken where they
+    overlap (each stroke is laid down in two or three pieces that overlap at their joins)."""
+    size = int(rng.integers(300, 700))
+    paper = np.array((255, 255, 255) if k % 2 else tuple(int(c) for c in rng.integers([240, 235, 215], [252, 248, 235])),
+                     dtype=float)
+    colour = np.array([(25, 25, 30), (25, 35, 115), (20, 85, 45), (135, 25, 30)][(3 * digit + k) % 4], dtype=float)
+    opacity = rng.uniform(0.85, 0.95)
+    height = size * rng.uniform(0.5, 0.7)
+    pen = height * rng.uniform(0.07, 0.12)
+    rgb = np.ones((size, size, 1)) * paper
+    for stroke in _hand(rng, digit):
+        cuts = sorted(rng.choice(np.arange(3, len(stroke) - 3), size=int(rng.integers(1, 3)), replace=False)) \
+            if len(stroke) > 8 else []
+        for start, stop in zip([0] + list(cuts), list(cuts) + [len(stroke)]):
+            piece = stroke[max(start - 1, 0):stop + 1]
+            mask = Image.new("L", (size, size), 0)
+            _draw_strokes(ImageDraw.Draw(mask), [piece], (size / 2, size / 2), height, pen=pen, colour=255)
+            alpha = opacity * rng.uniform(0.93, 1.0) * np.asarray(mask, dtype=float)[..., None] / 255
+            rgb = rgb * (1 - alpha) + colour * alpha
+    img = Image.fromarray(rgb.round().astype(np.uint8))
+    return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.3)))
+
+
+def _homography(src, dst) -> np.ndarray:
+    """The 8 coefficients (a..h) of the perspective map taking the 4 points ``src`` to ``dst``:
+    x' = (a x + b y + c) / (g x + h y + 1), y' = (d x + e y + f) / (g x + h y + 1)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(src, dst):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    return np.linalg.solve(np.array(rows, dtype=float), np.array(rhs, dtype=float))
+
+
+def _capsule(draw, a, b, width: float) -> None:
+    """A finger, an arm: a thick segment from ``a`` to ``b`` with round ends."""
+    draw.line([tuple(a), tuple(b)], fill=255, width=int(round(width)))
+    for x, y in (a, b):
+        draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
+
+
+def _hand_or_phone_shadow(rng, w: int, h: int, digit_at, height: float, scale: float) -> Image.Image:
+    """The mask (L, 255 in shadow) of a hand with four fingers and a thumb, or of a phone held in a
+    hand, reaching in from outside the picture towards the digit (``height`` px tall, centred at
+    ``digit_at``): the middle finger's tip or the phone's end stops from 0.3 of the digit's height
+    past its centre (across it) to 1.2 of its height short of it (near it). ``scale`` is the page's
+    width in the picture: a finger is 7-9% of it wide."""
+    mask = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(mask)
+    angle = rng.uniform(0, 2 * math.pi)
+    d = np.array([math.cos(angle), math.sin(angle)])  # the direction the hand points in, towards the digit
+    n = np.array([-d[1], d[0]])
+    target = np.array(digit_at) - d * rng.uniform(-0.3, 1.2) * height + n * rng.uniform(-0.3, 0.3) * height
+    s = scale * rng.uniform(0.8, 1.3)
+    if rng.random() < 0.6:  # a hand, left or right: the middle finger points at the target, its tip there
+        n *= rng.choice([-1, 1])  # from the index finger's side (-n) to the little finger's (+n)
+        finger, length = s * rng.uniform(0.07, 0.09), s * rng.uniform(0.3, 0.4)
+        spread = math.radians(rng.uniform(2, 8))
+        knuckles = target - d * length  # the middle finger's
+        for offset, share in zip((-1, 0, 1, 2), (0.88, 1.0, 0.93, 0.72)):  # index, middle, ring, little
+            way = d * math.cos(offset * spread) + n * math.sin(offset * spread)
+            base = knuckles + n * offset * finger * 1.05
+            _capsule(draw, base, base + way * length * share, finger)
+        palm = knuckles + n * 0.5 * finger - d * 0.2 * s
+        thumb = palm - n * 0.3 * s + d * 0.1 * s
+        _capsule(draw, palm - n * 0.1 * s, thumb, finger * 1.2)
+        r = 0.2 * s
+        draw.ellipse([palm[0] - r, palm[1] - r, palm[0] + r, palm[1] + r], fill=255)
+        _capsule(draw, palm, palm - d * 4 * s, 0.3 * s)  # the wrist and the arm, off the picture
+    else:  # a phone, its far end at the target, the hand holding it behind
+        half_w, length, r = 0.17 * s, 0.7 * s, 0.03 * s
+        corners = []
+        for cx, cy, start in ((half_w - r, -r, 0), (-half_w + r, -r, 90), (-half_w + r, -length + r, 180),
+                              (half_w - r, -length + r, 270)):
+            corners += [(cx + r * math.cos(math.radians(t)), cy + r * math.sin(math.radians(t)))
+                        for t in np.linspace(start, start + 90, 6)]
+        draw.polygon([tuple(target + n * x + d * y) for x, y in corners], fill=255)  # y <= 0: behind the target
+        hand = target - d * 0.8 * s
+        _capsule(draw, hand, hand - d * 4 * s, 0.3 * s)
+    blur = float(rng.choice([0.0, rng.uniform(0.5, 2.0)])) * max(w, h) / 1500
+    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
+
+
+def _shadowed_photo(rng, digit: int, k: int) -> Image.Image:
+    """A phone photo, 1200-4000 px on its long side, of a page in perspective on a desk, with the hard
+    shadow of a hand or of a phone across part of the page and across or near the digit; a warm light,
+    a vignette, blur and noise. One digit in three is small (5-8% of the page's width) and written
+    with a thick pen (10-15% of its height), so its loops close up once the photo is shrunk and blurred."""
+    long = int(rng.integers(1200, 4001))
+    w, h = (long, long * 3 // 4) if (digit + k) % 3 == 0 else (long * 3 // 4, long)
+    page_w = min(w, h / 1.41) * rng.uniform(0.75, 0.95)  # the page's width in the picture, A4-shaped
+    pw, ph = int(page_w), int(page_w * 1.41)
+    page = Image.new("RGB", (pw, ph), tuple(int(c) for c in rng.integers([236, 232, 222], [252, 248, 240])))
+    draw = ImageDraw.Draw(page)
+    if k == 2 and digit % 2:  # ruled paper
+        step = ph / rng.uniform(28, 36)
+        for y in np.arange(step * 3, ph, step):
+            draw.line([(0, y), (pw, y)], fill=(150, 175, 215), width=max(1, int(pw / 600)))
+    height = page_w * (rng.uniform(0.05, 0.08) if k == 0 else rng.uniform(0.1, 0.3))
+    pen = height * (rng.uniform(0.1, 0.15) if k == 0 else rng.uniform(0.04, 0.1))
+    spot = np.array([pw * rng.uniform(0.3, 0.7), ph * rng.uniform(0.3, 0.7)])
+    ink = tuple(int(c) for c in ((rng.integers(15, 60),) * 3 if digit % 3 else (30, 45, 140)))
+    _draw_strokes(draw, _hand(rng, digit), tuple(spot), height, pen=max(pen, 2.0), colour=ink)
+    turn, keystone = math.radians(rng.uniform(-8, 8)), rng.uniform(0.8, 0.97)  # the camera's tilt narrows the top
+    centre = np.array([w / 2, h / 2]) + rng.uniform(-0.04, 0.04, 2) * (w, h)
+    quad = []
+    for x, y in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
+        x = x * (keystone if y < 0 else 1)
+        p = np.array([x * pw, y * ph]) + rng.uniform(-0.015, 0.015, 2) * (w, h)
+        quad.append(centre + [p[0] * math.cos(turn) - p[1] * math.sin(turn), p[0] * math.sin(turn) + p[1] * math.cos(turn)])
+    corners = [(0, 0), (pw, 0), (pw, ph), (0, ph)]
+    back = _homography(quad, corners)  # PIL maps each output pixel back to the page
+    photo = page.transform((w, h), Image.Transform.PERSPECTIVE, tuple(back), Image.Resampling.BILINEAR)
+    inside = Image.new("L", (pw, ph), 255).transform((w, h), Image.Transform.PERSPECTIVE, tuple(back),
+                                                     Image.Resampling.BILINEAR)
+    desk = [(95, 70, 45), (150, 110, 70), (70, 70, 72), (185, 182, 175), (35, 35, 38)][int(rng.integers(5))]
+    photo = Image.composite(photo, Image.new("RGB", (w, h), desk), inside)
+    a, b, c, d, e, f, g, hh = _homography(corners, quad)
+    x, y = spot
+    digit_at = np.array([a * x + b * y + c, d * x + e * y + f]) / (g * x + hh * y + 1)
+    shadow = _hand_or_phone_shadow(rng, w, h, digit_at, height * math.hypot(*(np.array(quad[1]) - quad[0])) / pw, page_w)
+    yy, xx = np.ogrid[0:h, 0:w]
+    xx, yy = (xx.astype(np.float32) - w / 2) / w, (yy.astype(np.float32) - h / 2) / h  # -0.5 to 0.5
+    vignette = 1 - rng.uniform(0.15, 0.35) * 2 * (xx ** 2 + yy ** 2)
+    light = vignette * (1 + rng.uniform(-0.15, 0.15) * xx + rng.uniform(-0.15, 0.15) * yy)
+    light *= 1 - rng.uniform(0.35, 0.65) * np.asarray(shadow, dtype=np.float32) / 255
+    warm = np.array([1.0, rng.uniform(0.9, 0.96), rng.uniform(0.75, 0.86)], dtype=np.float32)
+    rgb = np.asarray(photo, dtype=np.float32) * light[..., None] * warm
+    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(rng.uniform(0.6, 1.4) * long / 1500))
+    noise = rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(255 * rng.uniform(0.01, 0.035))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).round().astype(np.uint8))
+
+
 # --------------------------------------------------------------------------- one image per category
 
 def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -288,6 +517,12 @@ def make_image(category: str, digit: int, k: int, rng: np.random.Generator) -> t
         grey = _pencil(rng, digit, int(rng.integers(400, 800)))
         img = _camera(rng, np.repeat(grey[..., None], 3, axis=2), blur=0.0, noise=0.01).convert("L")
         return (_png(img), "png") if k == 0 else (_jpeg(img, int(rng.integers(75, 92))), "jpg")
+    if category == "screenshot":
+        return _png(_screenshot(rng, digit, k)), "png"
+    if category == "marker":
+        return _jpeg(_felt_tip(rng, digit, k), int(rng.integers(60, 91))), "jpg"
+    if category == "handshadow":
+        return _jpeg(_shadowed_photo(rng, digit, k), int(rng.integers(30, 71))), "jpg"
     # photos, lined, squared, desk, shadow: a page photographed with a phone
     w, h = (1600, 1200) if (digit + k) % 3 else (1200, 1600)
     page = Image.new("RGB", (w, h), (245, 242, 232))

@@ -36,6 +36,20 @@ def test_each_category_is_deterministic_and_decodes(category):
         assert size == (28, 28)
     if category in ("photos", "lined", "squared", "shadow"):
         assert sorted(size) == [1200, 1600] and ext == "jpg"
+    if category == "screenshot":
+        assert 1280 <= size[0] <= 1440 and size[0] > size[1] and ext == "png"
+    if category == "marker":
+        assert ext == "jpg"
+    if category == "handshadow":
+        assert 1200 <= max(size) <= 4000 and ext == "jpg"
+
+
+@pytest.mark.parametrize("category", ["screenshot", "marker", "handshadow"])
+def test_the_new_categories_vary_from_picture_to_picture(category):
+    pictures = [picture(category, digit, k) for digit, k in ((1, 0), (1, 1), (4, 2), (7, 1))]
+    assert len({data for data, _ in pictures}) == len(pictures)
+    sizes = {Image.open(io.BytesIO(data)).size for data, _ in pictures}
+    assert len(sizes) == len(pictures), "each picture has its own size"
 
 
 def test_the_set_has_every_digit_in_every_category():
@@ -71,6 +85,51 @@ def test_the_shadow_category_has_a_shadow_across_the_page():
     paper = np.percentile(x, 90)
     shadowed = x < 0.75 * paper
     assert 0.02 < shadowed.mean() < 0.6, "a hand's or a phone's shadow, not the whole page"
+
+
+def test_a_screenshot_has_a_toolbar_of_icons_and_a_typed_digit_on_a_white_page():
+    for digit, k in ((2, 0), (8, 1), (5, 2)):
+        x = grey("screenshot", digit, k)
+        page = np.flatnonzero((x == 255).mean(0) > 0.5)  # the white page's columns
+        assert 0.4 < len(page) / x.shape[1] < 0.75
+        top_chrome = np.flatnonzero((x == 255).mean(1) < 0.1)
+        toolbar = x[:top_chrome[top_chrome < x.shape[0] // 4].max()]
+        assert np.abs(np.diff(toolbar, axis=1)).max() > 60, "icons and menu text in the toolbar"
+        on_page = x[top_chrome[top_chrome < x.shape[0] // 4].max() + 30:, page[0] + 5:page[-1] - 5] < 100
+        rows = np.flatnonzero(on_page.sum(1) > 3)  # the digit's rows (a 2 px cursor has at most 2 per row)
+        assert 40 * 0.8 <= rows[-1] - rows[0] + 1 <= 110 * 1.2, "a digit 40-110 px high"
+
+
+def test_felt_tip_is_thick_translucent_and_darker_where_strokes_overlap():
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    for digit, k in ((8, 0), (4, 1), (0, 2), (6, 0)):
+        rgb = np.asarray(Image.open(io.BytesIO(picture("marker", digit, k)[0])).convert("RGB"), dtype=float)
+        x = rgb.mean(2)
+        ink = x < (np.median(x) + x.min()) / 2
+        rows = np.flatnonzero(ink.any(1))
+        pen = ink.sum() / skeletonize(ink).sum()  # the ink's area over its centre line's length
+        assert 0.06 < pen / (rows[-1] - rows[0]) < 0.16, "strokes 7-12% of the digit's height"
+        inside = ndimage.binary_erosion(ink, iterations=int(pen / 4))
+        assert x[inside].min() < np.median(x[inside]) - 8, "translucent ink: darker where two strokes overlap"
+
+
+def test_a_hand_or_phone_shadow_comes_from_outside_the_picture_to_the_digit():
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        mask = np.asarray(mrd._hand_or_phone_shadow(rng, 800, 600, (400, 300), 60, 500)) > 127
+        assert 0.02 < mask.mean() < 0.7
+        assert mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any(), "it reaches the edge"
+        y, x = np.nonzero(mask)
+        assert np.hypot(x - 400, y - 300).min() < 1.3 * 60, "across or near the digit"
+
+
+def test_a_homography_maps_the_corners():
+    src, dst = [(0, 0), (10, 0), (10, 20), (0, 20)], [(3, 4), (15, 2), (17, 30), (1, 25)]
+    a, b, c, d, e, f, g, h = mrd._homography(src, dst)
+    for (x, y), (u, v) in zip(src, dst):
+        assert np.allclose([(a * x + b * y + c) / (g * x + h * y + 1), (d * x + e * y + f) / (g * x + h * y + 1)], [u, v])
 
 
 def test_a_frame_is_drawn_round_the_digit():
