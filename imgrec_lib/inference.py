@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageError", "NoDigitError", "Prediction", "read_image", "load_pixels", "load_image", "image_from_bytes",
     "prepare_image", "predict_tensor", "rank_classes", "predict_files", "saliency", "save_seen", "preprocess_digit",
-    "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light", "lit_beside_a_shadow",
+    "digit_steps", "has_digit", "is_mnist_layout", "is_dark_on_light", "lit_beside_a_shadow", "a_page_on_a_desk",
     "flatten_background", "remove_lines", "line_levels", "remove_desk", "along_border", "ink_mask", "faint_ink_mask",
     "keep_digit", "crop_digit", "stroke_width",
     "normalise_strokes", "mnist_layout",
@@ -281,13 +281,14 @@ def _fit_and_pad(x: np.ndarray, height: int, width: int, pad_value: np.ndarray) 
 def is_dark_on_light(x: np.ndarray) -> bool:
     """True when the picture is dark ink on light paper, False for light on dark like MNIST: the
     paper (the median pixel) sits nearer the light end of the picture's range; or, in a picture
-    of 100 pixels or more, the light part lies along the border (``lit_beside_a_shadow``). Lesson 08."""
+    of 100 pixels or more, the light part lies along the border (``lit_beside_a_shadow``) or is a
+    page with marks on it lying on a darker desk (``a_page_on_a_desk``). Lesson 08."""
     step = max(1, min(x.shape) // 128)  # every pixel of a small picture, a sample of a large one
     sample = x[::step, ::step]
     median = float(np.median(sample))
     if median - float(x.min()) >= float(x.max()) - median:
         return True
-    return min(x.shape) >= 100 and lit_beside_a_shadow(sample)
+    return min(x.shape) >= 100 and (lit_beside_a_shadow(sample) or a_page_on_a_desk(sample))
 
 
 def lit_beside_a_shadow(x: np.ndarray) -> bool:
@@ -305,6 +306,34 @@ def lit_beside_a_shadow(x: np.ndarray) -> bool:
         return False
     median = float(np.median(x[lit]))
     return median - threshold >= float(np.percentile(x, 99)) - median
+
+
+def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2) -> bool:
+    """Whether the light part of a picture (above Otsu's threshold) is a sheet of paper with dark
+    marks on it, lying on a darker desk that fills most of the picture: most of the light part is
+    broad (a disk a tenth of the picture's longer side fits in it), and the dark pixels it holds
+    (the digit; what a closing by that disk fills) are under ``marks`` of it; and, as in
+    ``lit_beside_a_shadow``, the sheet's median is nearer the brightest pixels than the threshold
+    (an even sheet, not a dark ground lit unevenly). A light digit on a dark ground is made of
+    strokes, not of a sheet; the hollows of a bold light 0 or 8 would be more of it than a digit
+    on a page is. Lesson 08."""
+    if x.max() <= x.min():
+        return False
+    threshold = float(filters.threshold_otsu(x))
+    light = x > threshold
+    radius = max(x.shape) / 20
+    core = ndimage.distance_transform_edt(light) >= radius  # where a disk of that radius fits
+    if not core.any():
+        return False
+    sheet = light & (ndimage.distance_transform_edt(~core) <= radius)  # all the disks that fit
+    if sheet.sum() < 0.5 * light.sum():
+        return False
+    median = float(np.median(x[sheet]))
+    if median - threshold < float(np.percentile(x, 99)) - median:  # a dark ground lit unevenly, light ink on it
+        return False
+    closed = ndimage.distance_transform_edt(ndimage.distance_transform_edt(~sheet) <= radius) > radius  # a closing
+    held = closed & ~light  # the sheet's marks, also where they touch a shadow over part of it
+    return bool(held.any()) and held.sum() <= marks * sheet.sum()
 
 
 def flatten_background(x: np.ndarray) -> np.ndarray:

@@ -877,3 +877,22 @@ def test_a_thick_dark_blue_felt_tip_stroke_is_solid_not_hollow():
     core = ndimage.binary_erosion(digit, iterations=4)
     assert steps["mask"][core].mean() > 0.97, "the whole stroke is ink"
     assert steps["mask"][~ndimage.binary_dilation(digit, iterations=4)].mean() < 0.01, "the paper is not"
+
+
+def test_a_page_on_a_darker_desk_is_dark_ink_on_light_paper():
+    """A phone photo of a sheet lying on a grey desk that fills most of the picture: the median
+    pixel is the desk's, darker than the middle of the picture's range, yet the light part is a
+    sheet with the digit on it, not light ink. The 7 on it is the digit, the sheet is paper."""
+    desk = Image.new("L", (384, 512), 80)
+    draw = ImageDraw.Draw(desk)
+    draw.polygon([(120, 150), (290, 140), (300, 380), (110, 390)], fill=235)   # the sheet, a little askew
+    draw.line([(160, 210), (245, 205), (195, 330)], fill=25, width=6)         # a 7 on it
+    seven = np.zeros((512, 384), dtype=bool)
+    seven[200:340, 150:255] = True
+    x = np.clip(np.asarray(desk, dtype=np.float64) / 255 + np.random.default_rng(0).normal(0, 0.02, (512, 384)), 0, 1)
+    assert np.median(x) - x.min() < x.max() - np.median(x), "the desk's median is nearer the dark end"
+    assert inference.a_page_on_a_desk(x) and inference.is_dark_on_light(x)
+    steps = inference.digit_steps(x)
+    assert steps["digit"].any() and not (steps["digit"] & ~seven).any(), "only the 7 is kept"
+    for light_seven in (1.0 - photo_of_a_seven(gradient=0.1)[0], 1.0 - photo_of_a_seven(pen=40)[0]):
+        assert not inference.a_page_on_a_desk(light_seven), "a light 7 on a dark ground is no sheet"
