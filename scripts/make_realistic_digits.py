@@ -287,8 +287,8 @@ def _screenshot(rng, digit: int, k: int) -> Image.Image:
             draw.text((x + icon // 2, y), "BIUSA"[i % 5], fill=colour, font=bold, anchor="mm")
         elif kind == 3:
             for j in range(4):  # an "align" icon: four short bars
-                draw.line([(x, box[1] + 3 + j * icon // 4), (x + icon - (j % 2) * icon // 3, box[1] + 3 + j * icon // 4)],
-                          fill=colour, width=2)
+                bar_y = box[1] + 3 + j * icon // 4
+                draw.line([(x, bar_y), (x + icon - (j % 2) * icon // 3, bar_y)], fill=colour, width=2)
         else:
             draw.polygon([(x, box[3]), (x + icon // 2, box[1]), (x + icon, box[3])], fill=colour)
         x += icon + int(rng.integers(6, 16)) + (int(rng.integers(10, 24)) if rng.random() < 0.2 else 0)
@@ -332,8 +332,8 @@ def _felt_tip(rng, digit: int, k: int) -> Image.Image:
     dark red ink at 85-95% opacity, so the paper shows through a little and strokes darken where they
     overlap (each stroke is laid down in two or three pieces that overlap at their joins)."""
     size = int(rng.integers(300, 700))
-    paper = np.array((255, 255, 255) if k % 2 else tuple(int(c) for c in rng.integers([240, 235, 215], [252, 248, 235])),
-                     dtype=float)
+    cream = rng.integers([240, 235, 215], [252, 248, 235]) if k % 2 == 0 else None
+    paper = np.array((255, 255, 255) if cream is None else cream, dtype=float)
     colour = np.array([(25, 25, 30), (25, 35, 115), (20, 85, 45), (135, 25, 30)][(3 * digit + k) % 4], dtype=float)
     opacity = rng.uniform(0.85, 0.95)
     height = size * rng.uniform(0.5, 0.7)
@@ -437,7 +437,8 @@ def _shadowed_photo(rng, digit: int, k: int) -> Image.Image:
     for x, y in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
         x = x * (keystone if y < 0 else 1)
         p = np.array([x * pw, y * ph]) + rng.uniform(-0.015, 0.015, 2) * (w, h)
-        quad.append(centre + [p[0] * math.cos(turn) - p[1] * math.sin(turn), p[0] * math.sin(turn) + p[1] * math.cos(turn)])
+        quad.append(centre + [p[0] * math.cos(turn) - p[1] * math.sin(turn),
+                              p[0] * math.sin(turn) + p[1] * math.cos(turn)])
     corners = [(0, 0), (pw, 0), (pw, ph), (0, ph)]
     back = _homography(quad, corners)  # PIL maps each output pixel back to the page
     photo = page.transform((w, h), Image.Transform.PERSPECTIVE, tuple(back), Image.Resampling.BILINEAR)
@@ -448,7 +449,8 @@ def _shadowed_photo(rng, digit: int, k: int) -> Image.Image:
     a, b, c, d, e, f, g, hh = _homography(corners, quad)
     x, y = spot
     digit_at = np.array([a * x + b * y + c, d * x + e * y + f]) / (g * x + hh * y + 1)
-    shadow = _hand_or_phone_shadow(rng, w, h, digit_at, height * math.hypot(*(np.array(quad[1]) - quad[0])) / pw, page_w)
+    shrink = math.hypot(*(np.array(quad[1]) - quad[0])) / pw  # the page's scale in the picture, at its top
+    shadow = _hand_or_phone_shadow(rng, w, h, digit_at, height * shrink, page_w)
     yy, xx = np.ogrid[0:h, 0:w]
     xx, yy = (xx.astype(np.float32) - w / 2) / w, (yy.astype(np.float32) - h / 2) / h  # -0.5 to 0.5
     vignette = 1 - rng.uniform(0.15, 0.35) * 2 * (xx ** 2 + yy ** 2)

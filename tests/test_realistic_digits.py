@@ -129,7 +129,8 @@ def test_a_homography_maps_the_corners():
     src, dst = [(0, 0), (10, 0), (10, 20), (0, 20)], [(3, 4), (15, 2), (17, 30), (1, 25)]
     a, b, c, d, e, f, g, h = mrd._homography(src, dst)
     for (x, y), (u, v) in zip(src, dst):
-        assert np.allclose([(a * x + b * y + c) / (g * x + h * y + 1), (d * x + e * y + f) / (g * x + h * y + 1)], [u, v])
+        w = g * x + h * y + 1
+        assert np.allclose([(a * x + b * y + c) / w, (d * x + e * y + f) / w], [u, v])
 
 
 def test_a_frame_is_drawn_round_the_digit():
