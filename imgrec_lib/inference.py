@@ -308,15 +308,16 @@ def lit_beside_a_shadow(x: np.ndarray) -> bool:
     return median - threshold >= float(np.percentile(x, 99)) - median
 
 
-def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2) -> bool:
+def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2, solid: float = 0.8) -> bool:
     """Whether the light part of a picture (above Otsu's threshold) is a sheet of paper with dark
     marks on it, lying on a darker desk that fills most of the picture: most of the light part is
     broad (a disk a tenth of the picture's longer side fits in it), and the dark pixels it holds
-    (the digit; what a closing by that disk fills) are under ``marks`` of it; and, as in
-    ``lit_beside_a_shadow``, the sheet's median is nearer the brightest pixels than the threshold
-    (an even sheet, not a dark ground lit unevenly). A light digit on a dark ground is made of
-    strokes, not of a sheet; the hollows of a bold light 0 or 8 would be more of it than a digit
-    on a page is. Lesson 08."""
+    (the digit; what a closing by that disk fills) are under ``marks`` of it; the sheet with its
+    marks is about convex (a quadrilateral seen at an angle: it fills at least ``solid`` of its
+    convex hull); and, as in ``lit_beside_a_shadow``, the sheet's median is nearer the brightest
+    pixels than the threshold (an even sheet, not a dark ground lit unevenly). A light digit on a
+    dark ground, even drawn with a broad pen, is strokes, far from convex; the hollows of a bold
+    light 0 or 8 would be more of it than a digit on a page is. Lesson 08."""
     if x.max() <= x.min():
         return False
     threshold = float(filters.threshold_otsu(x))
@@ -333,7 +334,9 @@ def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2) -> bool:
         return False
     closed = ndimage.distance_transform_edt(ndimage.distance_transform_edt(~sheet) <= radius) > radius  # a closing
     held = closed & ~light  # the sheet's marks, also where they touch a shadow over part of it
-    return bool(held.any()) and held.sum() <= marks * sheet.sum()
+    if not held.any() or held.sum() > marks * sheet.sum():
+        return False
+    return closed.sum() >= solid * morphology.convex_hull_image(closed).sum()
 
 
 def flatten_background(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from imgrec_lib.inference import (
@@ -896,3 +896,7 @@ def test_a_page_on_a_darker_desk_is_dark_ink_on_light_paper():
     assert steps["digit"].any() and not (steps["digit"] & ~seven).any(), "only the 7 is kept"
     for light_seven in (1.0 - photo_of_a_seven(gradient=0.1)[0], 1.0 - photo_of_a_seven(pen=40)[0]):
         assert not inference.a_page_on_a_desk(light_seven), "a light 7 on a dark ground is no sheet"
+    pad = Image.new("L", (14, 14), 0)  # the drawing pad's 2: a broad light pen on black, enlarged and blurred
+    ImageDraw.Draw(pad).line([(4, 2), (10, 3), (10, 6), (4, 11), (12, 11)], fill=255, width=2)
+    two = pad.resize((112, 112), Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(radius=3))
+    assert not inference.is_dark_on_light(np.asarray(two, dtype=np.float64) / 255), "a broad light 2 is no sheet"
