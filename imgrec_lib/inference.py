@@ -536,7 +536,7 @@ def along_border(mask: np.ndarray, run: float = 0.1) -> np.ndarray:
     return np.isin(labels, long)
 
 
-def keep_digit(mask: np.ndarray) -> np.ndarray:
+def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     """The digit's pixels: the largest connected component of the mask and the pieces near it that
     are at least 10% of its size (a 5's bar, a stroke cut by a ruled line). A piece under ``MARK``
     of its size is kept only within ``MARK`` of its height or width of its ink: a 5's bar nearly
@@ -544,7 +544,9 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
     the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
     a box or a circle drawn round the digit (``_frames``). A piece in a row of pieces alike
     (``_rows``: a toolbar's icons, a line of print) is not taken for the digit when another piece
-    at least 10% as large is there. Lesson 08."""
+    at least 10% as large is there. Given the ``ink`` map, the digit is the piece with the most
+    ink, not the most pixels: a finger's shadow on the page may cover more of it than the pen, but
+    faintly. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
@@ -556,9 +558,10 @@ def keep_digit(mask: np.ndarray) -> np.ndarray:
     inside = np.array([b[0].start > 0 and b[1].start > 0 and b[0].stop < h and b[1].stop < w for b in boxes])
     if inside.any() and min(h, w) >= 100:
         sizes = np.where(inside, sizes, 0)
-    alone = sizes.copy()  # the pieces that could be the digit
-    alone[_rows(boxes, sizes)] = 0
-    main = int(np.argmax(alone if alone.max() >= 0.1 * sizes.max() else sizes))
+    weight = sizes.copy() if ink is None else ndimage.sum_labels(ink, labels, index=np.arange(1, n + 1)) * (sizes > 0)
+    weight[_rows(boxes, sizes)] = 0  # the pieces that could be the digit, by how much ink they hold
+    best = int(np.argmax(weight))
+    main = best if weight[best] > 0 and sizes[best] >= 0.1 * sizes.max() else int(np.argmax(sizes))
     (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
     reach = 0.5 * max(bottom - top, right - left)
     keep = [i for i, b in enumerate(boxes)
@@ -684,7 +687,7 @@ def digit_steps(x: np.ndarray) -> dict[str, np.ndarray]:
     steps["no_lines"] = remove_lines(steps["ink"])
     steps["page"] = remove_desk(steps["no_lines"])
     steps["mask"] = ink_mask(steps["page"])
-    steps["digit"] = keep_digit(steps["mask"])
+    steps["digit"] = keep_digit(steps["mask"], steps["page"])
     steps["crop"] = crop_digit(steps["page"], steps["digit"])
     steps["strokes"] = normalise_strokes(steps["crop"])
     steps["mnist"] = mnist_layout(steps["strokes"])

@@ -900,3 +900,18 @@ def test_a_page_on_a_darker_desk_is_dark_ink_on_light_paper():
     ImageDraw.Draw(pad).line([(4, 2), (10, 3), (10, 6), (4, 11), (12, 11)], fill=255, width=2)
     two = pad.resize((112, 112), Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(radius=3))
     assert not inference.is_dark_on_light(np.asarray(two, dtype=np.float64) / 255), "a broad light 2 is no sheet"
+
+
+def test_a_finger_s_faint_shadow_larger_than_the_digit_is_not_the_digit():
+    """The shadow of a finger reaching onto the page: a wedge narrower than the closing, so it
+    reads as ink, and covering more of the page than the thin 7, but faint (the paper under it
+    keeps 60% of its light; the pen keeps 15%). The digit is the piece with the most ink."""
+    x, digit = photo_of_a_seven(gradient=0.1, pen=5)
+    wedge = Image.new("L", (480, 360), 0)
+    ImageDraw.Draw(wedge).polygon([(392, 318), (466, 296), (470, 330), (396, 336)], fill=255)  # away from the 7
+    finger = np.asarray(wedge) > 0
+    x = x * np.where(finger, 0.6, 1.0)
+    steps = inference.digit_steps(x)
+    assert steps["mask"][finger].mean() > 0.5 and steps["mask"][finger].sum() > steps["mask"][digit].sum(), \
+        "the wedge reads as ink, more of it than the 7"
+    assert steps["digit"][digit].mean() > 0.9 and not steps["digit"][finger].any(), "the 7 is kept, not the wedge"
