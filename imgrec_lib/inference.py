@@ -403,7 +403,7 @@ def _felt_tip(light: np.ndarray, k: int, dark: float = 0.4, dim: float = 0.6) ->
     labels, n = ndimage.label(dimmed)
     if n == 0:
         return dimmed
-    broad = ndimage.binary_opening(dimmed, structure=morphology.disk(k))
+    broad = ndimage.distance_transform_edt(dimmed) > k  # the middles of the disks 2k wide that fit in it
     shadows = np.union1d(labels[broad], np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     strokes = np.setdiff1d(labels[light < dark], shadows)
     return np.isin(labels, strokes)
