@@ -432,14 +432,15 @@ def _sharp_steps(x: np.ndarray, small_paper: np.ndarray, step: float = 0.1) -> n
 def _paper_light(small: np.ndarray, k: int) -> np.ndarray:
     """The paper's light at each pixel of a shrunk picture (paper light, ink dark): a grey closing
     of size ``k`` wipes out every dark mark thinner than k, then a closing by reconstruction puts
-    back the dark areas at least k/2 wide that join one it kept (a finger of a hand's shadow,
-    narrower than k, joins the palm; its round tip too). A pen's stroke, thinner than k/2, is no
-    path for that, so a digit touching a shadow does not take the shadow's light."""
+    back the dark areas at least k/4 wide that join one it kept (a finger of a hand's shadow,
+    narrower than k, even half as wide, joins the palm; its round tip too). A pen's stroke, thinner
+    than k/4, is no path for that, so a digit touching a shadow does not take the shadow's light; a
+    bolder stroke put back is told from the shadow again by ``_paper_past_ink``."""
     closed = ndimage.grey_closing(small, size=k)
     if k < SHADOW_K:  # no telling a finger from a bold pen by its width
         return closed
-    wide = ndimage.grey_closing(small, size=k // 2 + 1)  # the picture without its pen strokes
-    if not (closed > 1.05 * wide).any():  # no dark area between k/2 and k wide: nothing to put back
+    wide = ndimage.grey_closing(small, size=k // 4 + 1)  # the picture without its pen strokes
+    if not (closed > 1.05 * wide).any():  # no dark area between k/4 and k wide: nothing to put back
         return closed
     return morphology.reconstruction(np.maximum(closed, wide), wide, method="erosion").astype(small.dtype)
 

@@ -915,3 +915,16 @@ def test_a_finger_s_faint_shadow_larger_than_the_digit_is_not_the_digit():
     assert steps["mask"][finger].mean() > 0.5 and steps["mask"][finger].sum() > steps["mask"][digit].sum(), \
         "the wedge reads as ink, more of it than the 7"
     assert steps["digit"][digit].mean() > 0.9 and not steps["digit"][finger].any(), "the 7 is kept, not the wedge"
+
+
+@pytest.mark.parametrize("finger", [12, 16, 20])
+def test_fingers_a_third_of_the_closing_wide_joined_to_the_palm_leave_no_ink(finger):
+    """Fingers of a hand's shadow only a third of the grey closing's k wide (40 px here), the ones
+    that join the palm: the closing by reconstruction puts all of them back, tips included, so no
+    part of them is left in the ink map as a stroke would be."""
+    x, digit, shadow = hand_over_a_seven(finger)
+    y, x_ = np.mgrid[0:360, 0:480]
+    joined = shadow & (x_ > 80) & (x_ < 140) & ((np.abs(y - 153) < finger / 2 - 2) | (np.abs(y - 207) < finger / 2 - 2))
+    ink = inference.flatten_background(x)
+    assert np.percentile(ink[joined], 90) < 0.1, "the fingers are paper in the shadow's light"
+    assert np.median(ink[digit]) > 0.6
