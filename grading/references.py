@@ -1388,6 +1388,8 @@ _PROFILERS = {"cProfile", "_lsprof", "profile"}  # they take the profile hook th
 _HARMLESS_SYS_ATTRIBUTES = {"stdout", "stderr", "stdin", "argv", "tracebacklimit"}
 _CODE_MAKERS = {"types.FunctionType", "types.LambdaType", "types.CodeType", "builtins.compile", "marshal.loads"}
 _INTERNALS = {"sys._getframe", "sys._current_frames", "sys._current_exceptions", "inspect.currentframe",
+              "inspect.getclosurevars", "sys.getprofile", "sys.gettrace", "threading.getprofile",
+              "threading.gettrace",
               "inspect.stack", "inspect.trace", "inspect.getouterframes", "inspect.getinnerframes",
               "gc.get_objects", "gc.get_referrers", "gc.get_referents", "traceback.walk_stack", "traceback.walk_tb"}
 _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
@@ -1395,13 +1397,26 @@ _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", 
 _BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
            "os.fork", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.popen", "subprocess.",
            "asyncio.to_thread", "asyncio.create_subprocess", "pty.fork", "pty.spawn")
+# Attribute names that are an escape on any object, whatever the reader thinks the object is (the
+# recorder is reached through a function's globals or closure, ``f.__globals__["_recorder"]``,
+# ``inspect.getclosurevars(sys.getprofile())``, and torch's dispatch-mode stack through any alias of
+# torch, ``Out[3]._C._pop_torch_dispatch_stack()``); as strings too.
+_ESCAPE_ATTRIBUTES = {**dict.fromkeys(("_pop_torch_dispatch_stack", "_push_on_torch_dispatch_stack",
+                                       "_unset_dispatch_mode", "_set_dispatch_mode", "_get_dispatch_mode",
+                                       "_get_dispatch_stack_at", "_get_current_dispatch_mode",
+                                       "_get_current_dispatch_mode_stack", "_pop_mode", "_push_mode",
+                                       "_pop_mode_temporarily", "_disable_current_modes", "_disable_infra_mode",
+                                       "_unset_infra_mode"), "off"),
+                      **dict.fromkeys(("__globals__", "__closure__", "cell_contents", "getclosurevars", "getprofile",
+                                       "gettrace"), "internals")}
 # A string that spells one of the names above (for getattr with a name the reader cannot fold).
 _ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads",
-                                  "setprofile_all_threads", "settrace_all_threads", "_disable_current_modes"), "off"),
+                                  "setprofile_all_threads", "settrace_all_threads"), "off"),
                  **dict.fromkeys(("__code__", "co_filename", "co_code", "co_consts", "CodeType", "FunctionType"),
                                  "code"),
                  **dict.fromkeys(("_getframe", "_current_frames", "f_globals", "f_locals", "f_back", "get_objects",
-                                  "get_referrers", "get_referents"), "internals")}
+                                  "get_referrers", "get_referents"), "internals"),
+                 **_ESCAPE_ATTRIBUTES}
 
 
 def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
@@ -1419,6 +1434,8 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
     if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)) and {
             canonical(n) for n in _resolve(node.value, scope)} & {f"{m}.__dict__" for m in _RECORDER_MODULES}:
         return "patch"  # vars(sys)["setprofile"] = fake
+    if isinstance(node, ast.Attribute) and node.attr in _ESCAPE_ATTRIBUTES:
+        return _ESCAPE_ATTRIBUTES[node.attr]  # f.__globals__, Out[3]._C._pop_torch_dispatch_stack
     if isinstance(node, ast.Call):
         put = _put_by_call(node)
         if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and {

@@ -655,6 +655,20 @@ HONEST_WORKER = "def worker(x, w):\n    return x\n"
     ("import sys\nf = getattr(sys, ''.join(reversed('eliforptes')))", "hidden"),
     ("import sys\nfound = [sys.modules.get(k) for k in ['a']]", "hidden"),
     ("import sys\nname = 'x'\nf = vars(sys)[name]", "hidden"),
+    ("names = worker.__globals__['_names']", "internals"),
+    ("names = [f.__globals__ for f in [worker]]", "internals"),
+    ("g = getattr(worker, '__glo' + 'bals__')", "internals"),
+    ("c = worker.__closure__", "internals"),
+    ("c = getattr(worker, '__clo' + 'sure__')", "internals"),
+    ("import inspect, sys\nfound = inspect.getclosurevars(sys.getprofile())", "internals"),
+    ("from inspect import getclosurevars as gcv\nfound = gcv(worker)", "internals"),
+    ("import sys\nhook = sys.gettrace()", "internals"),
+    ("hook = list(map(lambda m: m.getprofile(), [Out[1]]))", "internals"),
+    ("import torch\nmode = torch._C._pop_torch_dispatch_stack()", "off"),
+    ("mode = list(map(lambda t: t._C._pop_torch_dispatch_stack(), [Out[1]]))", "off"),
+    ("Out[1]._C._push_on_torch_dispatch_stack(None)", "off"),
+    ("Out[1]._C._unset_dispatch_mode(0)", "off"),
+    ("f = getattr(Out[1]._C, '_pop_torch_' + 'dispatch_stack')", "off"),
 ])
 def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kind):
     """Switching off the run-time record (R3 of an outside tester: through map(), functools.partial, a
