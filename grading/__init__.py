@@ -17,7 +17,9 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 # CPython 3.11 and 3.12 can fail ast.parse in two threads at once ("AST constructor recursion depth
 # mismatch", when a finalizer runs in the middle of a parse): the workers' threads take turns for
-# the steps that parse code (notebooks.to_run, references.find_reference_copies).
+# the steps that parse code in this process (notebooks.to_run). references.find_reference_copies
+# reads a submission in a child process of its own and takes no turn: a notebook made to be slow
+# to read must not hold up the other workers.
 PARSING = threading.RLock()
 
 

@@ -5,7 +5,9 @@ An exercise such as lesson 01's ``conv2d`` is void when the answer calls ``imgre
 re-implements). ``REFERENCES`` lists, per exercise (the grade_id of its answer cell), the names whose
 use makes that exercise pointless; ``find_reference_copies`` reads a submitted notebook without
 running it and says which answers use one of them, and where. The autograde report shows the
-findings per exercise; a config switch can score such an answer 0.
+findings per exercise; a config switch can score such an answer 0. The reader runs in a child
+process with limits on size, time and memory (``MAX_CELL_BYTES``, ``MAX_CODE_BYTES``,
+``READ_SECONDS``, ``READ_MEMORY_BYTES``): a notebook it gives up on is reported for every exercise.
 
 How it reads a notebook (static analysis with ``ast``; IPython magics become Python first):
 
@@ -1564,20 +1566,115 @@ def _graded_names(release: nbformat.NotebookNode, answer_index: int) -> set[str]
     return names
 
 
+# A submission is read in a child process with these limits: the reader is Python over the student's
+# code (a 300 kB list literal costs it ~95 MB and 2.4 s; 3,000 lines `np.fN = np.zeros`, 59 kB, 33 s),
+# and the grader's process must not pay that. The instructor's largest notebook (lesson 09) has 74 kB
+# of code, its largest cell 11 kB, and is read in 0.3 s with 75 MB.
+MAX_CELL_BYTES = 100_000  # a code cell over this is not read
+MAX_CODE_BYTES = 500_000  # nor a notebook whose code cells together pass this
+READ_SECONDS = 60.0  # wall clock for the child process, start included
+READ_MEMORY_BYTES = 512 << 20  # its address space (RLIMIT_AS)
+
+
 def find_reference_copies(submission: nbformat.NotebookNode,
                           release: nbformat.NotebookNode) -> dict[str, list[str]]:
     """{answer grade_id: [reasons]} for each exercise whose answer delegates to one of its references
-    (``REFERENCES``) or hides what it calls. Nothing is run; ``release`` is the lesson as handed out."""
-    import grading
+    (``REFERENCES``) or hides what it calls. Nothing is run; ``release`` is the lesson as handed out.
 
-    with grading.PARSING:  # one thread at a time (see grading/__init__.py)
-        try:
-            return _find_reference_copies(submission, release)
-        except RecursionError:  # code nested thousands deep (a + a + ... ): unread, so every answer is looked at
-            return {_nbgrader(c)["grade_id"]: ["the notebook holds code nested too deeply to be read without running "
-                                               "it: review by hand"]
-                    for c in release.cells if c.cell_type == "code" and _nbgrader(c).get("solution")
-                    and _nbgrader(c).get("grade_id")}
+    The student's code is read in a child process (``python -m grading.references``) with at most
+    ``READ_SECONDS`` and ``READ_MEMORY_BYTES``, and only when no code cell passes ``MAX_CELL_BYTES`` and
+    all together not ``MAX_CODE_BYTES``: a notebook made to cost the reader time or memory costs the
+    grader nothing, and holds no lock that other workers wait on. When the reader gives up, every
+    exercise gets a finding that says why: the instructor reviews the notebook by hand."""
+    import json
+    import os
+    import subprocess
+
+    sizes = [len(c.source.encode()) for c in submission.cells if c.cell_type == "code"]
+    if sizes and max(sizes) > MAX_CELL_BYTES:
+        return _unread(release, f"a code cell of {max(sizes):,} bytes (the limit is {MAX_CELL_BYTES:,})")
+    if sum(sizes) > MAX_CODE_BYTES:
+        return _unread(release, f"{sum(sizes):,} bytes of code (the limit is {MAX_CODE_BYTES:,})")
+    payload = json.dumps({"submission": _code_of(submission), "release": _code_of(release),
+                          "memory": READ_MEMORY_BYTES, "seconds": READ_SECONDS})
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    try:
+        done = subprocess.run([sys.executable, "-m", "grading.references"], input=payload, capture_output=True,
+                              text=True, timeout=READ_SECONDS, env=env, cwd=root, check=False)
+    except subprocess.TimeoutExpired:
+        return _unread(release, f"code that took more than {READ_SECONDS:.0f} s to read")
+    if done.returncode == _OUT_OF_MEMORY or done.returncode and "MemoryError" in done.stderr[-2000:]:
+        return _unread(release, f"code that needs more than {READ_MEMORY_BYTES >> 20:,} MB to read")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        return _unread(release, f"code the reader failed on (exit status {done.returncode}: {last})")
+
+
+_OUT_OF_MEMORY = 3  # the child's exit status when it passed READ_MEMORY_BYTES
+
+
+def _peak_memory() -> int:
+    """The most address space this process has had (VmPeak), in bytes; 0 where /proc does not say."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmPeak:\s*(\d+) kB", status, re.MULTILINE)
+    return int(found[1]) * 1024 if found else 0
+
+
+def _unread(release: nbformat.NotebookNode, why: str) -> dict[str, list[str]]:
+    """A finding for every exercise of the release: the notebook could not be read for reference copies."""
+    return {_nbgrader(c)["grade_id"]: [f"the notebook holds {why}, so it was not read for reference copies: "
+                                       f"review it by hand"]
+            for c in release.cells if c.cell_type == "code" and _nbgrader(c).get("solution")
+            and _nbgrader(c).get("grade_id")}
+
+
+def _code_of(nb: nbformat.NotebookNode) -> dict:
+    """What the reader needs of a notebook, as JSON: every cell (positions count) with its type, its
+    source when code and its nbgrader metadata; no outputs, no markdown."""
+    cells = [{"cell_type": c.cell_type, "source": c.source if c.cell_type == "code" else "",
+              "metadata": {"nbgrader": _nbgrader(c)} if _nbgrader(c) else {}} for c in nb.cells]
+    return {"cells": cells}
+
+
+def read_reference_copies(submission: nbformat.NotebookNode,
+                          release: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """``find_reference_copies`` in this process, with no limit on time or memory: for the child process
+    and for tests of what the reader finds."""
+    try:
+        return _find_reference_copies(submission, release)
+    except RecursionError:  # code nested thousands deep (a + a + ... ): unread, so every answer is looked at
+        return _unread(release, "code nested too deeply to be read without running it")
+
+
+def _child() -> int:
+    """``python -m grading.references``: the two notebooks (``_code_of``) and the limits as JSON on stdin,
+    the findings as JSON on stdout; exit status ``_OUT_OF_MEMORY`` past the memory limit."""
+    import json
+    import os
+    import resource
+
+    data = json.load(sys.stdin)  # the parent checked its size
+    resource.setrlimit(resource.RLIMIT_AS, (data["memory"], data["memory"]))
+    cpu = int(data["seconds"]) + 5  # the parent's timeout ends it; this in case the parent is gone
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    out, sys.stdout = sys.stdout, sys.stderr  # what an import prints cannot mix with the answer
+    spare = bytearray(8 << 20)  # freed when memory runs out, so that saying so needs none
+    try:
+        found = read_reference_copies(nbformat.from_dict(data["submission"]), nbformat.from_dict(data["release"]))
+    except (MemoryError, SystemError) as error:  # ast.parse out of memory: "error return without exception set"
+        del spare
+        if isinstance(error, MemoryError) or _peak_memory() > 0.9 * data["memory"]:
+            os._exit(_OUT_OF_MEMORY)  # at once: unwinding may need memory again
+        raise
+    out.write(json.dumps(found))
+    out.flush()
+    return 0
 
 
 def _find_reference_copies(submission: nbformat.NotebookNode,
@@ -1755,3 +1852,7 @@ def runtime_findings(used: dict[str, list[str]], exercise_of: dict[str, str]) ->
 
 def _few(names: list[str], at_most: int = 5) -> str:
     return ", ".join(names[:at_most]) + (f" and {len(names) - at_most} more" if len(names) > at_most else "")
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -106,9 +106,12 @@ def test_re_exports_are_followed():
 @pytest.mark.parametrize("prefix", [f"{n:02d}" for n in range(10)])
 def test_the_instructors_answers_and_the_lessons_demo_cells_are_not_flagged(prefix):
     sub, release = submission(prefix)
-    assert references.find_reference_copies(sub, release) == {}
+    assert references.find_reference_copies(sub, release) == {}  # in the child process, under its limits
     # The release itself (unanswered, demo cells that call F.conv2d etc.) is not flagged either.
-    assert references.find_reference_copies(copy.deepcopy(release), release) == {}
+    assert references.read_reference_copies(copy.deepcopy(release), release) == {}
+    # Nor the instructor's executed notebook as a whole (outputs, demo and scratch cells included).
+    solution = _read(_lesson_of(prefix), "solutions")
+    assert references.read_reference_copies(solution, release) == {}
 
 
 def test_every_exercise_is_searched():
@@ -123,7 +126,7 @@ def test_every_exercise_is_searched():
         lesson = _lesson_of(prefix)
         answer = _read(lesson, "solutions").cells[_answers(_read(lesson, "solutions"))[grade_id]].source
         sub, release = submission(prefix, {grade_id: f"import {module}\n{answer}\n_x = {module}.{attr}\n"})
-        found = references.find_reference_copies(sub, release)
+        found = references.read_reference_copies(sub, release)
         assert list(found) == [grade_id], f"{grade_id}: {name} was not found alone, got {found}"
 
 
@@ -133,7 +136,8 @@ CONV2D = "def conv2d(x, w, b=None, stride=1, padding=0):\n"
 
 
 def flagged(prefix, answers=None, cells_before=None) -> dict[str, list[str]]:
-    return references.find_reference_copies(*submission(prefix, answers, cells_before))
+    """What the reader finds (in this process: the child process's limits are tested on their own)."""
+    return references.read_reference_copies(*submission(prefix, answers, cells_before))
 
 
 def only(found: dict[str, list[str]], grade_id: str, *fragments: str) -> str:
@@ -464,8 +468,84 @@ def test_code_nested_too_deeply_to_read_is_reported_not_a_crash():
     sub, release = submission("01", {"conv2d": "x = len\ny = x + " + " + ".join(["'a'"] * 2000) + "\n" + CONV2D + "    return y"})
     found = references.find_reference_copies(sub, release)
     assert sorted(found) == sorted(_answers(release)), found
-    assert all(reasons == ["the notebook holds code nested too deeply to be read without running it: review by hand"]
-               for reasons in found.values()), found
+    assert all(reasons == ["the notebook holds code nested too deeply to be read without running it, so it was not "
+                           "read for reference copies: review it by hand"] for reasons in found.values()), found
+
+
+# ----------------------------------------------------------------------------- what reading costs the grader
+
+
+def _grader_cost(read) -> tuple[object, float, int]:
+    """(what `read()` returns, its seconds, the most memory Python allocated in this process meanwhile)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        found = read()
+        return found, time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _unread_everywhere(found: dict, release, *fragments: str) -> None:
+    assert sorted(found) == sorted(_answers(release)), found
+    for reasons in found.values():
+        assert len(reasons) == 1 and reasons[0].endswith("so it was not read for reference copies: review it by hand")
+        assert all(fragment in reasons[0] for fragment in fragments), (reasons, fragments)
+
+
+@pytest.mark.parametrize("cells", [
+    ["x = [" + ", ".join(["1"] * 350_000) + "]\n"],  # 1 MB in one cell (D1 of an outside tester: 4 MB, 2 GB)
+    ["x = [" + ", ".join(["1"] * 30_000) + "]\n"] * 6,  # 90 kB cells, 540 kB in all
+])
+def test_a_notebook_with_too_much_code_is_not_read_and_costs_the_grader_nothing(cells):
+    """A code cell over MAX_CELL_BYTES, or code cells together over MAX_CODE_BYTES, are not parsed:
+    every exercise says so. Read as before (in the grader's process), the 1 MB list took ~330 MB
+    and ~8 s."""
+    sub, release = submission("03", None, {"relu": cells})
+    found, seconds, memory = _grader_cost(lambda: references.find_reference_copies(sub, release))
+    _unread_everywhere(found, release, "bytes of code" if len(cells) > 1 else "a code cell of 1,050,0")
+    assert seconds < 2 and memory < 30e6, (seconds, memory)
+
+
+def test_code_that_needs_more_memory_to_read_than_the_child_may_take_is_reported(monkeypatch):
+    """Within the size limits the child process still has a memory limit of its own (RLIMIT_AS): past
+    it the notebook is unread, and the grader's process does not grow."""
+    monkeypatch.setattr(references, "MAX_CELL_BYTES", 10**7)
+    monkeypatch.setattr(references, "MAX_CODE_BYTES", 10**7)
+    monkeypatch.setattr(references, "READ_MEMORY_BYTES", 150 << 20)
+    sub, release = submission("03", None, {"relu": ["x = [" + ", ".join(["1"] * 200_000) + "]\n"]})  # ~200 MB to read
+    found, seconds, memory = _grader_cost(lambda: references.find_reference_copies(sub, release))
+    _unread_everywhere(found, release, "code that needs more than 150 MB to read")
+    assert memory < 30e6, memory
+
+
+def test_code_that_takes_too_long_to_read_is_reported_and_holds_no_lock_of_the_workers(monkeypatch):
+    """D2 of an outside tester: cells of many stores into a module (`np.fN = np.zeros`) took the reader
+    70-250 s, under grading.PARSING, the lock every worker of an autograde run takes to parse. The child
+    process is stopped after READ_SECONDS and takes no lock: another worker parses meanwhile."""
+    import threading
+    import time
+
+    import grading
+
+    monkeypatch.setattr(references, "READ_SECONDS", 2.0)
+    code = "".join(f"np.f{i} = np.zeros\n" for i in range(2500))  # 49 kB: ~25 s to read
+    sub, release = submission("03", None, {"relu": [code]})
+    result: dict = {}
+    reader = threading.Thread(target=lambda: result.update(found=references.find_reference_copies(sub, release)))
+    started = time.monotonic()
+    reader.start()
+    time.sleep(0.5)
+    other_worker_parsed = grading.PARSING.acquire(timeout=1)
+    if other_worker_parsed:
+        grading.PARSING.release()
+    reader.join(timeout=30)
+    assert other_worker_parsed, "the reader held grading.PARSING: the other workers waited"
+    assert time.monotonic() - started < 8, time.monotonic() - started
+    _unread_everywhere(result["found"], release, "code that took more than 2 s to read")
 
 
 def test_01_conv_output_size_through_a_re_export():
