@@ -69,6 +69,7 @@ NET = 8  # more holes than this in the ink mask: a net of printed lines, not a d
 MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light (0: paper, 1: black) ...
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
 ROW = 4  # this many pieces alike side by side on a line: a toolbar's icons or a line of print, not a digit
+DESK_INK = 0.2  # ink this dark joined to the desk is the desk's (paper's noise, a ruled line's remains: fainter)
 MARK = 0.3  # a piece beside the digit under this share of its ink, farther than this share of its size: a mark
 
 
@@ -309,18 +310,32 @@ def lit_beside_a_shadow(x: np.ndarray) -> bool:
 
 
 def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2, solid: float = 0.8) -> bool:
-    """Whether the light part of a picture (above Otsu's threshold) is a sheet of paper with dark
-    marks on it, lying on a darker desk that fills most of the picture: most of the light part is
+    """Whether the light part of a picture is a sheet of paper with dark marks on it, lying on a
+    darker desk that fills most of the picture (``_sheet_with_marks``). The light part is what lies
+    above Otsu's threshold; failing that, above the lower of multi-Otsu's two thresholds (three
+    levels: the desk, the page in a shadow, the lit page). A hand's or a phone's shadow biting into
+    the sheet from its edge leaves the lit part of it far from convex; the page in light and in
+    shadow together is a quadrilateral again. Lesson 08."""
+    if x.max() <= x.min():
+        return False
+    if _sheet_with_marks(x, float(filters.threshold_otsu(x)), marks, solid):
+        return True
+    try:
+        lower = float(filters.threshold_multiotsu(x, classes=3)[0])
+    except ValueError:  # fewer than three grey levels: no shadow on the page
+        return False
+    return _sheet_with_marks(x, lower, marks, solid)
+
+
+def _sheet_with_marks(x: np.ndarray, threshold: float, marks: float, solid: float) -> bool:
+    """Whether the part of a picture above ``threshold`` is a sheet with marks on it: most of it is
     broad (a disk a tenth of the picture's longer side fits in it), and the dark pixels it holds
     (the digit; what a closing by that disk fills) are under ``marks`` of it; the sheet with its
     marks is about convex (a quadrilateral seen at an angle: it fills at least ``solid`` of its
     convex hull); and, as in ``lit_beside_a_shadow``, the sheet's median is nearer the brightest
     pixels than the threshold (an even sheet, not a dark ground lit unevenly). A light digit on a
     dark ground, even drawn with a broad pen, is strokes, far from convex; the hollows of a bold
-    light 0 or 8 would be more of it than a digit on a page is. Lesson 08."""
-    if x.max() <= x.min():
-        return False
-    threshold = float(filters.threshold_otsu(x))
+    light 0 or 8 would be more of it than a digit on a page is."""
     light = x > threshold
     radius = max(x.shape) / 20
     core = ndimage.distance_transform_edt(light) >= radius  # where a disk of that radius fits
@@ -510,9 +525,11 @@ def remove_desk(ink: np.ndarray) -> np.ndarray:
     """The ink map without what lies outside the page. A photo of a page taken at a slight angle
     shows a strip of the desk along the picture's edges, darker than the paper: as much "ink" as
     the pen, and often more of it. It is told from the digit by where it is: it runs along the
-    picture's border (``along_border``), where a digit at most touches it. Such ink, and a pixel
-    or two of its blurred rim, is set to 0; then once more for what lies along the page's edge
-    (a shadow there, fainter than the desk); unless nothing would be left. Lesson 08."""
+    picture's border (``along_border``), where a digit at most touches it. Such ink, the ink at
+    least ``DESK_INK`` dark joined to it (``_with_its_fainter_ink``: a dark app bar cut into pieces
+    by its light menu words and icons) and a pixel or two of its blurred rim, is set to 0; then
+    once more for what lies along the page's edge (a shadow there, fainter than the desk); unless
+    nothing would be left. Lesson 08."""
     if min(ink.shape) < 100:  # a small picture is all digit
         return ink
     page, gone = ink, np.zeros(ink.shape, dtype=bool)
@@ -520,9 +537,21 @@ def remove_desk(ink: np.ndarray) -> np.ndarray:
         outside = along_border(ink_mask(page) | gone)
         if not outside.any():
             break
+        outside = _with_its_fainter_ink(outside, page)
         gone = ndimage.maximum_filter(outside.view(np.uint8), size=5) > 0  # 2 pixels more all round
         page = np.where(gone, 0.0, ink).astype(ink.dtype)
     return page if page.max() > 0.1 else ink  # 0.1: as ink_mask, the paper's noise is no ink
+
+
+def _with_its_fainter_ink(outside: np.ndarray, ink: np.ndarray, faint: float = DESK_INK) -> np.ndarray:
+    """What lies outside the page (``outside``, a mask) with the ink at least ``faint`` dark joined
+    to it. The desk, or a dark app's title bar and toolbar in a screenshot, is not evenly dark in
+    the ink map: its light icons and menu words, and the paper's light estimate carried into it,
+    split it into pieces, and the pieces that do not reach the border above the ink threshold
+    would stay, each as much ink as a digit. Through ink this dark they are one piece with it; the
+    paper's noise and what is left of a ruled line (under 0.2) lead nowhere."""
+    labels, _ = ndimage.label(outside | (ink > faint), structure=np.ones((3, 3)))
+    return np.isin(labels, np.unique(labels[outside]))
 
 
 def along_border(mask: np.ndarray, run: float = 0.1) -> np.ndarray:
@@ -545,9 +574,10 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
     a box or a circle drawn round the digit (``_frames``). A piece in a row of pieces alike
     (``_rows``: a toolbar's icons, a line of print) is not taken for the digit when another piece
-    at least 10% as large is there. Given the ``ink`` map, the digit is the piece with the most
-    ink, not the most pixels: a finger's shadow on the page may cover more of it than the pen, but
-    faintly. Lesson 08."""
+    at least 10% as large is there, and a thin upright bar beside the digit that reaches past both
+    its ends (``_bars_beside``: a text cursor) is not kept with it. Given the ``ink`` map, the
+    digit is the piece with the most ink, not the most pixels: a finger's shadow on the page may
+    cover more of it than the pen, but faintly. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
@@ -575,7 +605,23 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
         gap = ndimage.distance_transform_edt(labels[window] != main + 1)
         far = [i for i in marks if gap[labels[window] == i + 1].min(initial=np.inf) > MARK * 2 * reach]
         keep = [i for i in keep if i not in far]
+    keep = [i for i in keep if i not in _bars_beside(boxes, main, keep)]
     return np.isin(labels, np.array(keep) + 1)
+
+
+def _bars_beside(boxes: list, main: int, pieces: list[int], thin: float = 0.25) -> list[int]:
+    """The ``pieces`` (indices) that are a straight upright bar beside the digit (``main``): at
+    most ``thin`` times as wide as it is tall, wholly to the left or the right of the digit's
+    box, and reaching past both its top and its bottom. A text cursor after a typed digit is
+    such a bar (it spans the line, which is taller than a digit); no stroke of a digit stands
+    apart from the rest of it and reaches past it at both ends."""
+    (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
+    bars = []
+    for i in pieces:
+        (t, b), (l, r) = ((s.start, s.stop) for s in boxes[i])
+        if i != main and r - l <= thin * (b - t) and (r <= left or l >= right) and t < top and b > bottom:
+            bars.append(i)
+    return bars
 
 
 def _rows(boxes: list, sizes: np.ndarray, alike: int = ROW) -> list[int]:

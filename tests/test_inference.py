@@ -928,3 +928,76 @@ def test_fingers_a_third_of_the_closing_wide_joined_to_the_palm_leave_no_ink(fin
     ink = inference.flatten_background(x)
     assert np.percentile(ink[joined], 90) < 0.1, "the fingers are paper in the shadow's light"
     assert np.median(ink[digit]) > 0.6
+
+
+def test_a_hand_s_shadow_biting_into_a_page_on_a_desk_keeps_it_dark_on_light():
+    """A sheet on a dark desk that fills most of the photo, and the shadow of a hand or a phone
+    biting into the sheet from its edge, over the 7's foot: the lit part of the sheet is far from
+    convex, yet the sheet in light and in shadow together is one. Dark ink on light paper: the 7
+    on it is the digit."""
+    desk = Image.new("L", (384, 512), 70)
+    draw = ImageDraw.Draw(desk)
+    draw.polygon([(110, 120), (290, 110), (300, 400), (100, 410)], fill=230)  # the sheet, a little askew
+    draw.line([(150, 160), (245, 155), (195, 280)], fill=25, width=6)         # a 7 near its top
+    seven = np.zeros((512, 384), dtype=bool)
+    seven[150:290, 140:255] = True
+    shadow = Image.new("L", (384, 512), 0)
+    ImageDraw.Draw(shadow).rectangle([160, 230, 250, 512], fill=255)          # a phone's shadow, from below
+    x = np.asarray(desk, dtype=np.float64) / 255 * np.where(np.asarray(shadow) > 0, 0.5, 1.0)
+    x = np.clip(x + np.random.default_rng(0).normal(0, 0.02, x.shape), 0, 1)
+    assert np.median(x) - x.min() < x.max() - np.median(x), "the desk's median is nearer the dark end"
+    assert inference.a_page_on_a_desk(x) and inference.is_dark_on_light(x)
+    steps = inference.digit_steps(x)
+    assert steps["digit"].any() and not (steps["digit"] & ~seven).any(), "only the 7 is kept"
+
+
+def screenshot(chrome=45, surround=200, cursor=True, stem=False):
+    """A screenshot (820x1300) of an app with a dark title bar and toolbar (grey level ``chrome``):
+    light menu words and hollow light icons on it, a ``surround``, a white page with a thin typed 0
+    (60 px tall) and, with ``cursor``, a text cursor just after it that reaches past its top and its
+    bottom; with ``stem``, a bar as far from the 0 that does not (a 4's stem written apart from the
+    rest). Also where the 0 is."""
+    shot = Image.new("L", (1300, 820), surround)
+    draw = ImageDraw.Draw(shot)
+    draw.rectangle([0, 0, 1300, 110], fill=chrome)                           # title bar, menu, toolbar
+    for i, left in enumerate(range(20, 700, 70)):
+        draw.rectangle([left, 40, left + 40, 50], fill=225)                   # a menu word
+        side = (20, 28, 36)[i % 3]
+        draw.rectangle([left, 66, left + side, 66 + side], outline=225, width=3)  # hollow icons, not alike
+    draw.rectangle([330, 130, 970, 830], fill=255, outline=150)               # the page
+    draw.ellipse([600, 300, 636, 360], outline=20, width=4)                   # the 0
+    if cursor:
+        draw.line([(641, 292), (641, 368)], fill=0, width=2)
+    if stem:
+        draw.line([(641, 310), (641, 350)], fill=20, width=4)
+    zero = np.zeros((820, 1300), dtype=bool)
+    zero[298:363, 598:639] = True
+    return np.asarray(shot, dtype=np.float64) / 255, zero
+
+
+def kept_in_full_size(steps, shape):
+    """The kept digit's mask brought back to the full size of the picture."""
+    return np.asarray(Image.fromarray(steps["digit"]).resize(shape[::-1], Image.Resampling.NEAREST))
+
+
+def test_a_dark_title_bar_and_toolbar_are_not_the_digit():
+    """The dark bar at the top of a dark-themed app's window is as much ink as a desk, but its light
+    menu words and icons cut it into pieces, some of them not reaching the border: they go with the
+    bar, and the 0 on the page is the digit."""
+    x, zero = screenshot(cursor=False)
+    steps = inference.digit_steps(inference._shrink(x, inference.WORK_SIDE))
+    assert inference.ink_mask(steps["no_lines"])[:20].any(), "the bar reads as ink"
+    kept = kept_in_full_size(steps, x.shape)
+    assert kept.any() and not (kept & ~ndimage.binary_dilation(zero, iterations=4)).any(), "only the 0 is kept"
+
+
+def test_a_text_cursor_beside_a_typed_digit_is_not_kept():
+    """A text cursor after a typed digit: a thin upright bar beside it that reaches past its top and
+    its bottom (it spans the line). It is not part of the digit; a stroke as near that does not reach
+    past both ends of the digit (a 4's stem written apart) is."""
+    x, zero = screenshot(chrome=236, surround=255)
+    kept = kept_in_full_size(inference.digit_steps(inference._shrink(x, inference.WORK_SIDE)), x.shape)
+    assert kept[zero].any() and not kept[:, 639:].any(), "the 0 without the cursor"
+    x, zero = screenshot(chrome=236, surround=255, cursor=False, stem=True)
+    kept = kept_in_full_size(inference.digit_steps(inference._shrink(x, inference.WORK_SIDE)), x.shape)
+    assert kept[zero].any() and kept[:, 639:].any(), "the stem stays with the rest"
