@@ -19,7 +19,11 @@ and open a terminal). `sanitize_notebook` returns a copy that is safe to render 
   templates write them unquoted into <img>); execution counts must be integers (written unescaped);
 - sizes: one output over `max_output_bytes` (counted as its JSON) is cut with a note, images over
   it are replaced by a note; once the outputs pass `max_total_bytes`, later outputs become notes;
-  a cell source over `max_source_bytes` is cut with a note;
+  a cell source over `max_source_bytes` is cut with a note; a cell of student markdown over
+  `max_markdown_bytes` is cut with a note, and once the notebook's student markdown passes
+  `max_notebook_markdown_bytes` or checking it has taken `max_markdown_seconds`, later cells of it
+  become notes (rendering markdown to check it is the slow part: about a second per 100 kB, more
+  for some text); attachments the markdown lacks are found in one rendering;
 - metadata: the notebook keeps kernelspec, language_info and nbgrader; a cell keeps its nbgrader
   metadata (with checked types and a grade_id safe in an HTML attribute) and its tags; an
   output keeps the width, height, alt and unconfined of its images; everything else goes (e.g.
@@ -35,6 +39,7 @@ import copy
 import html
 import json
 import re
+import time
 from html.parser import HTMLParser
 
 import nbformat
@@ -42,6 +47,17 @@ import nbformat
 SAFE_MIME_TYPES = ("text/plain", "image/png", "image/jpeg")
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg")
 MAX_SOURCE_BYTES = 1_000_000
+# Student markdown is rendered to be checked: 1-10 s per MB for most text, and more for some (the
+# renderer and the math pattern below take time that grows as the square of a run of `\begin{a}`: 15 s
+# for 100 kB). One cell is cut past MAX_MARKDOWN_BYTES; past MAX_NOTEBOOK_MARKDOWN_BYTES in all, or
+# once checking the notebook's markdown has taken MARKDOWN_SECONDS, a cell is not shown but noted.
+# The instructor's largest markdown cell has 5 kB, the largest notebook 34 kB of markdown in all.
+MAX_MARKDOWN_BYTES = 20_000
+MAX_NOTEBOOK_MARKDOWN_BYTES = 200_000
+MARKDOWN_SECONDS = 5.0
+NOT_SHOWN = re.compile(r"\*\[markdown not shown \([\d,]+ bytes\): the student's markdown in this notebook "
+                       r"(passed the [\d,]+-byte limit|took more than [\d.]+ s to check)\]\*\n")
+MAX_MISSING_ATTACHMENTS = 50  # blank images put in for attachments the markdown uses and the cell lacks
 NOTEBOOK_METADATA = ("kernelspec", "language_info", "nbgrader")
 
 # Link schemes a student's markdown may use; data: only for PNG and JPEG images.
@@ -80,19 +96,25 @@ IMAGE_METADATA = {"width": int, "height": int, "unconfined": bool, "alt": str}
 
 def sanitize_notebook(nb: nbformat.NotebookNode, trusted_markdown: set[str] | frozenset = frozenset(), *,
                       max_output_bytes: int = 100_000, max_total_bytes: int = 5_000_000,
-                      max_source_bytes: int = MAX_SOURCE_BYTES) -> nbformat.NotebookNode:
+                      max_source_bytes: int = MAX_SOURCE_BYTES, max_markdown_bytes: int = MAX_MARKDOWN_BYTES,
+                      max_notebook_markdown_bytes: int = MAX_NOTEBOOK_MARKDOWN_BYTES,
+                      max_markdown_seconds: float = MARKDOWN_SECONDS) -> nbformat.NotebookNode:
     """A copy of `nb` that formgrader and the feedback page can render without running student script.
 
     nb: a graded notebook (nbformat v4). trusted_markdown: the sources of the instructor's markdown
     and raw cells (from the release); a cell with exactly that source is kept. max_output_bytes: the
     most one output may take (its JSON, UTF-8); max_total_bytes: the most all outputs may take
-    together; max_source_bytes: the most one cell source may take. The input is not changed."""
+    together; max_source_bytes: the most one cell source may take; max_markdown_bytes: the most one
+    cell of student markdown may take; max_notebook_markdown_bytes, max_markdown_seconds: the most
+    student markdown the notebook's cells may hold together, and the most time checking it may take
+    (the cells past either are not shown, a note says so). The input is not changed."""
     nb = copy.deepcopy(nb)
     trusted = set(trusted_markdown)
     nb.metadata = nbformat.from_dict({k: _json_safe(nb.metadata[k]) for k in NOTEBOOK_METADATA
                                       if isinstance(nb.metadata.get(k), dict)})
     _check_language_info(nb.metadata)
-    budget = _Budget(max_output_bytes, max_total_bytes)
+    budget = _Budget(max_output_bytes, max_total_bytes, min(max_markdown_bytes, max_source_bytes),
+                     max_notebook_markdown_bytes, max_markdown_seconds)
     cells, ids = [], set()
     for index, cell in enumerate(nb.cells):
         cell = _sanitize_cell(cell, trusted, budget, max_source_bytes)
@@ -125,17 +147,29 @@ def _sanitize_cell(cell, trusted: set[str], budget: _Budget, max_source_bytes: i
     if cell_type == "markdown" and source in trusted:
         attachments = _attachments(cell.get("attachments"), None)
         new = {**keep, "cell_type": "markdown", "metadata": metadata, "source": source}
-        if attachments or _missing_attachment(source, attachments):
-            new["attachments"] = _fill_missing_attachments(source, attachments)
+        if attachments or "attachment:" in source:
+            attachments = _fill_missing_attachments(source, attachments)
+        if attachments:
+            new["attachments"] = attachments
         return nbformat.from_dict(new)
     if cell_type == "raw" and source in trusted:
         return nbformat.from_dict({**keep, "cell_type": "raw", "metadata": metadata, "source": source})
     if cell_type == "markdown":
+        if NOT_SHOWN.fullmatch(source):  # sanitised before: the note stays as it is
+            return nbformat.from_dict({**keep, "cell_type": "markdown", "metadata": metadata, "source": source})
+        size = len(source.encode())
+        over = budget.markdown_over()
+        if over:
+            note = f"*[markdown not shown ({size:,} bytes): the student's markdown in this notebook {over}]*\n"
+            return nbformat.from_dict({**keep, "cell_type": "markdown", "metadata": metadata, "source": note})
+        started = time.monotonic()
         notes: list[str] = []
         attachments = _attachments(cell.get("attachments"), budget.max_output, notes)
-        attachments = _fill_missing_attachments(source, attachments)
-        source = sanitize_markdown(source + "".join(f"\n\n*[{n}]*" for n in notes), attachments,
-                                   max_bytes=max_source_bytes)
+        source += "".join(f"\n\n*[{n}]*" for n in notes)
+        attachments = _fill_missing_attachments(_cut_bytes(source, budget.max_markdown), attachments)  # what is shown
+        source = sanitize_markdown(source, attachments, max_bytes=budget.max_markdown)
+        budget.markdown_seconds += time.monotonic() - started
+        budget.markdown += len(source.encode())
         new = {**keep, "cell_type": "markdown", "metadata": metadata, "source": source}
         if attachments:
             new["attachments"] = attachments
@@ -195,31 +229,41 @@ def _attachments(attachments, max_bytes: int | None, notes: list[str] | None = N
     return out
 
 
-def _missing_attachment(source: str, attachments: dict) -> str | None:
-    """The name of an image attachment the markdown uses and the cell lacks (nbconvert fails on it)."""
-    if "attachment:" not in source:
-        return None
-    try:
-        _render_markdown(source, attachments)
-    except _MissingAttachment as missing:
-        return missing.name
-    return None
+class _AnyAttachment(dict):
+    """Attachments for one rendering that has every name (a blank image), and notes the names asked."""
+
+    def __init__(self, attachments: dict):
+        super().__init__(attachments)
+        self.asked: list[str] = []
+
+    def __contains__(self, name) -> bool:
+        return True
+
+    def __getitem__(self, name):
+        self.asked.append(name)
+        return dict.get(self, name) or {"image/png": BLANK_PNG}
 
 
 def _fill_missing_attachments(source: str, attachments: dict) -> dict:
-    """Blank images for attachments the markdown uses and the cell lacks, so that rendering works."""
-    attachments = dict(attachments)
-    for _ in range(50):
-        name = _missing_attachment(source, attachments)
-        if name is None:
-            break
-        attachments[name] = {"image/png": BLANK_PNG}
-    return attachments
+    """Blank images for the attachments the markdown uses and the cell lacks (nbconvert fails on one),
+    found in one rendering; none when there are more than MAX_MISSING_ATTACHMENTS (the cell then cannot
+    render as markdown and is shown as plain text)."""
+    if "attachment:" not in source:
+        return dict(attachments)
+    every = _AnyAttachment(attachments)
+    try:
+        _render_markdown(source, every)
+    except Exception:  # noqa: BLE001 - markdown the renderer fails on is shown as plain text later
+        return dict(attachments)
+    missing = dict.fromkeys(name for name in every.asked if name not in attachments)
+    if len(missing) > MAX_MISSING_ATTACHMENTS:
+        return dict(attachments)
+    return {**attachments, **{name: {"image/png": BLANK_PNG} for name in missing}}
 
 
 # ---- markdown -----------------------------------------------------------------------------------
 
-def sanitize_markdown(source: str, attachments: dict | None = None, *, max_bytes: int = MAX_SOURCE_BYTES) -> str:
+def sanitize_markdown(source: str, attachments: dict | None = None, *, max_bytes: int = MAX_MARKDOWN_BYTES) -> str:
     """Student markdown that renders with no raw HTML and no unsafe link, as readable as it can be.
 
     Checked by rendering it the way formgrader and nbconvert do; markdown that does not pass is
@@ -227,18 +271,26 @@ def sanitize_markdown(source: str, attachments: dict | None = None, *, max_bytes
     source = source.replace("\r\n", "\n").replace("\r", "\n")
     attachments = attachments or {}
     size = len(source.encode())
-    if size <= max_bytes:
-        safe = _make_safe(source, attachments)
-        if len(safe.encode()) <= max_bytes:
-            return safe
-    # Too long: cut the original so that what comes out fits (escaping only makes text longer).
-    note = f"\n\n*[text cut: {size:,} bytes, over the {max_bytes:,}-byte limit]*\n"
-    keep = len(_cut_bytes(source, max_bytes - len(note)))
-    while True:
-        safe = _make_safe(source[:keep] + note, attachments)
-        if len(safe.encode()) <= max_bytes or keep == 0:
-            return safe
-        keep = int(keep * max_bytes / len(safe.encode()) * 0.9)
+    original = source
+    if size > max_bytes:
+        source = _cut_markdown(original, size, max_bytes, max_bytes)
+    safe = _make_safe(source, attachments)
+    if len(safe.encode()) > max_bytes:  # escaping made it longer (`<` is `&lt;`): once more, cut by as much
+        room = int(len(_cut_bytes(original, max_bytes).encode()) * max_bytes / len(safe.encode()) * 0.95)
+        safe = _make_safe(_cut_markdown(original, size, room, max_bytes), attachments)
+    if len(safe.encode()) <= max_bytes:
+        return safe
+    # Plain text is not escaped: cut to fit with its fence around it (longer than any run of ` in it).
+    fence = max(3, 1 + max((len(run) for run in re.findall(r"`+", original)), default=0))
+    room = max_bytes - len(_as_plain_text("").encode()) - 2 * fence
+    text = _as_plain_text(original if size <= room else _cut_markdown(original, size, room, max_bytes))
+    return text if not _markdown_problems(text, attachments) else "*[this cell could not be shown safely]*\n"
+
+
+def _cut_markdown(source: str, size: int, room: int, limit: int) -> str:
+    """The start of `source` and a note that it was cut (`size` bytes, over `limit`), in at most `room` bytes."""
+    note = f"\n\n*[text cut: {size:,} bytes, over the {limit:,}-byte limit]*\n"
+    return _cut_bytes(source, room - len(note)) + note
 
 
 def _make_safe(source: str, attachments: dict) -> str:
@@ -463,8 +515,20 @@ def _sanitize_output(output) -> dict | None:
 class _Budget:
     """Cuts outputs over the per-output limit and replaces outputs past the notebook's limit."""
 
-    def __init__(self, max_output: int, max_total: int):
+    def __init__(self, max_output: int, max_total: int, max_markdown: int = MAX_MARKDOWN_BYTES,
+                 max_markdown_total: int = MAX_NOTEBOOK_MARKDOWN_BYTES, max_markdown_seconds: float = MARKDOWN_SECONDS):
         self.max_output, self.max_total, self.total, self.full = max_output, max_total, 0, False
+        self.max_markdown, self.max_markdown_total, self.markdown = max_markdown, max_markdown_total, 0
+        self.max_markdown_seconds, self.markdown_seconds = max_markdown_seconds, 0.0
+
+    def markdown_over(self) -> str:
+        """Why the next cell of student markdown is past the notebook's budget, or "" when it is within
+        (the markdown shown so far, counted as sanitised, so that sanitising again keeps the same cells)."""
+        if self.markdown_seconds >= self.max_markdown_seconds:
+            return f"took more than {self.max_markdown_seconds:g} s to check"
+        if self.markdown >= self.max_markdown_total:
+            return f"passed the {self.max_markdown_total:,}-byte limit"
+        return ""
 
     def fit(self, output: dict):
         size = _json_size(output)

@@ -524,14 +524,70 @@ def test_huge_sources_are_cut():
     code = "x = 1\n" * 400_000
     markdown = "word <b>x</b> < y " * 10_000
     nb = student_notebook(new_code_cell(code), new_markdown_cell(markdown), new_raw_cell(markdown))
-    clean = sanitize_notebook(nb, max_source_bytes=100_000)
+    clean = sanitize_notebook(nb, max_source_bytes=100_000, max_markdown_bytes=100_000)
     assert all(len(c.source.encode()) <= 100_000 for c in clean.cells)
     assert clean.cells[0].source.startswith("x = 1\n") and "# [source cut: 2,400,000 bytes" in clean.cells[0].source
     assert clean.cells[1].source.startswith("word <b>x</b> &lt; y word")
     assert clean.cells[1].source.endswith("*[text cut: 180,000 bytes, over the 100,000-byte limit]*\n")
     assert clean.cells[2].source.startswith("word &lt;b&gt;x&lt;/b&gt; &lt; y word")
     assert not notebook_problems(render(student_notebook(*clean.cells[1:]), "formgrade"))
-    assert sanitize_notebook(clean, max_source_bytes=100_000) == clean
+    assert sanitize_notebook(clean, max_source_bytes=100_000, max_markdown_bytes=100_000) == clean
+
+
+def test_student_markdown_has_a_budget_per_cell_and_per_notebook():
+    """D4 of an outside tester: rendering markdown to check it took 15-27 s per MB, with no limit on a
+    notebook. A cell is cut past max_markdown_bytes, and past max_notebook_markdown_bytes in all the
+    cells are notes. Here 30 cells of 40 kB of table (~9 s per MB to check) took ~11 s; now ~2 s."""
+    import time
+
+    table = "|a|b|\n|-|-|\n" + "|x|y|\n" * 6_600
+    nb = student_notebook(*[new_markdown_cell(f"{table}{i}") for i in range(30)])
+    started = time.monotonic()
+    clean = sanitize_notebook(nb)
+    seconds = time.monotonic() - started
+    shown = [c.source for c in clean.cells if not c.source.startswith("*[markdown not shown")]
+    assert len(shown) == 10 and all(len(s.encode()) <= 20_000 for s in shown), [len(s) for s in shown]
+    assert all(s.startswith("|a|b|") and s.endswith("*[text cut: 39,613 bytes, over the 20,000-byte limit]*\n")
+               for s in shown), shown[0][-200:]
+    assert clean.cells[10].source == ("*[markdown not shown (39,614 bytes): the student's markdown in this notebook "
+                                      "passed the 200,000-byte limit]*\n")
+    assert seconds < 6, seconds
+    assert sanitize_notebook(clean) == clean
+
+
+def test_student_markdown_that_is_slow_to_check_has_a_time_budget():
+    """Some markdown takes time that grows as the square of its length (`\\begin{a}` over and over: 15 s
+    for 100 kB, in nbconvert's renderer too): once checking the notebook's markdown has taken
+    max_markdown_seconds, its later cells are notes."""
+    import time
+
+    slow = "\\begin{a}" * 2_200  # 19.8 kB: ~0.6 s to check
+    nb = student_notebook(*[new_markdown_cell(f"{slow}{i}") for i in range(20)])
+    started = time.monotonic()
+    clean = sanitize_notebook(nb, max_markdown_seconds=0.5)
+    seconds = time.monotonic() - started
+    assert clean.cells[0].source.startswith("\\begin{a}")
+    assert clean.cells[-1].source == ("*[markdown not shown (19,802 bytes): the student's markdown in this notebook "
+                                      "took more than 0.5 s to check]*\n")
+    assert seconds < 5, seconds
+
+
+def test_missing_attachments_are_found_in_one_rendering(monkeypatch):
+    """A blank image stands in for each attachment the markdown uses and the cell lacks: they were found
+    one rendering at a time (up to 50 renderings of the whole cell: 67 s per MB of such markdown)."""
+    from grading import sanitize
+
+    renders = []
+    render_markdown = sanitize._render_markdown
+    monkeypatch.setattr(sanitize, "_render_markdown", lambda *a: renders.append(1) or render_markdown(*a))
+    text = "".join(f"![a](attachment:f{i}.png) " for i in range(40))
+    clean = sanitize_notebook(student_notebook(new_markdown_cell(text)))
+    assert set(clean.cells[0].attachments) == {f"f{i}.png" for i in range(40)}
+    assert clean.cells[0].source == text
+    assert len(renders) <= 3, len(renders)
+    too_many = "".join(f"![a](attachment:f{i}.png) " for i in range(60))
+    clean = sanitize_notebook(student_notebook(new_markdown_cell(too_many)))
+    assert clean.cells[0].source.startswith("*[shown as plain text") and not clean.cells[0].get("attachments")
 
 
 # ---- idempotence, and random markdown ------------------------------------------------------------
