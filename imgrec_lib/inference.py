@@ -70,6 +70,7 @@ MIN_INK = 0.2  # a digit's strokes take at least this much of the paper's light 
 FAINT_INK = 0.1  # ... or this much, faint pencil, when they hang together over 10% of the picture's side
 ROW = 4  # this many pieces alike side by side on a line: a toolbar's icons or a line of print, not a digit
 DESK_INK = 0.2  # ink this dark joined to the desk is the desk's (paper's noise, a ruled line's remains: fainter)
+FLAT = 8  # a piece this many times as wide as it is tall is a line (an edge, an underline), not a digit
 MARK = 0.3  # a piece beside the digit under this share of its ink, farther than this share of its size: a mark
 
 
@@ -574,10 +575,12 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     the picture's edge (a shadow, the table) are left out unless nothing else is there, and so is
     a box or a circle drawn round the digit (``_frames``). A piece in a row of pieces alike
     (``_rows``: a toolbar's icons, a line of print) is not taken for the digit when another piece
-    at least 10% as large is there, and a thin upright bar beside the digit that reaches past both
-    its ends (``_bars_beside``: a text cursor) is not kept with it. Given the ``ink`` map, the
-    digit is the piece with the most ink, not the most pixels: a finger's shadow on the page may
-    cover more of it than the pen, but faintly. Lesson 08."""
+    at least 10% as large is there, nor is a piece at least ``FLAT`` times as wide as it is tall
+    (``_flat``: a line, the grey strip above a page in a screenshot); the digit must be at least
+    10% as large as the largest piece that could be it. A thin upright bar beside the digit that
+    reaches past both its ends (``_bars_beside``: a text cursor) is not kept with it. Given the
+    ``ink`` map, the digit is the piece with the most ink, not the most pixels: a finger's shadow
+    on the page may cover more of it than the pen, but faintly. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
@@ -591,8 +594,9 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
         sizes = np.where(inside, sizes, 0)
     weight = sizes.copy() if ink is None else ndimage.sum_labels(ink, labels, index=np.arange(1, n + 1)) * (sizes > 0)
     weight[_rows(boxes, sizes)] = 0  # the pieces that could be the digit, by how much ink they hold
+    weight[_flat(boxes)] = 0
     best = int(np.argmax(weight))
-    main = best if weight[best] > 0 and sizes[best] >= 0.1 * sizes.max() else int(np.argmax(sizes))
+    main = best if weight[best] > 0 and sizes[best] >= 0.1 * sizes[weight > 0].max() else int(np.argmax(sizes))
     (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
     reach = 0.5 * max(bottom - top, right - left)
     keep = [i for i, b in enumerate(boxes)
@@ -643,6 +647,14 @@ def _rows(boxes: list, sizes: np.ndarray, alike: int = ROW) -> list[int]:
     in_line = np.abs(middle[:, None] - middle[None, :]) <= 0.25 * height[:, None]
     alike_in_line = near(height, 0.25) & near(width, 0.25) & near(ink, 0.5) & in_line
     return [int(i) for i in big[alike_in_line.sum(axis=1) >= alike]]  # each piece counts itself
+
+
+def _flat(boxes: list, flat: float = FLAT) -> list[int]:
+    """The components (indices) at least ``flat`` times as wide as they are tall: a line, not a
+    digit (no digit is that flat). The strip of grey round a page in a screenshot, seen between the
+    toolbar and the page's top edge, an underline, a ruled line cut short by the picture's edge.
+    Such a piece is not taken for the digit; the bar of a 7 broken off its stem is still kept with it."""
+    return [i for i, (r, c) in enumerate(boxes) if c.stop - c.start >= flat * (r.stop - r.start)]
 
 
 def _frames(labels: np.ndarray, boxes: list, sizes: np.ndarray) -> list[int]:

@@ -1001,3 +1001,16 @@ def test_a_text_cursor_beside_a_typed_digit_is_not_kept():
     x, zero = screenshot(chrome=236, surround=255, cursor=False, stem=True)
     kept = kept_in_full_size(inference.digit_steps(inference._shrink(x, inference.WORK_SIDE)), x.shape)
     assert kept[zero].any() and kept[:, 639:].any(), "the stem stays with the rest"
+
+
+def test_the_grey_strip_between_a_toolbar_and_the_page_is_not_the_digit():
+    """A screenshot with a light toolbar, a grey surround and a white page below it: between the
+    toolbar and the page's top edge lies a strip of grey, too thin for the paper's estimate to
+    follow, a long faint line in the ink map with more ink than a thin typed 0. A piece that flat
+    is a line, not a digit: the 0 is kept, not the strip."""
+    x, zero = screenshot(chrome=236, surround=170, cursor=False)
+    steps = inference.digit_steps(inference._shrink(x, inference.WORK_SIDE))
+    strip = inference.ink_mask(steps["page"])[:55]
+    assert strip.sum() > steps["mask"][110:150, 225:255].sum(), "the strip reads as more ink than the 0"
+    kept = kept_in_full_size(steps, x.shape)
+    assert kept.any() and not (kept & ~ndimage.binary_dilation(zero, iterations=4)).any(), "only the 0 is kept"
