@@ -314,17 +314,21 @@ def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2, solid: float = 0.8) -> b
     """Whether the light part of a picture is a sheet of paper with dark marks on it, lying on a
     darker desk that fills most of the picture (``_sheet_with_marks``). The light part is what lies
     above Otsu's threshold; failing that, above the lower of multi-Otsu's two thresholds (three
-    levels: the desk, the page in a shadow, the lit page). A hand's or a phone's shadow biting into
-    the sheet from its edge leaves the lit part of it far from convex; the page in light and in
-    shadow together is a quadrilateral again. Lesson 08."""
+    levels: the desk, the page in a shadow, the lit page), when the middle level is broad as a
+    shadow is (a disk as wide as the sheet's fits in it; the blurred rim of a light stroke is
+    narrow). A hand's or a phone's shadow biting into the sheet from its edge leaves the lit part of
+    it far from convex; the page in light and in shadow together is a quadrilateral again. Lesson 08."""
     if x.max() <= x.min():
         return False
     if _sheet_with_marks(x, float(filters.threshold_otsu(x)), marks, solid):
         return True
     try:
-        lower = float(filters.threshold_multiotsu(x, classes=3)[0])
+        lower, upper = (float(t) for t in filters.threshold_multiotsu(x, classes=3))
     except ValueError:  # fewer than three grey levels: no shadow on the page
         return False
+    middle = (x > lower) & (x <= upper)
+    if not (ndimage.distance_transform_edt(middle) >= max(x.shape) / 20).any():
+        return False  # the middle level is no broad shadow, only the blurred rim of light strokes
     return _sheet_with_marks(x, lower, marks, solid)
 
 

@@ -949,6 +949,12 @@ def test_a_hand_s_shadow_biting_into_a_page_on_a_desk_keeps_it_dark_on_light():
     assert inference.a_page_on_a_desk(x) and inference.is_dark_on_light(x)
     steps = inference.digit_steps(x)
     assert steps["digit"].any() and not (steps["digit"] & ~seven).any(), "only the 7 is kept"
+    for stroke, width in (([(7, 2), (7, 12)], 2), ([(3, 2), (11, 2), (6, 12)], 4)):  # the pad's broad 1 and 7
+        pad = Image.new("L", (14, 14), 0)
+        ImageDraw.Draw(pad).line(stroke, fill=255, width=width)
+        light = pad.resize((112, 112), Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(radius=3))
+        assert not inference.is_dark_on_light(np.asarray(light, dtype=np.float64) / 255), \
+            "the blurred rim of a light stroke is no shadow on a page"
 
 
 def screenshot(chrome=45, surround=200, cursor=True, stem=False):
