@@ -1590,7 +1590,7 @@ def find_reference_copies(submission: nbformat.NotebookNode,
     import os
     import subprocess
 
-    sizes = [len(c.source.encode()) for c in submission.cells if c.cell_type == "code"]
+    sizes = [len(c.source.encode(errors="surrogatepass")) for c in submission.cells if c.cell_type == "code"]
     if sizes and max(sizes) > MAX_CELL_BYTES:
         return _unread(release, f"a code cell of {max(sizes):,} bytes (the limit is {MAX_CELL_BYTES:,})")
     if sum(sizes) > MAX_CODE_BYTES:

@@ -35,7 +35,6 @@ Sanitising twice gives the same notebook as sanitising once.
 
 from __future__ import annotations
 
-import copy
 import html
 import json
 import re
@@ -108,7 +107,7 @@ def sanitize_notebook(nb: nbformat.NotebookNode, trusted_markdown: set[str] | fr
     cell of student markdown may take; max_notebook_markdown_bytes, max_markdown_seconds: the most
     student markdown the notebook's cells may hold together, and the most time checking it may take
     (the cells past either are not shown, a note says so). The input is not changed."""
-    nb = copy.deepcopy(nb)
+    nb = _json_copy(nb)
     trusted = set(trusted_markdown)
     nb.metadata = nbformat.from_dict({k: _json_safe(nb.metadata[k]) for k in NOTEBOOK_METADATA
                                       if isinstance(nb.metadata.get(k), dict)})
@@ -628,6 +627,14 @@ def _new_id(index: int, taken: set[str]) -> str:
     while (candidate := f"cell-{index}" + (f"-{n}" if n else "")) in taken:
         n += 1
     return candidate
+
+
+def _json_copy(nb) -> nbformat.NotebookNode:
+    """A deep copy made only of JSON types and of text that UTF-8 can encode: a lone surrogate
+    (``"\\ud800"`` in the file's JSON) becomes ``?``, for it would fail the steps that encode text
+    (sizes here, nbformat writing the graded notebook)."""
+    text = json.dumps(nb, ensure_ascii=False, default=lambda _: None)
+    return nbformat.from_dict(json.loads(text.encode("utf-8", "replace").decode("utf-8")))
 
 
 def _json_safe(value):

@@ -472,6 +472,13 @@ def test_code_nested_too_deeply_to_read_is_reported_not_a_crash():
                            "read for reference copies: review it by hand"] for reasons in found.values()), found
 
 
+def test_code_utf8_cannot_encode_is_not_a_crash():
+    """A lone surrogate in a cell (valid JSON, `"\\ud800"`): Python cannot compile that cell, in the kernel
+    or here, so it is no finding; the sizes of the cells are counted all the same."""
+    sub, release = submission("03", None, {"relu": ["x = 1  # \ud800"]})
+    assert references.find_reference_copies(sub, release) == {}
+
+
 # ----------------------------------------------------------------------------- what reading costs the grader
 
 

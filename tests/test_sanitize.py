@@ -590,6 +590,20 @@ def test_missing_attachments_are_found_in_one_rendering(monkeypatch):
     assert clean.cells[0].source.startswith("*[shown as plain text") and not clean.cells[0].get("attachments")
 
 
+def test_text_utf8_cannot_encode_becomes_a_question_mark():
+    """A lone surrogate (`"\\ud800"` in the file's JSON is valid JSON) failed the sanitiser's sizes and
+    nbformat's writing of the graded notebook: the submission was not graded."""
+    import io
+
+    nb = student_notebook(new_code_cell("x = 1  # \ud800", outputs=[new_output("stream", name="stdout", text="\udfff")]),
+                          new_markdown_cell("hi \ud800"))
+    nb.cells[0].metadata["nbgrader"] = {"grade_id": "a\ud800", "solution": True}
+    clean = sanitize_notebook(nb)
+    nbformat.write(clean, io.StringIO())
+    assert clean.cells[0].source == "x = 1  # ?" and clean.cells[1].source == "hi ?"
+    assert clean.cells[0].outputs[0].text == "?" and clean.cells[0].metadata.nbgrader.grade_id == "a?"
+
+
 # ---- idempotence, and random markdown ------------------------------------------------------------
 
 def everything_notebook():
