@@ -453,6 +453,22 @@ def upload_and_classify(model: torch.nn.Module, classes: Sequence[str],
     return UploadClassifier(model, classes, input_shape)
 
 
+def pad_to_mnist(pixels: np.ndarray) -> np.ndarray:
+    """A drawing pad's cells (grid, grid), 1 where on -> the (28, 28) the model sees. The pad's ink is
+    light on dark and there is no paper, light or ruling to undo, so only the pipeline's last steps run
+    (inference.crop_digit, normalise_strokes, mnist_layout): cells enlarged and softened a little like
+    a pen stroke, the digit cut out, given MNIST's pen and laid out like MNIST. (The whole pipeline
+    would have to guess which way round the picture is, and takes a broad light digit for a page.)"""
+    from . import inference
+
+    grid = pixels.shape[0]
+    img = Image.fromarray((np.asarray(pixels) * 255).astype(np.uint8)).resize((grid * 8, grid * 8),
+                                                                              Image.Resampling.NEAREST)
+    ink = np.asarray(img.filter(ImageFilter.GaussianBlur(radius=3)), dtype=np.float32) / 255
+    crop = inference.crop_digit(ink, ink > 0.5)
+    return inference.mnist_layout(inference.normalise_strokes(crop))
+
+
 class DigitPad(widgets.VBox):
     """A ``grid`` x ``grid`` pad of toggle buttons to click a digit on; every click re-classifies.
     ``cells`` are the buttons (row by row), ``input`` the (1, 28, 28) tensor the model saw,
@@ -501,18 +517,13 @@ class DigitPad(widgets.VBox):
             self.input, self.prediction = None, None
             self.result.value = "<p>click cells to draw a digit</p>"
             return
-        # white ink on black, enlarged and softened a little like a pen stroke, then MNIST's layout
-        img = Image.fromarray((pixels * 255).astype(np.uint8)).resize((self.grid * 8, self.grid * 8),
-                                                                     Image.Resampling.NEAREST)
-        img = img.filter(ImageFilter.GaussianBlur(radius=3))
-        from . import inference
-
-        try:
-            self.input = inference.prepare_image(img, (1, 28, 28), invert="auto")
-        except inference.NoDigitError:  # every cell on: no digit to see
+        if pixels.all():
             self.input, self.prediction = None, None
             self.result.value = "<p>no digit found: the pad is full; clear some cells</p>"
             return
+        self.input = torch.from_numpy(pad_to_mnist(pixels))[None]
+        from . import inference
+
         self.prediction = inference.predict_tensor(self.model, self.input, self.classes, top_k=self.top_k)
         self.preview.value = _png(self.input)
         self.result.value = _ranking_html(self.prediction)

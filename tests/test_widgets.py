@@ -248,6 +248,19 @@ def test_upload_of_a_blank_page_and_a_full_pad_say_no_digit_was_found():
     assert "click cells" in pad.result.value
 
 
+def test_a_bold_digit_on_the_pad_reaches_the_model_light_on_dark():
+    """The pad's ink is light on dark: a 0 drawn three cells wide is a bright ring on black for the
+    model, not taken for a sheet of paper on a desk and inverted (a bright background)."""
+    pad = W.digit_pad(tiny_model(), CLASSES)
+    pixels = np.zeros((14, 14))
+    pixels[1:13, 3:11] = 1
+    pixels[4:10, 6:8] = 0  # a bold 0: a ring three cells wide around a narrow hole
+    pad.draw(pixels)
+    seen = pad.input[0].numpy()
+    assert seen[0].max() == 0 and seen[:, 0].max() == 0, "the background must stay dark"
+    assert seen.max() > 0.9 and seen[14, 14] < seen.max() / 2, "a bright ring around a darker middle"
+
+
 def test_digit_pad_classifies_what_is_clicked():
     model = tiny_model()
     pad = W.digit_pad(model, CLASSES)
