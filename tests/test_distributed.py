@@ -183,10 +183,10 @@ def test_every_process_resumes_from_the_one_checkpoint(resumed):
 
 def test_two_processes_reach_the_accuracy_of_one(resumed):
     """The same recipe in one process (here): the two runs differ as two seeds do (BatchNorm sees 64
-    images a step instead of 128, dropout and augmentation draw other numbers). On the 1,000 test
-    digits one image is 0.1 points. Over seeds 0-4 one process reached 97.2-97.8% and two 97.2-98.3%,
-    the two apart by -0.2 to +0.7 points (HISTORY.md): 1.5 points (15 images) is twice the widest gap
-    seen; a bug that breaks the averaging (each process learning alone) or the shares costs more."""
+    images a step instead of 128, augmentation draws other numbers). On the 1,000 test digits one
+    image is 0.1 points; 1.5 points (15 images) is about twice the widest gap between one and two
+    processes measured over seeds 0-4 (benchmarks/HISTORY.md); a bug that breaks the averaging (each
+    process learning alone) or the shares costs more."""
     folder, _ = resumed
     history = load_checkpoint(folder / "a.pt")["history"]
     recipe = RECIPES["fast"]
