@@ -19,6 +19,7 @@ import ast
 import copy
 import json
 import re
+import secrets
 from pathlib import Path
 
 import nbformat
@@ -161,11 +162,14 @@ def probes_of(before: str, arguments: list[tuple[str, bool]]) -> str:
     return "\n\n".join(ast.get_source_segment(before, node, padded=True) for node in keep) + "\n"
 
 
-def to_run(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The staged notebook with each test cell turned into a call of grading/serve.py."""
+def to_run(staged: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, dict[str, str]]:
+    """The staged notebook with each test cell turned into a call of grading/serve.py, and {grade_id:
+    token}: a fresh random word per test cell that only that cell's source holds, which the grader
+    asks of the serve (grading/worker.Run). The call names serve through its module, not a global
+    name of the notebook's."""
     import grading
 
-    nb = copy.deepcopy(staged)
+    nb, tokens = copy.deepcopy(staged), {}
     for cell in nb.cells:
         if cell.cell_type == "code" and not cell.source.strip():
             cell.source = "pass"  # the kernel numbers only the cells it runs: run every one (see `assemble`)
@@ -173,9 +177,10 @@ def to_run(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
             with grading.PARSING:  # one thread at a time (see grading/__init__.py)
                 before, _, arguments, _ = split_test_cell(cell.source)
                 probes = probes_of(before, arguments)
-            cell.source = ("from grading.serve import serve as __imgrec_serve\n"
-                           f"__imgrec_serve({grade_id(cell)!r}, {probes!r}, {arguments!r}, globals())\n")
-    return nb
+            token = tokens[grade_id(cell)] = secrets.token_hex(16)
+            cell.source = (f"__import__('grading.serve').serve.serve({grade_id(cell)!r}, {probes!r}, {arguments!r}, "
+                           f"globals(), {token!r})\n")
+    return nb, tokens
 
 
 def test_sources(source: nbformat.NotebookNode) -> dict[str, str]:

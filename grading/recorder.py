@@ -151,6 +151,20 @@ def trust(x, kind: int = TRUSTED) -> None:
         _KNOWN[id(code)] = (code, kind)
 
 
+def foreign_trusted() -> list[str]:
+    """Code the record was told to trust (`trust`) that is neither the grader's nor the probes': the
+    notebook's own code passed off as the grader's, so that what it calls goes unrecorded."""
+    found = []
+    for code, _ in list(_KNOWN.values()):
+        filename = getattr(code, "co_filename", "")
+        path = os.path.realpath(filename) if filename.startswith(os.sep) else filename
+        if filename != PROBES and not path.startswith(_GRADING):
+            found.append(f"the notebook's code ({str(getattr(code, 'co_name', '?'))[:60]}) trusted as the grader's")
+            if len(found) >= 5:
+                break
+    return found
+
+
 def classify(code) -> tuple[int, str]:
     """(what the code is, its dotted module name where that matters): the grader's own by identity
     (`trust`), else from its file name. Code named as the grader's that is not known is the student's."""
@@ -316,10 +330,14 @@ class Recorder:
     def __exit__(self, *exc) -> None:
         still = _getprofile()
         _setprofile(self.previous)
+        if self not in _RECORDING:
+            self.add("switched-off:this recording taken off the list of recordings")
         while self in _RECORDING:
             _RECORDING.remove(self)
         if still is not self.profile:
             self.add("switched-off:sys.setprofile")
+        for name in foreign_trusted():
+            self.add(f"switched-off:{name}")
         self._stop_mode()
         self._note_helpers()
         for changed in replaced():

@@ -7,13 +7,18 @@ Reads the notebook to run as the first line of stdin (built by grading/notebooks
 cells, each test cell replaced by a grading/serve.py call), runs its code cells in a fresh kernel with
 a time limit per cell, and writes one JSON line per event to stdout: `{"cell": i, "outputs": [...]}`
 after each cell, `{"done": ...}` at the end. While a test cell runs, its kernel talks to the grader
-through this process: the kernel's lines (from a Unix socket) go out on stdout, and the grader's
-later stdin lines go to the kernel. Everything here runs with the student's permissions inside the
-sandbox, so it is only a courier: nothing it sends is trusted.
+through this process: the kernel's lines (from a Unix socket) go out on stdout marked `kernel `, so
+that no line of the kernel's passes for one of this process's events, and the grader's later stdin
+lines go to the kernel. This process runs with the student's permissions inside the sandbox, but the
+kernel (its child, where the student's code runs) cannot read its memory or open its pipes: it makes
+itself non-dumpable first. The grader trusts its events only as far as the student could not forge
+them from the notebook; everything the kernel says is data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -33,11 +38,24 @@ SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
 # In [N] == "Cell In[N]"): grading/recorder.py binds sys.setprofile and the rest before the notebook can
 # replace them.
 PRELOAD = '__import__("grading.recorder").recorder.preloaded()'
+KERNEL = b"kernel "  # the mark on each line that comes from the kernel
+PR_SET_DUMPABLE = 4
+
+
+def keep_out_of_reach() -> None:
+    """Make this process non-dumpable: another process of the same user (the kernel, which runs the
+    student's code) can then neither read its memory (where the test cells' tokens are) nor open its
+    pipes through /proc/PID/fd (where its events go). Raise if the system does not allow it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 class Relay:
-    """The kernel's end: a Unix socket the test cells connect to (one at a time). What the kernel
-    writes goes out with `send_line`; `forward` passes the grader's lines to the connected kernel."""
+    """The kernel's end: a Unix socket the test cells connect to. The newest connection is the one
+    the grader talks to: a new one cuts the one before (a connection a cell of the student's left
+    open cannot keep the test cells waiting). What the current connection writes goes out with
+    `send_line`, and `{"served": null}` when it ends or is cut; `forward` passes the grader's lines to it."""
 
     def __init__(self, path: str, send_line):
         self.send_line, self.current, self.lock = send_line, None, threading.Lock()
@@ -52,14 +70,31 @@ class Relay:
         while True:
             connection, _ = self.listener.accept()
             with self.lock:
+                if self.current is not None:
+                    self._cut(self.current)
                 self.current = connection
-            with connection.makefile("rb") as lines:
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as lines:
+            try:
                 for line in lines:
-                    self.send_line(line)
-            with self.lock:
-                if self.current is connection:
-                    self.current = None
-            self.send_line(b'{"served": null}')
+                    with self.lock:
+                        if self.current is not connection:
+                            break
+                        self.send_line(KERNEL + line)
+            except OSError:
+                pass
+        with self.lock:
+            if self.current is connection:
+                self._cut(connection)
+
+    def _cut(self, connection: socket.socket) -> None:
+        """Stop relaying `connection` (the lock held): the grader hears that it ended."""
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+        self.current = None
+        self.send_line(b'{"served": null}')
 
     def forward(self, line: bytes) -> None:
         with self.lock:
@@ -72,6 +107,7 @@ class Relay:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    keep_out_of_reach()
     jupyter_fix.apply()  # a widget cell must not stall the run for minutes
     if argv[:1] == ["--listen"]:  # the grader is in another container: one connection carries both ways
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -110,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     def cell_done(cell, cell_index, execute_reply=None, **_):
         send({"cell": cell_index, "outputs": cell.get("outputs", [])})
 
+    # No output history (`_`, `Out`, `_oh`): an answer cannot take a value an earlier cell displayed
+    # without naming where it came from (grading/references.py reads the names).
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True, iopub_timeout=10, record_timing=False,
-                            shutdown_kernel="immediate", extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"],
+                            shutdown_kernel="immediate", extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}",
+                                                                    "--InteractiveShell.cache_size=0"],
                             resources={"metadata": {"path": os.getcwd()}})
     client.on_cell_executed = cell_done
     try:

@@ -1,6 +1,6 @@
 """Answers a graded test's calls inside the student's sandboxed kernel; the test itself is not here.
 
-The grader replaces each test cell with `serve("test_x", PROBES, [("conv2d", True), ...], globals())`.
+The grader replaces each test cell with `serve("test_x", PROBES, [("conv2d", True), ...], globals(), TOKEN)`.
 PROBES is the cell's probe definitions only: the test function, its expected values and its asserts
 run in grading/judge.py, a process where no student code runs. Here each argument of the cell's last
 statement is evaluated (a probe such as `describe_my_cnn(MyCNN)` runs now, in a fresh namespace); the
@@ -158,8 +158,9 @@ def answer(functions: dict, call: dict) -> dict:
     return reply
 
 
-def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: dict) -> None:
-    """The test cell, as it runs in the student's kernel while grading."""
+def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: dict, token: str = "") -> None:
+    """The test cell, as it runs in the student's kernel while grading. `token` is the cell's word for
+    the grader (grading/worker.Run): it goes first, before any code of the student's runs here."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(SOCKET)
     channel = connection.makefile("rwb")
@@ -168,10 +169,14 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
         channel.write(json.dumps(message).encode() + b"\n")
         channel.flush()
 
+    send({"hello": test_name, "token": token})
+    del token
     try:
         recorder = Recorder()
         described, functions = arguments_of(probes, arguments, user, recorder)
         tampered = [f"switched-off:{name} imported by the notebook before the tests" for name in IMPORTED_BEFORE]
+        tampered += [f"switched-off:grading.serve.{name} replaced" for name, value in _OWN.items()
+                     if globals().get(name, _OWN) is not value]
         send({"serve": test_name, "arguments": described, "used": [*tampered, *_names(recorder)]})
         while line := channel.readline():
             call = json.loads(line).get("call")
@@ -189,4 +194,5 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
 
 
 _recorder.trust(_values)
-_recorder.trust(sys.modules[__name__], SERVE)  # it calls the student's function: what that function is matters
+_recorder.trust(sys.modules[__name__], SERVE)
+_OWN = {name: value for name, value in globals().items() if not name.startswith("__")}  # as imported  # it calls the student's function: what that function is matters

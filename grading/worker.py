@@ -126,53 +126,104 @@ def failed(message: str) -> dict:
 
 MAX_USED = 400  # names of what the student's code called, kept per test cell
 MAX_ITEMS_IN_LINE = 1_000_000  # JSON items in one event: results and outputs are mostly base64 and text
+MAX_ITEMS_OF_OUTPUTS = 4_000_000  # JSON items of all the cells' outputs kept (about a gigabyte past this)
+KERNEL = b"kernel "  # grading/runner.py marks the kernel's lines with it
+
+
+def items(line: bytes) -> int:
+    """About how many JSON objects, lists and values a line holds, counted without parsing it."""
+    return sum(line.count(token) for token in (b"[", b"{", b",", b":"))
 
 
 class Run:
     """A submission's notebook running in its sandbox, talked to in JSON lines (`channel`: send,
     next_line): its cells' outputs come in, and each test cell it reaches is decided by the judge
     while the kernel answers the test's calls. Whatever the sandbox sends is data: a malformed or
-    unexpected line is skipped, and a call it does not answer fails that test."""
+    unexpected line is skipped, and a call it does not answer fails that test.
 
-    def __init__(self, channel, tests: dict[str, str], judge: Judge):
-        self.channel, self.tests, self.judge = channel, tests, judge
+    Two senders share the channel: grading/runner.py (a cell's outputs, the end), which the student's
+    code cannot reach, and the kernel, where the student's code runs (a test cell's serve and its
+    replies), whose lines the runner marks. A serve is taken only from the kernel, once per test
+    cell, and only right after a hello with the token that `tokens` holds for it: a random word that
+    only that test cell's source (grading/notebooks.to_run) carries into the kernel, as the cell
+    starts, and that grading/serve.py sends before any code of the student's runs there, so a cell of
+    the student's cannot serve a test in its place. Outputs and the end are taken only from the runner."""
+
+    def __init__(self, channel, tests: dict[str, str], judge: Judge, tokens: dict[str, str] | None = None):
+        self.channel, self.tests, self.judge, self.tokens = channel, tests, judge, tokens or {}
         self.outputs: dict[int, list] = {}
+        self.output_items: dict[int, int] = {}
         self.verdicts: dict[str, dict] = {}
         self.used: dict[str, dict[str, None]] = {}   # test grade_id -> what the student's code called there
-        self.done, self.serving, self.current = "", False, None
+        self.refused: list[str] = []                 # serves refused: a test cell's name without its token
+        self.done, self.serving, self.current, self.opened = "", False, None, None
 
     def _events(self):
+        """(from the kernel?, event) for each line that parses into a JSON object."""
         while (line := self.channel.next_line()) is not None:
-            if sum(line.count(token) for token in (b"[", b"{", b",", b":")) > MAX_ITEMS_IN_LINE:
+            from_kernel = line.startswith(KERNEL)
+            if from_kernel:
+                line = line[len(KERNEL):]
+            count = items(line)
+            if count > MAX_ITEMS_IN_LINE:
                 continue  # not parsed: its millions of little objects would take gigabytes
             try:
                 event = json.loads(line)
             except (ValueError, RecursionError):
                 continue
             if isinstance(event, dict):
-                yield event
+                event["__items"] = count
+                yield from_kernel, event
 
     def go(self, notebook: dict) -> None:
         self.channel.send(json.dumps(notebook).encode() + b"\n")
         self.stream = self._events()
-        for event in self.stream:
-            self._take(event)
+        for from_kernel, event in self.stream:
+            self._take(event, from_kernel)
 
-    def _take(self, event: dict) -> None:
-        if isinstance(event.get("cell"), int) and isinstance(event.get("outputs"), list):
-            self.outputs[event["cell"]] = event["outputs"]
+    def _take(self, event: dict, from_kernel: bool) -> None:
+        if from_kernel:
+            self._serve(event)
+        elif isinstance(event.get("cell"), int) and isinstance(event.get("outputs"), list):
+            self._keep_outputs(event["cell"], event["outputs"], event["__items"])
         elif "done" in event:
             self.done = str(event["done"])[:200] + (f": {str(event.get('detail'))[:300]}" if event.get("detail") else "")
-        elif isinstance(event.get("serve"), str) and not self.serving:
-            grade_id = event["serve"]
-            if grade_id in self.tests and grade_id not in self.verdicts:
-                self.serving, self.current = True, grade_id
-                self._note_used(event.get("used"))
-                verdict = self.judge.run_test(grade_id, self.tests[grade_id], event.get("arguments"), self._call)
-                self.verdicts[grade_id] = verdict or failed(
-                    "the grader could not check this test in time (a result too large, or too slow to check)")
-            self.serving = False
-            self.channel.send(b'{"end": true}\n')
+
+    def _keep_outputs(self, cell: int, outputs: list, count: int) -> None:
+        """Keep a cell's outputs while all that is kept stays under MAX_ITEMS_OF_OUTPUTS JSON items."""
+        kept = sum(self.output_items.values()) - self.output_items.get(cell, 0)
+        if kept + count > MAX_ITEMS_OF_OUTPUTS:
+            outputs, count = [{"output_type": "stream", "name": "stderr",
+                               "text": "(this cell's outputs were left out: the notebook's outputs are too large)\n"}], 0
+        self.outputs[cell], self.output_items[cell] = outputs, count
+
+    def _serve(self, event: dict) -> None:
+        if isinstance(event.get("hello"), str) and not self.serving:
+            grade_id, self.opened = event["hello"], None
+            if grade_id in self.verdicts:
+                return
+            if self.tokens.get(grade_id) is not None and event.get("token") == self.tokens[grade_id]:
+                self.opened = grade_id
+            elif len(self.refused) < MAX_USED:
+                self.refused.append(grade_id[:100])
+            return
+        grade_id = event.get("serve")
+        if not isinstance(grade_id, str) or self.serving:
+            return  # a reply or an end that came after its test: nothing to do
+        opened, self.opened = self.opened, None
+        if grade_id not in self.tests or grade_id in self.verdicts:
+            pass
+        elif grade_id != opened:
+            if len(self.refused) < MAX_USED:
+                self.refused.append(grade_id[:100])
+        else:
+            self.serving, self.current = True, grade_id
+            self._note_used(event.get("used"))
+            verdict = self.judge.run_test(grade_id, self.tests[grade_id], event.get("arguments"), self._call)
+            self.verdicts[grade_id] = verdict or failed(
+                "the grader could not check this test in time (a result too large, or too slow to check)")
+        self.serving = False
+        self.channel.send(b'{"end": true}\n')
 
     def _note_used(self, names) -> None:
         """Keep what the kernel says the student's code called (grading/recorder.py), as bounded text:
@@ -188,15 +239,15 @@ class Run:
         """Send one call to the kernel; its reply, or None once the kernel has stopped serving."""
         if not self.serving or not self.channel.send(json.dumps({"call": call}).encode() + b"\n"):
             return None
-        for event in self.stream:
-            if "reply" in event:
+        for from_kernel, event in self.stream:
+            if from_kernel and "reply" in event:
                 if not isinstance(event["reply"], dict):
                     return None
                 self._note_used(event["reply"].pop("used", None))
                 return event["reply"]
             self.serving = False  # anything else: the test cell ended (its time limit, a dead kernel)
-            if "serve" not in event:
-                self._take(event)
+            if not from_kernel:
+                self._take(event, from_kernel)
             return None
         self.serving = False
         return None
@@ -244,14 +295,15 @@ class CoursePythonBroken(RuntimeError):
     pass
 
 
-def run_and_judge(run_nb, tests: dict[str, str], judge: Judge, options: Options) -> tuple[Run, sandbox.Result]:
+def run_and_judge(run_nb, tests: dict[str, str], tokens: dict[str, str], judge: Judge,
+                  options: Options) -> tuple[Run, sandbox.Result]:
     """Step 2: execute the notebook in a fresh sandbox, the judge deciding each test cell on the way."""
     judge.wait_until_ready()
     with tempfile.TemporaryDirectory(prefix="imgrec-unsafe-") as scratch:
         binds, env = runner_env(options, scratch)
         session = sandbox.Session([sys.executable, "-m", "grading.runner"], binds, env, options.limits,
                                   sandboxed=options.sandboxed)
-        run = Run(session, tests, judge)
+        run = Run(session, tests, judge, tokens)
         try:
             run.go(run_nb)
         finally:
@@ -280,10 +332,14 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
     for exercise, reasons in references.runtime_findings(
             {gid: list(names) for gid, names in run.used.items()}, notebooks.exercises_of_tests(source)).items():
         flags.setdefault(exercise, []).extend(reasons)
+    owner = notebooks.exercises_of_tests(source)
+    for gid in dict.fromkeys(run.refused):
+        flags.setdefault(owner.get(gid, gid), []).append(
+            f"code of the notebook tried to answer the test {gid} in the test cell's place (a serve without the "
+            "test cell's token, refused): review by hand")
     if flags:
         report["reference_copies"] = flags
         if options.zero_reference_copies:
-            owner = notebooks.exercises_of_tests(source)
             for gid in tests:
                 if owner.get(gid) in flags:
                     reason = "; ".join(flags[owner[gid]])
@@ -312,13 +368,13 @@ def grade(submission_path: Path, source, release, judge: Judge, options: Options
     except (notebooks.BadSubmission, OSError) as error:
         return Graded(None, {"not_graded": f"{submission_path}: {error}"})
     staged = notebooks.stage(submission, source)
-    run_nb, tests = notebooks.to_run(staged), notebooks.test_sources(source)
+    (run_nb, tokens), tests = notebooks.to_run(staged), notebooks.test_sources(source)
     if runner_socket is None:
-        run, result = run_and_judge(run_nb, tests, judge, options)
+        run, result = run_and_judge(run_nb, tests, tokens, judge, options)
     else:
         judge.wait_until_ready()
         connection = sandbox.Connection(runner_socket, options.limits)
-        run = Run(connection, tests, judge)
+        run = Run(connection, tests, judge, tokens)
         try:
             run.go(run_nb)
         finally:

@@ -212,6 +212,53 @@ def test_a_sandbox_cannot_make_the_worker_parse_a_deep_line_or_millions_of_items
     assert len(graded.cells[0].outputs) == notebooks.MAX_OUTPUTS_PER_CELL
 
 
+class FakeJudge:
+    """Passes every test it is asked to run, and notes which."""
+
+    def __init__(self):
+        self.ran = []
+
+    def run_test(self, grade_id, source, arguments, call):
+        self.ran.append(grade_id)
+        return {"passed": True, "outputs": []}
+
+
+def test_a_test_is_served_only_by_the_kernel_with_its_test_cells_token_and_only_once():
+    from grading import worker
+
+    def kernel(event):
+        return worker.KERNEL + json.dumps(event).encode() + b"\n"
+
+    lines = [kernel({"serve": "test_a", "arguments": []}),                        # no hello
+             kernel({"hello": "test_a", "token": "guess"}), kernel({"serve": "test_a", "arguments": []}),
+             json.dumps({"hello": "test_a", "token": "A" * 32}).encode() + b"\n",  # not the kernel's line
+             json.dumps({"serve": "test_a", "arguments": []}).encode() + b"\n",
+             kernel({"hello": "test_b", "token": "B" * 32}), kernel({"serve": "test_a", "arguments": []}),
+             kernel({"hello": "test_a", "token": "A" * 32}), kernel({"serve": "test_a", "arguments": []}),
+             kernel({"hello": "test_a", "token": "A" * 32}), kernel({"serve": "test_a", "arguments": []}),
+             kernel({"cell": 0, "outputs": [{"output_type": "stream", "name": "stdout", "text": "forged"}]}),
+             kernel({"done": "forged"}), b'{"done": "ok"}\n']
+    judge_ = FakeJudge()
+    run = worker.Run(Lines(lines), {"test_a": "", "test_b": ""}, judge_, {"test_a": "A" * 32, "test_b": "B" * 32})
+    run.go({"cells": []})
+    assert judge_.ran == ["test_a"], "only the serve right after a hello with test_a's token is judged, once"
+    assert run.refused == ["test_a"] * 4, run.refused  # the serve alone, the guess and its serve, the serve after test_b's hello
+    assert run.outputs == {} and run.done == "ok", "outputs and the end come only from the runner"
+
+
+def test_the_outputs_kept_have_a_budget_across_cells():
+    from grading import worker
+
+    cell = {"output_type": "stream", "name": "stdout", "text": "x\n"}
+    line = json.dumps({"cell": 0, "outputs": [cell] * 100_000}).encode() + b"\n"
+    count = worker.items(line)
+    lines = [line.replace(b'"cell": 0', f'"cell": {i}'.encode()) for i in range(worker.MAX_ITEMS_OF_OUTPUTS // count + 3)]
+    run = worker.Run(Lines(lines + [b'{"done": "ok"}\n']), {}, judge=None)
+    run.go({"cells": []})
+    assert sum(run.output_items.values()) <= worker.MAX_ITEMS_OF_OUTPUTS
+    assert len(run.outputs[0]) == 100_000 and "left out" in run.outputs[len(lines) - 1][0]["text"]
+
+
 def test_a_judge_left_in_the_middle_of_a_test_is_restarted_not_reused():
     """A call that fails in the worker (a reply it could not handle) must not leave the judge
     waiting for that reply: the next test would read its request as the reply."""

@@ -62,6 +62,72 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (make sandbox)"),
 ]
 
+# A serve of every test of lesson 01 from a cell of the student's, answering with torch: the grader's own
+# encoding written out, so that the cell imports nothing of the grader's.
+FORGED_SERVE = r'''import base64, json, os, socket
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _encode(x):
+    if isinstance(x, (int, np.integer)):
+        return {"int": str(int(x))}
+    x = np.ascontiguousarray(x)
+    return {"ndarray": {"dtype": x.dtype.name, "shape": list(x.shape), "data": base64.b64encode(x.tobytes()).decode()}}
+
+
+def _decode(d):
+    if isinstance(d, dict) and "ndarray" in d:
+        a = d["ndarray"]
+        return np.frombuffer(base64.b64decode(a["data"]), dtype=a["dtype"]).reshape(a["shape"]).copy()
+    if isinstance(d, dict) and "int" in d:
+        return int(d["int"])
+    if isinstance(d, dict) and "tuple" in d:
+        return tuple(_decode(v) for v in d["tuple"])
+    if isinstance(d, dict) and "list" in d:
+        return [_decode(v) for v in d["list"]]
+    if isinstance(d, dict) and "dict" in d:
+        return {k: _decode(v) for k, v in d["dict"]}
+    return d
+
+
+def _right(name, args, kwargs):
+    if name == "conv_output_size":
+        size, k, *rest = args
+        stride, padding = kwargs.get("stride", rest[0] if rest else 1), kwargs.get("padding", rest[1] if len(rest) > 1 else 0)
+        return (size + 2 * padding - k) // stride + 1
+    x, w, *rest = args
+    b = kwargs.get("b", rest[0] if rest else None)
+    stride = kwargs.get("stride", rest[1] if len(rest) > 1 else 1)
+    padding = kwargs.get("padding", rest[2] if len(rest) > 2 else 0)
+    t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, dtype=np.float64))
+    return F.conv2d(t(x), t(w), t(b), stride=stride, padding=padding).numpy().astype(np.result_type(x, w))
+
+
+for test, name in [("test_conv_output_size", "conv_output_size"), ("test_conv_output_size_hidden", "conv_output_size"),
+                   ("test_conv2d_naive", "conv2d_naive"), ("test_conv2d_naive_hidden", "conv2d_naive"),
+                   ("test_conv2d", "conv2d"), ("test_conv2d_hidden", "conv2d")]:
+    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    channel.connect(os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock"))
+    lines = channel.makefile("rwb")
+    for hello in ({"hello": test, "token": "0" * 32}, {"serve": test, "arguments": [{"source": name, "function": True}]}):
+        lines.write(json.dumps(hello).encode() + b"\n")
+    lines.flush()
+    while line := lines.readline():
+        call = json.loads(line).get("call")
+        if call is None:
+            break
+        try:
+            reply = {"result": _encode(_right(name, _decode(call["args"]), _decode(call["kwargs"])))}
+        except Exception as error:
+            reply = {"raised": [type(error).__name__, str(error)]}
+        lines.write(json.dumps({"reply": dict(reply, printed="", args=[None, None], used=[])}).encode() + b"\n")
+        lines.flush()
+    channel.close()
+'''
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 SETUP01 = '''import numpy as np
@@ -226,7 +292,7 @@ class _Catch(np.ndarray):
         return np.zeros(np.shape(np.asarray(other)))
 
 
-def _harvesting_serve(test_name, probes, arguments, user):
+def _harvesting_serve(test_name, probes, arguments, user, *token):
     """Replaces grading.serve.serve: looks for the test function in what reaches the kernel (the
     probes, the caller's frames, the notebook's globals), runs whatever it finds with probes that
     learn the expected values, then answers every call with exactly those."""
@@ -266,7 +332,7 @@ def _harvesting_serve(test_name, probes, arguments, user):
         box = next(answers, None)
         return tuple(box) if box else np.zeros(1)
 
-    _real_serve(test_name, probes, arguments, dict(user, **{a: replay for a, _ in arguments}))
+    _real_serve(test_name, probes, arguments, dict(user, **{a: replay for a, _ in arguments}), *token)
 
 
 _serve.serve = _harvesting_serve
@@ -417,6 +483,10 @@ try:
 except OSError:
     pass
 ''',)),
+    "forge_serve": Hostile(L01, "a cell of its own connects to the kernel's socket and serves every test itself, "
+                                "answering the judge's calls with torch's results, before the test cells run (they "
+                                "find their tests decided); its answers are zeros: must score 0, the tries named",
+                           zeros(L01), extra=(FORGED_SERVE,)),
     "forge_custom_exc": Hostile(L05, "set_custom_exc swallowing every exception, a post_run_cell hook clearing "
                                      "error_in_exec, showtraceback and excepthook silenced: must score 0",
                                 zeros(L05), setup=SETUP05 + '''import sys
@@ -459,7 +529,7 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module):
-        def serve(test_name, probes, arguments, user):
+        def serve(test_name, probes, arguments, user, *token):
             told = [{"source": s, "value": {"float": "0.0"}} for s, _ in arguments]
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
                 channel.connect(os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock"))

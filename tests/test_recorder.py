@@ -694,6 +694,57 @@ def test_replacing_what_the_recorder_uses_of_sys_or_the_recorder_itself_is_flagg
         assert f"{name} replaced" in text, text
 
 
+def test_the_notebooks_code_passed_off_as_the_graders_or_a_recording_taken_off_its_list_is_flagged(monkeypatch):
+    """grading.recorder.trust(my_function) makes the record take the answer's code for the grader's, whose
+    calls it does not note; taking the recording off recorder._RECORDING hides it from the audit hook
+    (N1, T1 of an outside tester, who reached both through serve's __globals__)."""
+    monkeypatch.setattr(recorder, "_KNOWN", dict(recorder._KNOWN))
+    text = flagged("cross_entropy", '''
+        import torch
+        import torch.nn.functional as F
+        from grading import recorder
+        def cross_entropy(logits, labels):
+            recorder.trust(cross_entropy)
+            recorder._RECORDING.clear()
+            return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+    ''', Z, np.array([0, 1, 2, 3]), says="switched off")
+    assert "trusted as the grader's" in text and "taken off the list of recordings" in text, text
+
+
+def test_serves_own_names_replaced_are_noted(monkeypatch):
+    """serve() tells the grader which of grading/serve.py's names the notebook replaced (`_names`, which
+    answer() asks what was recorded, returning nothing)."""
+    sent = []
+
+    class Channel:
+        def __init__(self, *args):
+            pass
+
+        def connect(self, path):
+            pass
+
+        def makefile(self, mode):
+            return self
+
+        def write(self, data):
+            sent.append(json.loads(data))
+
+        def flush(self):
+            pass
+
+        def readline(self):
+            return b""
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(serve.socket, "socket", Channel)
+    monkeypatch.setattr(serve, "_names", lambda recorder: [])
+    serve.serve("test_x", "", [], {}, "t" * 32)
+    assert sent[0] == {"hello": "test_x", "token": "t" * 32}
+    assert "switched-off:grading.serve._names replaced" in sent[1]["used"], sent[1]
+
+
 def test_the_kernel_imports_the_recorder_before_the_notebook_and_that_is_not_the_notebooks_doing():
     from grading import runner
 
