@@ -49,7 +49,13 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   torch's dispatch-mode stack), replacing functions of sys, builtins, os or threading, making or
   relabelling code objects (``types.FunctionType(code, g)``, ``code.replace(co_filename=...)``),
   reaching into frames, ``gc`` or a scan of ``sys.modules``, starting a thread or a process, looking
-  a function of sys up by a name built at run time (literal ``exec``/``eval`` code included). It is
+  a function of sys up by a name built at run time (literal ``exec``/``eval`` code included); and
+  what could answer a test in the test cell's place (each test cell carries a secret word for the
+  grader, grading/worker.Run): reaching into how IPython runs a cell or into the cells' source
+  (event hooks, input or AST transformers, the shell's ``run_cell``, compiler or history manager, the
+  input history ``In`` / ``_ih`` / ``_i``, an audit hook, ``linecache``), a socket or the grader's socket
+  named, binding ``globals`` or ``__import__``, which each test cell calls. The output history (``_``,
+  ``Out``) is not among them: the grading kernel keeps none. It is
   reported for every exercise, naming the cell; inside a function of an answer cell, for the
   exercises whose answers reach it;
 - an import of a module that is not installed where grading runs, and a use of a name from one,
@@ -1381,6 +1387,12 @@ ESCAPES = {
     "beside": "starts a thread or a process, whose work the record of what runs does not see",
     "hidden": "looks up a function of sys, builtins, os, threading or gc, or a loaded module, by a name built at "
               "run time",
+    "cells": "reaches into how IPython runs a cell or into the cells' source (an event hook, an input or AST "
+             "transformer, the shell's run_cell, compiler or history, the input history `In` / `_ih` / `_i`, an "
+             "audit hook, linecache), where a test cell holds its secret word for the grader",
+    "socket": "opens a socket or names the grader's socket, through which a test cell answers the grader",
+    "test call": "binds `globals`, `__import__` or `__builtins__` for the notebook, which every test cell calls "
+                 "before it talks to the grader",
 }
 _SWITCHES = {"sys.setprofile", "sys.settrace", "sys._setprofileallthreads", "sys._settraceallthreads",
              "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
@@ -1393,7 +1405,8 @@ _INTERNALS = {"sys._getframe", "sys._current_frames", "sys._current_exceptions",
               "inspect.getclosurevars", "sys.getprofile", "sys.gettrace", "threading.getprofile",
               "threading.gettrace",
               "inspect.stack", "inspect.trace", "inspect.getouterframes", "inspect.getinnerframes",
-              "gc.get_objects", "gc.get_referrers", "gc.get_referents", "traceback.walk_stack", "traceback.walk_tb"}
+              "gc.get_objects", "gc.get_referrers", "gc.get_referents", "traceback.walk_stack", "traceback.walk_tb",
+              "traceback.extract_stack", "traceback.format_stack", "traceback.print_stack", "traceback.StackSummary"}
 _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
                      "ag_frame"}
 _BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
@@ -1411,6 +1424,25 @@ _ESCAPE_ATTRIBUTES = {**dict.fromkeys(("_pop_torch_dispatch_stack", "_push_on_to
                                        "_unset_infra_mode"), "off"),
                       **dict.fromkeys(("__globals__", "__closure__", "cell_contents", "getclosurevars", "getprofile",
                                        "gettrace"), "internals")}
+# How a cell's source reaches code of the notebook's while that cell runs, before its own first line (a test
+# cell carries a secret word for the grader, grading/notebooks.to_run, and sends it first): IPython's event
+# hooks, transformers and runners, the kernel's handlers, the input history (`_i3` too, ``_INPUT``). Attribute
+# names on any object, and strings; `In` only as a name, an attribute or a key (a plot may say "In").
+_CELL_ATTRIBUTES = {"input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
+                    "ast_transformers", "history_manager", "run_cell", "run_cell_async", "should_run_async",
+                    "transform_cell", "transform_ast", "run_ast_nodes", "run_code", "prefilter_manager",
+                    "prefilter_lines", "do_execute", "execute_request", "shell_handlers", "dispatch_shell",
+                    "pre_run_cell", "pre_execute", "post_run_cell", "post_execute", "_ih", "_i", "_ii", "_iii"}
+_INPUT = re.compile(r"_i\d+")
+_HISTORY_MAGICS = {"history", "hist", "recall", "rerun", "save", "macro"}
+_EVENTS = {"register", "unregister", "callbacks", "trigger"}  # of ``get_ipython().events``
+_CELL_MODULES = {"linecache", "sys.addaudithook"}  # the cells' source by file name; every compile's source
+_SOCKETS = {"socket", "_socket", "socketserver", "zmq", "asyncio.open_unix_connection", "asyncio.open_connection",
+            "asyncio.start_unix_server", "asyncio.start_server", "multiprocessing.connection"}
+_SOCKET_ATTRIBUTES = {"create_unix_connection", "create_connection", "sock_connect", "AF_UNIX"}
+# Names each test cell calls before it talks to the grader: bound by the notebook, its code runs there.
+_TEST_CALL_NAMES = {"globals", "__import__", "__builtins__"}
+_ESCAPE_ATTRIBUTES.update({**dict.fromkeys(_CELL_ATTRIBUTES, "cells"), **dict.fromkeys(_SOCKET_ATTRIBUTES, "socket")})
 # A string that spells one of the names above (for getattr with a name the reader cannot fold).
 _ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads",
                                   "setprofile_all_threads", "settrace_all_threads"), "off"),
@@ -1418,13 +1450,70 @@ _ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthrea
                                  "code"),
                  **dict.fromkeys(("_getframe", "_current_frames", "f_globals", "f_locals", "f_back", "get_objects",
                                   "get_referrers", "get_referents"), "internals"),
-                 **_ESCAPE_ATTRIBUTES}
+                 **_ESCAPE_ATTRIBUTES, "socket": "socket", "_socket": "socket", "zmq": "socket"}
+
+
+def _word(text: str) -> str | None:
+    """The kind of ``ESCAPES`` that a string of the student's spells, or None."""
+    text = text.strip()
+    if _INPUT.fullmatch(text):
+        return "cells"
+    if "imgrec-serve" in text.lower() or "imgrec_serve" in text.lower():
+        return "socket"
+    return _ESCAPE_WORDS.get(text)
+
+
+def _is_shell(node: ast.AST, scope: _Scope, depth: int = 0) -> bool:
+    """Whether an expression is IPython's shell: ``get_ipython()``, or a name bound to it."""
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id == "get_ipython" or bool(
+            {canonical(n) for n in _resolve(node.func, scope)} & {"IPython.get_ipython",
+                                                                 "IPython.core.getipython.get_ipython"})
+    if isinstance(node, ast.Name) and depth < 4:
+        return any(b.kind == "expr" and b.node is not None and _is_shell(b.node, scope, depth + 1)
+                   for b in scope.lookup(node.id) or [])
+    return False
+
+
+def _attr_name(node: ast.AST) -> str | None:
+    return node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _root(node: ast.AST) -> ast.AST:
+    """The object under a chain of attributes and items: ``ip`` of ``ip.compile.cache["x"]``."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node
+
+
+def _rebinds_test_call(tree: ast.Module) -> ast.AST | None:
+    """Where a cell binds a name of ``_TEST_CALL_NAMES`` in the notebook's namespace (at its top level, or
+    declared ``global``), or None."""
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name in _TEST_CALL_NAMES:
+                return node
+            inner = [n for n in ast.walk(node) if isinstance(n, ast.Global) and set(n.names) & _TEST_CALL_NAMES]
+            if inner:
+                return inner[0]
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)) and node.id in _TEST_CALL_NAMES:
+            return node
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                (a.asname or a.name.split(".")[0]) in _TEST_CALL_NAMES for a in node.names):
+            return node
+        stack.extend(ast.iter_child_nodes(node))
+    return None
 
 
 def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
     """The kind of ``ESCAPES`` that a node of the student's code is, or None."""
     if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and not isinstance(parent, ast.BinOp):
-        return _ESCAPE_WORDS.get((_const_str(node) or "").strip())
+        return _word(_const_str(node) or "")
     if isinstance(node, ast.keyword) and (node.arg or "").startswith("co_"):  # code.replace(co_filename=...)
         return "code"
     if isinstance(node, ast.Attribute) and node.attr == "__code__":
@@ -1436,8 +1525,44 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
     if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)) and {
             canonical(n) for n in _resolve(node.value, scope)} & {f"{m}.__dict__" for m in _RECORDER_MODULES}:
         return "patch"  # vars(sys)["setprofile"] = fake
+    if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        if _is_shell(_root(node.value), scope):
+            return "cells"  # get_ipython().compile = mine, ip.user_ns["globals"] = f
+        if isinstance(node, ast.Subscript) and _const_str(node.slice) in _TEST_CALL_NAMES:
+            return "test call"  # globals()["__import__"] = f
     if isinstance(node, ast.Attribute) and node.attr in _ESCAPE_ATTRIBUTES:
-        return _ESCAPE_ATTRIBUTES[node.attr]  # f.__globals__, Out[3]._C._pop_torch_dispatch_stack
+        return _ESCAPE_ATTRIBUTES[node.attr]  # f.__globals__, Out[3]._C._pop_torch_dispatch_stack, ip.run_cell
+    if isinstance(node, ast.Attribute) and (node.attr == "In" or _INPUT.fullmatch(node.attr)):
+        return "cells"  # sys.modules["__main__"].In
+    if isinstance(node, ast.Attribute) and (node.attr in _EVENTS and _attr_name(node.value) == "events" or
+                                            node.attr == "events" and _is_shell(node.value, scope)):
+        return "cells"  # get_ipython().events.register("pre_run_cell", f)
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and (
+            node.id in ("In", "_ih", "_i", "_ii", "_iii") or _INPUT.fullmatch(node.id)):
+        return "cells"  # In[-1], _i: the source of the cells run so far, the running one's too
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _const_str(node.slice) == "In":
+        return "cells"  # globals()["In"]
+    if isinstance(node, ast.keyword) and node.arg in _TEST_CALL_NAMES:
+        return "test call"  # globals().update(__import__=f)
+    if isinstance(node, ast.Call):
+        put = _put_by_call(node)
+        if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and _is_shell(put[0], scope):
+            return "cells"  # setattr(get_ipython(), "run_cell", f)
+        setter = isinstance(node.func, ast.Name) and node.func.id == "setattr" or isinstance(
+            node.func, ast.Attribute) and node.func.attr == "__setattr__"
+        name = _const_str(node.args[-2]) if put and setter and len(node.args) >= 2 else None
+        if name in _TEST_CALL_NAMES and not {canonical(n) for n in _resolve(put[0], scope)} & _RECORDER_MODULES:
+            return "test call"  # setattr(sys.modules["__main__"], "globals", f)
+        key = _const_str(node.args[0]) if node.args else None
+        if key == "In" and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop", "__getitem__"):
+            return "cells"  # get_ipython().user_ns.get("In")
+        if len(node.args) > 1 and {canonical(n) for n in _resolve(node.func, scope)} & _GETATTR_LIKE and (
+                _const_str(node.args[1]) in ("In", "events", None) and _is_shell(node.args[0], scope)
+                or _const_str(node.args[1]) == "In" or _attr_name(node.args[0]) == "events"):
+            return "cells"  # getattr(main, "In"), getattr(get_ipython(), name), getattr(ip.events, "regi" + ...)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("run_line_magic", "run_cell_magic") and \
+                key in _HISTORY_MAGICS:
+            return "cells"  # %history -n -l 1
     if isinstance(node, ast.Call):
         put = _put_by_call(node)
         if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and {
@@ -1484,6 +1609,10 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
             return "code"
         if within(_INTERNALS | {"ctypes", "_ctypes"}):
             return "internals"
+        if within(_CELL_MODULES):
+            return "cells"
+        if within(_SOCKETS):
+            return "socket"
         if any(n.startswith(_BESIDE) for n in names):
             return "beside"
     return None
@@ -1526,6 +1655,11 @@ def _escapes(cells: list[_Cell], env: _Env) -> tuple[list[str], set[int]]:
             inner = _exec_literal(node)
             if inner is not None:
                 stack.append((inner, node))
+        bound = _rebinds_test_call(cell.tree)
+        if bound is not None:
+            reasons.setdefault(("test call", cell.number), f"{where} {ESCAPES['test call']} "
+                                                           f"(`{ast.unparse(bound)[:80]}`, line {bound.lineno}): "
+                                                           "review by hand")
     return list(reasons.values()), seen
 
 

@@ -756,6 +756,48 @@ HONEST_WORKER = "def worker(x, w):\n    return x\n"
     ("Out[1]._C._push_on_torch_dispatch_stack(None)", "off"),
     ("Out[1]._C._unset_dispatch_mode(0)", "off"),
     ("f = getattr(Out[1]._C, '_pop_torch_' + 'dispatch_stack')", "off"),
+    # What runs inside a test cell before it sends the grader its token, or reads the token from the cells' source.
+    ("get_ipython().events.register('pre_run_cell', lambda info: print(info.raw_cell))", "cells"),
+    ("def grab(info):\n    pass\nip = get_ipython()\nip.events.register('pre_' + 'execute', grab)", "cells"),
+    ("def install():\n    get_ipython().events.callbacks['pre_run_cell'].append(print)\ninstall()", "cells"),
+    ("ev = getattr(get_ipython(), 'ev' + 'ents')", "cells"),
+    ("f = getattr(Out[1].events, 'reg' + 'ister')", "cells"),
+    ("ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: lines)", "cells"),
+    ("get_ipython().input_transformers_post.insert(0, lambda lines: lines)", "cells"),
+    ("import ast\nget_ipython().ast_transformers.append(ast.NodeTransformer())", "cells"),
+    ("get_ipython().input_transformer_manager.cleanup_transforms.append(print)", "cells"),
+    ("ip = get_ipython()\nold = ip.run_cell\nip.run_cell = lambda *a, **k: old(*a, **k)", "cells"),
+    ("ip = get_ipython()\nip.run_cell_async = ip.run_cell_async", "cells"),
+    ("get_ipython().should_run_async = lambda *a, **k: False", "cells"),
+    ("setattr(get_ipython(), 'transform_' + 'cell', print)", "cells"),
+    ("from IPython.core.interactiveshell import InteractiveShell\nInteractiveShell.run_code = print", "cells"),
+    ("get_ipython().compile = print", "cells"),
+    ("get_ipython().kernel.do_execute = print", "cells"),
+    ("h = get_ipython().history_manager", "cells"),
+    ("h = getattr(get_ipython(), 'history' + '_manager')", "cells"),
+    ("%history -l 1", "cells"),
+    ("source = In[-1]", "cells"),
+    ("source = _ih[-1] + _i + _ii + _iii", "cells"),
+    ("source = _i12", "cells"),
+    ("source = globals()['In']", "cells"),
+    ("source = get_ipython().user_ns['_' + 'ih']", "cells"),
+    ("import __main__\nsource = __main__.In", "cells"),
+    ("import sys\nsys.addaudithook(lambda event, args: None)", "cells"),
+    ("import linecache\nlines = linecache.cache", "cells"),
+    ("import traceback\nlines = traceback.extract_stack()", "internals"),
+    ("import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)", "socket"),
+    ("from socket import socket as S\ns = S()", "socket"),
+    ("s = __import__('sock' + 'et').socket()", "socket"),
+    ("import os\npath = os.environ['IMGREC_' + 'SERVE_SOCKET']", "socket"),
+    ("path = '/tmp/imgrec-serve.sock'", "socket"),
+    ("import asyncio\nasyncio.open_unix_connection('/tmp/x')", "socket"),
+    ("def globals():\n    return {}", "test call"),
+    ("from os import environ as __import__", "test call"),
+    ("def f():\n    global __import__\n    __import__ = print\nf()", "test call"),
+    ("globals().update(__import__=print)", "test call"),
+    ("globals()['glob' + 'als'] = print", "test call"),
+    ("import sys\nsetattr(sys.modules['__main__'], 'globals', print)", "test call"),
+    ("__builtins__ = {}", "test call"),
 ])
 def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kind):
     """Switching off the run-time record (R3 of an outside tester: through map(), functools.partial, a
@@ -768,6 +810,32 @@ def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kin
         :_answers(submission("03", None, {"relu": [HONEST_WORKER, code]})[0])["relu"]])
     for reasons in found.values():
         assert any(f"code cell {number} {references.ESCAPES[kind]}" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("code", [
+    "%matplotlib inline", "%time x = 1", "%timeit -n 1 x = 1", "get_ipython().run_line_magic('matplotlib', 'inline')",
+    "print(_)", "print(Out)", "x = 3\n_", "from IPython.display import display\ndisplay(1)",
+    "import matplotlib.pyplot as plt\nplt.legend(['In', 'Out'])",
+    "import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    traceback.print_exc()",
+    "def pick(globals=None):\n    return globals",
+])
+def test_magics_and_the_output_history_are_not_an_escape(code):
+    """The grading kernel keeps no output history (`_`, `Out` are empty), so reading them gives nothing away;
+    only the input history (`In`, `_i`) holds a test cell's source, and its token for the grader."""
+    assert flagged("03", cells_before={"relu": [HONEST_WORKER, code]}) == {}
+
+
+def test_the_token_and_the_socket_findings_say_what_to_review():
+    """An instructor reads what the code could do and where it is."""
+    found = flagged("03", cells_before={"relu": ["get_ipython().events.register('pre_run_cell', print)",
+                                                 "import socket\ns = socket.socket()", "globals = dict"]})
+    text = "\n".join(found["linear"])
+    assert "code cell 17 reaches into how IPython runs a cell or into the cells' source" in text, text
+    assert "where a test cell holds its secret word for the grader (`get_ipython().events.register`, line 1)" in text
+    assert "code cell 18 opens a socket or names the grader's socket, through which a test cell answers the grader" \
+           " (`socket.socket`, line 2): review by hand" in text, text
+    assert "code cell 19 binds `globals`, `__import__` or `__builtins__` for the notebook, which every test cell " \
+           "calls before it talks to the grader (`globals`, line 1): review by hand" in text, text
 
 
 def test_code_that_blinds_the_record_inside_an_answer_flags_that_exercise():
