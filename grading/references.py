@@ -1349,20 +1349,24 @@ def _module_maker(cells: list[_Cell], env: _Env) -> str | None:
 def _grader_touched(cells: list[_Cell]) -> str | None:
     """Where the student's code (any cell of theirs) reaches the grader's own package, which runs
     in the kernel while the tests call the answers (grading/serve.py, grading/recorder.py): an
-    import of ``grading``, a string naming it (``sys.modules["grading.recorder"]``), the name the
-    test cells call it by. None when there is none."""
+    import of ``grading``, a string naming it (``sys.modules["grading.recorder"]``, also built with
+    ``+``), the name the test cells called it by. None when there is none."""
     for cell in cells:
         if cell.release:
             continue
+        parts: set[int] = set()  # the pieces of "grad" + "ing.serve": the whole is judged
         for node in ast.walk(cell.tree):
             what = None
+            if isinstance(node, ast.BinOp):
+                parts.update((id(node.left), id(node.right)))
+            text = _const_str(node) if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr, ast.Call)) and \
+                id(node) not in parts else None
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "grading" for a in node.names):
                 what = "imports"
             elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "grading":
                 what = "imports"
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
-                    r"grading(\.\w+)*", node.value.strip()):
-                what = "names"
+            elif text is not None and re.fullmatch(r"grading(\.\w+)*", text.strip()):
+                what = "names"  # sys.modules["grad" + "ing.serve"]
             elif isinstance(node, (ast.Name, ast.Attribute)) and "__imgrec" in (
                     node.id if isinstance(node, ast.Name) else node.attr):
                 what = "names"

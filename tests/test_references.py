@@ -908,6 +908,8 @@ def test_honest_helpers_loops_comprehensions_setattr_on_self_and_numpy_aliases_a
     "from grading import recorder\nrecorder.Recorder.__enter__ = lambda self: self\n",
     "import sys\nsys.modules['grading.recorder'].MAX_NAMES = 0\n",
     "__imgrec_serve = print\n",
+    "import sys, types\nsys.modules['grad' + 'ing.serve'] = types.SimpleNamespace(serve=print)\n",
+    "import importlib\nserve = importlib.import_module(''.join(['grad', 'ing.serve']))\n",
 ])
 def test_code_that_reaches_the_graders_own_package_flags_every_exercise(code):
     """The record of what runs (grading/recorder.py) lives in the kernel: a cell that imports or names
