@@ -54,7 +54,8 @@ How it reads a notebook (static analysis with ``ast``; IPython magics become Pyt
   grader, grading/worker.Run): reaching into how IPython runs a cell or into the cells' source
   (event hooks, input or AST transformers, the shell's ``run_cell``, compiler or history manager, the
   input history ``In`` / ``_ih`` / ``_i``, an audit hook, ``linecache``), a socket or the grader's socket
-  named, binding ``globals`` or ``__import__``, which each test cell calls. The output history (``_``,
+  named, binding ``globals`` or ``__import__``, which each test cell calls, or changing the import
+  machinery (``sys.meta_path``), which its import of grading.serve goes through. The output history (``_``,
   ``Out``) is not among them: the grading kernel keeps none. It is
   reported for every exercise, naming the cell; inside a function of an answer cell, for the
   exercises whose answers reach it;
@@ -1395,8 +1396,8 @@ ESCAPES = {
              "transformer, the shell's run_cell, compiler or history, the input history `In` / `_ih` / `_i`, an "
              "audit hook, linecache), where a test cell holds its secret word for the grader",
     "socket": "opens a socket or names the grader's socket, through which a test cell answers the grader",
-    "test call": "binds `globals`, `__import__` or `__builtins__` for the notebook, which every test cell calls "
-                 "before it talks to the grader",
+    "test call": "changes what every test cell calls before it talks to the grader (`globals`, `__import__` or "
+                 "`__builtins__` bound by the notebook, or the import machinery: `sys.meta_path`, `sys.path_hooks`)",
 }
 _SWITCHES = {"sys.setprofile", "sys.settrace", "sys._setprofileallthreads", "sys._settraceallthreads",
              "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
@@ -1444,9 +1445,12 @@ _CELL_MODULES = {"linecache", "sys.addaudithook"}  # the cells' source by file n
 _SOCKETS = {"socket", "_socket", "socketserver", "zmq", "asyncio.open_unix_connection", "asyncio.open_connection",
             "asyncio.start_unix_server", "asyncio.start_server", "multiprocessing.connection"}
 _SOCKET_ATTRIBUTES = {"create_unix_connection", "create_connection", "sock_connect", "AF_UNIX"}
-# Names each test cell calls before it talks to the grader: bound by the notebook, its code runs there.
+# Names each test cell calls before it talks to the grader: bound by the notebook, its code runs there; and
+# the import machinery that its import of grading.serve (the first test cell's) goes through.
 _TEST_CALL_NAMES = {"globals", "__import__", "__builtins__"}
-_ESCAPE_ATTRIBUTES.update({**dict.fromkeys(_CELL_ATTRIBUTES, "cells"), **dict.fromkeys(_SOCKET_ATTRIBUTES, "socket")})
+_IMPORT_MACHINERY = {"meta_path", "path_hooks", "path_importer_cache"}
+_ESCAPE_ATTRIBUTES.update({**dict.fromkeys(_CELL_ATTRIBUTES, "cells"), **dict.fromkeys(_SOCKET_ATTRIBUTES, "socket"),
+                           **dict.fromkeys(_IMPORT_MACHINERY, "test call")})
 # A string that spells one of the names above (for getattr with a name the reader cannot fold).
 _ESCAPE_WORDS = {**dict.fromkeys(("setprofile", "settrace", "_setprofileallthreads", "_settraceallthreads",
                                   "setprofile_all_threads", "settrace_all_threads"), "off"),

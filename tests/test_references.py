@@ -798,6 +798,8 @@ HONEST_WORKER = "def worker(x, w):\n    return x\n"
     ("globals()['glob' + 'als'] = print", "test call"),
     ("import sys\nsetattr(sys.modules['__main__'], 'globals', print)", "test call"),
     ("__builtins__ = {}", "test call"),
+    ("import sys\nsys.meta_path.insert(0, object())", "test call"),
+    ("import sys\nhooks = getattr(sys, 'path_' + 'hooks')", "test call"),
 ])
 def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kind):
     """Switching off the run-time record (R3 of an outside tester: through map(), functools.partial, a
@@ -834,8 +836,9 @@ def test_the_token_and_the_socket_findings_say_what_to_review():
     assert "where a test cell holds its secret word for the grader (`get_ipython().events.register`, line 1)" in text
     assert "code cell 18 opens a socket or names the grader's socket, through which a test cell answers the grader" \
            " (`socket.socket`, line 2): review by hand" in text, text
-    assert "code cell 19 binds `globals`, `__import__` or `__builtins__` for the notebook, which every test cell " \
-           "calls before it talks to the grader (`globals`, line 1): review by hand" in text, text
+    assert "code cell 19 changes what every test cell calls before it talks to the grader (`globals`, `__import__` " \
+           "or `__builtins__` bound by the notebook, or the import machinery: `sys.meta_path`, `sys.path_hooks`) " \
+           "(`globals`, line 1): review by hand" in text, text
 
 
 def test_code_that_blinds_the_record_inside_an_answer_flags_that_exercise():
