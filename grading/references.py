@@ -1636,6 +1636,17 @@ def _is_function(node: ast.AST, scope: _Scope) -> bool:
     return False
 
 
+def _bound_names(tree: ast.AST) -> set[str]:
+    """The names a cell binds: assigned, loop and with targets, parameters, imports, defs."""
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    names |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+              for a in [*n.posonlyargs, *n.args, *n.kwonlyargs, *filter(None, [n.vararg, n.kwarg])]}
+    names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
+    return names
+
+
 def _escapes(cells: list[_Cell], env: _Env) -> tuple[list[str], set[int]]:
     """Reasons for every exercise, one per kind of ``ESCAPES`` and cell, where the student's code blinds the
     record of what runs: anywhere in a cell of theirs, except inside the functions and classes of an
@@ -1648,12 +1659,15 @@ def _escapes(cells: list[_Cell], env: _Env) -> tuple[list[str], set[int]]:
             continue
         scope = _Scope(_Env(), env)
         where = f"the answer cell of {cell.answer_of}" if cell.answer_of else f"code cell {cell.number}"
+        own = _bound_names(cell.tree)
         stack: list[tuple[ast.AST, ast.AST | None]] = [(cell.tree, None)]
         while stack:
             node, parent = stack.pop()
             if cell.answer_of and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
                 continue
             kind = _escape(node, scope, parent)
+            if kind == "cells" and isinstance(node, ast.Name) and node.id in own:
+                kind = None  # `for _i in range(3)`: the cell's own variable, not the input history
             if kind:
                 seen.add(id(node))
                 line = getattr(node, "lineno", None) or getattr(parent, "lineno", "?")

@@ -820,6 +820,7 @@ def test_code_that_blinds_the_record_of_what_runs_flags_every_exercise(code, kin
     "import matplotlib.pyplot as plt\nplt.legend(['In', 'Out'])",
     "import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    traceback.print_exc()",
     "def pick(globals=None):\n    return globals",
+    "for _i in range(3):\n    print(_i)", "def f(_ii):\n    return _ii * 2",
 ])
 def test_magics_and_the_output_history_are_not_an_escape(code):
     """The grading kernel keeps no output history (`_`, `Out` are empty), so reading them gives nothing away;
