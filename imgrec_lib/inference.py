@@ -297,8 +297,10 @@ def lit_beside_a_shadow(x: np.ndarray) -> bool:
     """Whether the light part of a picture (above Otsu's threshold) is paper lit beside a shadow
     that covers most of the page, not light ink on a dark ground: at least half of it lies along
     the picture's border (``along_border``), where a digit's strokes at most touch it, and its
-    median is nearer the brightest pixels (the lightest 1%) than the threshold: paper lit evenly,
-    not a dark ground lit unevenly with light ink brighter than any of it. Lesson 08."""
+    median is nearer the brightest pixel than the threshold: paper lit evenly, not a dark ground
+    lit unevenly with light ink brighter than any of it, nor a dark-mode app's page with a light
+    digit typed on it inside a lighter desktop (the digit, a small share of the picture, is far
+    brighter than the desktop along the border; lit paper is the lightest thing in a photo). Lesson 08."""
     if x.max() <= x.min():
         return False
     threshold = float(filters.threshold_otsu(x))
@@ -307,7 +309,7 @@ def lit_beside_a_shadow(x: np.ndarray) -> bool:
     if lit.sum() < 0.5 * light.sum():
         return False
     median = float(np.median(x[lit]))
-    return median - threshold >= float(np.percentile(x, 99)) - median
+    return median - threshold >= float(x.max()) - median
 
 
 def a_page_on_a_desk(x: np.ndarray, marks: float = 0.2, solid: float = 0.8) -> bool:

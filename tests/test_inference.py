@@ -1020,3 +1020,26 @@ def test_the_grey_strip_between_a_toolbar_and_the_page_is_not_the_digit():
     assert strip.sum() > steps["mask"][110:150, 225:255].sum(), "the strip reads as more ink than the 0"
     kept = kept_in_full_size(steps, x.shape)
     assert kept.any() and not (kept & ~ndimage.binary_dilation(zero, iterations=4)).any(), "only the 0 is kept"
+
+
+def test_a_light_digit_on_a_dark_mode_page_is_light_ink():
+    """A dark-mode app: a light 0 typed on a dark page, the window inside a lighter grey desktop.
+    The desktop along the border is the light part above Otsu's threshold, as lit paper beside a
+    shadow would be; but the 0 is far brighter than it, and lit paper is the lightest thing in a
+    photo. So the picture is light ink on a dark ground, and the 0 keeps its hole (taken as paper,
+    it would come out as the outlines of its two edges)."""
+    shot = Image.new("L", (1280, 800), 80)                             # the desktop
+    draw = ImageDraw.Draw(shot)
+    draw.rectangle([60, 40, 1220, 760], fill=45)                        # the window: title bar, menu
+    for left in range(90, 600, 70):
+        draw.rectangle([left, 70, left + 40, 80], fill=200)             # menu words
+    draw.rectangle([80, 110, 1200, 740], fill=30)                       # the dark page
+    draw.ellipse([150, 150, 230, 278], outline=220, width=10)           # a light 0
+    x = np.asarray(shot, dtype=np.float64) / 255
+    zero = np.zeros(x.shape, dtype=bool)
+    zero[148:281, 148:233] = True
+    assert not inference.is_dark_on_light(inference._shrink(x, inference.WORK_SIDE))
+    steps = inference.digit_steps(x)
+    kept = kept_in_full_size(steps, x.shape)
+    assert kept.any() and not (kept & ~ndimage.binary_dilation(zero, iterations=4)).any(), "only the 0 is kept"
+    assert ndimage.label(steps["mnist"] < 0.3)[1] == 2, "a 0 with its hole: the ground outside and the hole"
