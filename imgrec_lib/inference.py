@@ -582,9 +582,9 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     a box or a circle drawn round the digit (``_frames``). A piece in a row of pieces alike
     (``_rows``: a toolbar's icons, a line of print) is not taken for the digit when another piece
     at least 10% as large is there, nor is a piece at least ``FLAT`` times as wide as it is tall
-    (``_flat``: a line, the grey strip above a page in a screenshot); the digit must be at least
-    10% as large as the largest piece that could be it. A thin upright bar beside the digit that
-    reaches past both its ends (``_bars_beside``: a text cursor) is not kept with it. Given the
+    (``_flat``: a line, the grey strip above a page in a screenshot), nor a word in a line of words
+    (``_words``: an app's menu row); the digit must be at least 10% as large as the largest piece
+    that could be it. A thin upright bar beside the digit that reaches past both its ends (``_bars_beside``: a text cursor) is not kept with it. Given the
     ``ink`` map, the digit is the piece with the most ink, not the most pixels: a finger's shadow
     on the page may cover more of it than the pen, but faintly. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
@@ -601,6 +601,7 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     weight = sizes.copy() if ink is None else ndimage.sum_labels(ink, labels, index=np.arange(1, n + 1)) * (sizes > 0)
     weight[_rows(boxes, sizes)] = 0  # the pieces that could be the digit, by how much ink they hold
     weight[_flat(boxes)] = 0
+    weight[_words(boxes, sizes)] = 0
     best = int(np.argmax(weight))
     main = best if weight[best] > 0 and sizes[best] >= 0.1 * sizes[weight > 0].max() else int(np.argmax(sizes))
     (top, bottom), (left, right) = ((b.start, b.stop) for b in boxes[main])
@@ -653,6 +654,28 @@ def _rows(boxes: list, sizes: np.ndarray, alike: int = ROW) -> list[int]:
     in_line = np.abs(middle[:, None] - middle[None, :]) <= 0.25 * height[:, None]
     alike_in_line = near(height, 0.25) & near(width, 0.25) & near(ink, 0.5) & in_line
     return [int(i) for i in big[alike_in_line.sum(axis=1) >= alike]]  # each piece counts itself
+
+
+def _words(boxes: list, sizes: np.ndarray, alike: int = ROW) -> list[int]:
+    """The components (indices) that are words on a line of text: at least ``alike`` pieces side
+    by side on one line (their middles within a quarter of the taller one's height), as tall as
+    each other (within a third), each at least as wide as it is tall. An app's menu row ("File
+    Edit View ..."), shrunk until each word's letters run together, is such a row: more ink in
+    each word than in a digit typed at an everyday text size. Words differ in width, so ``_rows``
+    does not find them; a digit is taller than it is wide. Only pieces at least 10% the size of
+    the largest are looked at."""
+    big = np.flatnonzero(sizes >= 0.1 * sizes.max()) if sizes.max() > 0 else np.array([], dtype=int)
+    if len(big) < alike:
+        return []
+    b = np.array([(r.start, r.stop, c.start, c.stop) for r, c in (boxes[i] for i in big)], dtype=float)
+    height, width = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
+    wide = width >= height
+    taller = np.maximum(height[:, None], height[None, :])
+    middle = (b[:, 0] + b[:, 1]) / 2
+    in_line = np.abs(middle[:, None] - middle[None, :]) <= 0.25 * taller
+    as_tall = np.abs(height[:, None] - height[None, :]) <= taller / 3
+    words = in_line & as_tall & wide[:, None] & wide[None, :]
+    return [int(i) for i in big[wide & (words.sum(axis=1) >= alike)]]  # each word counts itself
 
 
 def _flat(boxes: list, flat: float = FLAT) -> list[int]:

@@ -1043,3 +1043,24 @@ def test_a_light_digit_on_a_dark_mode_page_is_light_ink():
     kept = kept_in_full_size(steps, x.shape)
     assert kept.any() and not (kept & ~ndimage.binary_dilation(zero, iterations=4)).any(), "only the 0 is kept"
     assert ndimage.label(steps["mnist"] < 0.3)[1] == 2, "a 0 with its hole: the ground outside and the hole"
+
+
+def test_the_words_of_a_menu_row_are_not_the_digit():
+    """An app's menu row, shrunk until each word's letters run together: five dark blocks of
+    different widths side by side on one line, each holding more ink than a thin typed 7. They
+    are words in a line (``_rows`` does not find them: they are not alike), not the digit."""
+    shot = Image.new("L", (1300, 820), 255)
+    draw = ImageDraw.Draw(shot)
+    draw.rectangle([0, 0, 1300, 30], fill=236)                          # a light title bar
+    left = 30
+    for width in (24, 40, 60, 90, 130):                                 # the menu's words
+        draw.rectangle([left, 45, left + width, 57], fill=70)
+        left += width + 30
+    draw.line([(600, 300), (630, 300), (612, 345)], fill=20, width=3)   # a thin typed 7
+    x = np.asarray(shot, dtype=np.float64) / 255
+    seven = np.zeros(x.shape, dtype=bool)
+    seven[296:350, 596:636] = True
+    steps = inference.digit_steps(inference._shrink(x, inference.WORK_SIDE))
+    kept = kept_in_full_size(steps, x.shape)
+    assert inference.has_digit(steps)
+    assert kept[seven].any() and not (kept & ~ndimage.binary_dilation(seven, iterations=4)).any(), "only the 7 is kept"
