@@ -37,6 +37,12 @@ os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"  # nbgrader runs `
 DB_URL = "sqlite:///gradebook.db"
 
 
+def printable(text: str) -> str:
+    """`text` with its control characters written out (``\\x1b``): what a student's code said (an error, a
+    name the kernel reported) must not move the instructor's cursor or erase lines of this report."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def nbgrader_env() -> dict:
     """The environment for nbgrader and grading.merge (which must find this package)."""
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(worker.GRADING.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -238,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                         graded.report["answer_errors"] = raised
                     said = [*graded.report.get("notes", []),
                             *(why.replace("your answer cell", "the answer cell", 1) for why in raised.values())]
-                    print(f"  {student} {lesson}: {len(graded.report.get('passed', []))} tests passed, "
-                          f"{len(graded.report.get('failed', []))} failed" + (f" ({'; '.join(said)})" if said else ""),
+                    print(printable(f"  {student} {lesson}: {len(graded.report.get('passed', []))} tests passed, "
+                                    f"{len(graded.report.get('failed', []))} failed" + (f" ({'; '.join(said)})" if said else "")),
                           flush=True)
         finally:
             grader.close()
@@ -277,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{lesson}: {len(scores)} in the gradebook, mean {sum(scores) / len(scores):.2f} "
                       f"of {gradebook.find_assignment(lesson).max_score:g}")
     for line in report_lines:
-        print(line)
+        print(printable(line))
     print(f"grades exported to {args.csv}; details in grading_report.json")
     for (lesson, student), why in sorted(not_graded.items()):
         print(f"NOT GRADED  student {student}, lesson {lesson}: {why}", file=sys.stderr)

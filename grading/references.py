@@ -1389,7 +1389,8 @@ ESCAPES = {
     "code": "makes a function from a code object, or makes, changes or runs one (the record of what runs "
             "knows the grader's code by its code objects)",
     "internals": "reaches into the interpreter's frames, objects or loaded modules, where the grader's code lives",
-    "beside": "starts a thread or a process, whose work the record of what runs does not see",
+    "beside": "starts a thread or a process, or sets code to run at a moment of its own choosing (a signal handler, "
+              "a finalizer, a gc callback: in the middle of a test cell), whose work the record of what runs does not see",
     "hidden": "looks up a function of sys, builtins, os, threading or gc, or a loaded module, by a name built at "
               "run time",
     "cells": "reaches into how IPython runs a cell or into the cells' source (an event hook, an input or AST "
@@ -1416,7 +1417,9 @@ _FRAME_ATTRIBUTES = {"f_globals", "f_locals", "f_back", "f_builtins", "f_code", 
                      "ag_frame"}
 _BESIDE = ("threading.Thread", "threading.Timer", "_thread.", "concurrent.futures", "multiprocessing",
            "os.fork", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.popen", "subprocess.",
-           "asyncio.to_thread", "asyncio.create_subprocess", "pty.fork", "pty.spawn")
+           "asyncio.to_thread", "asyncio.create_subprocess", "pty.fork", "pty.spawn", "signal.signal", "signal.setitimer",
+           "signal.alarm", "signal.set_wakeup_fd", "signal.pthread_kill", "signal.raise_signal", "weakref.finalize",
+           "gc.callbacks")
 # Attribute names that are an escape on any object, whatever the reader thinks the object is (the
 # recorder is reached through a function's globals or closure, ``f.__globals__["_recorder"]``,
 # ``inspect.getclosurevars(sys.getprofile())``, and torch's dispatch-mode stack through any alias of
@@ -1538,6 +1541,8 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
             return "cells"  # get_ipython().compile = mine, ip.user_ns["globals"] = f
         if isinstance(node, ast.Subscript) and _const_str(node.slice) in _TEST_CALL_NAMES:
             return "test call"  # globals()["__import__"] = f
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "__del__":
+        return "beside"  # a finalizer runs whenever the garbage collector gets to it
     if isinstance(node, ast.Attribute) and node.attr in _ESCAPE_ATTRIBUTES:
         return _ESCAPE_ATTRIBUTES[node.attr]  # f.__globals__, Out[3]._C._pop_torch_dispatch_stack, ip.run_cell
     if isinstance(node, ast.Attribute) and (node.attr == "In" or _INPUT.fullmatch(node.attr)):

@@ -146,8 +146,11 @@ class Run:
     replies), whose lines the runner marks. A serve is taken only from the kernel, once per test
     cell, and only right after a hello with the token that `tokens` holds for it: a random word that
     only that test cell's source (grading/notebooks.to_run) carries into the kernel, as the cell
-    starts, and that grading/serve.py sends before any code of the student's runs there, so a cell of
-    the student's cannot serve a test in its place. Outputs and the end are taken only from the runner."""
+    starts, and that grading/serve.py sends before any code of the student's runs there. So a cell of
+    the student's cannot serve a test in its place, unless code of theirs runs inside the test cell
+    before the hello (an IPython hook or transformer, a signal handler, a finalizer, a thread, a
+    notebook's own `__import__` or `globals`): the kernel cannot keep a secret from code running in it,
+    and grading/references.py flags all of those for review. Outputs and the end come only from the runner."""
 
     def __init__(self, channel, tests: dict[str, str], judge: Judge, tokens: dict[str, str] | None = None):
         self.channel, self.tests, self.judge, self.tokens = channel, tests, judge, tokens or {}
@@ -204,8 +207,8 @@ class Run:
                 return
             if self.tokens.get(grade_id) is not None and event.get("token") == self.tokens[grade_id]:
                 self.opened = grade_id
-            elif len(self.refused) < MAX_USED:
-                self.refused.append(grade_id[:100])
+            else:
+                self._refuse(grade_id)
             return
         grade_id = event.get("serve")
         if not isinstance(grade_id, str) or self.serving:
@@ -214,8 +217,7 @@ class Run:
         if grade_id not in self.tests or grade_id in self.verdicts:
             pass
         elif grade_id != opened:
-            if len(self.refused) < MAX_USED:
-                self.refused.append(grade_id[:100])
+            self._refuse(grade_id)
         else:
             self.serving, self.current = True, grade_id
             self._note_used(event.get("used"))
@@ -225,6 +227,12 @@ class Run:
         self.serving = False
         self.channel.send(b'{"end": true}\n')
 
+    def _refuse(self, grade_id: str) -> None:
+        """Note a hello or serve refused, by the test's name if it is one of the notebook's (the name is
+        the student's text: it goes to the instructor's report only when it is a test's)."""
+        if len(self.refused) < MAX_USED:
+            self.refused.append(grade_id if grade_id in self.tests else "(a name that is no test's)")
+
     def _note_used(self, names) -> None:
         """Keep what the kernel says the student's code called (grading/recorder.py), as bounded text:
         like everything from the sandbox it is only a claim, read by references.runtime_findings."""
@@ -233,7 +241,7 @@ class Run:
         kept = self.used.setdefault(self.current, {})
         for name in names[:MAX_USED]:
             if isinstance(name, str) and len(kept) < MAX_USED:
-                kept[name[:200]] = None
+                kept["".join(c if c.isprintable() else "?" for c in name[:200])] = None
 
     def _call(self, call: dict):
         """Send one call to the kernel; its reply, or None once the kernel has stopped serving."""
@@ -334,9 +342,13 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
         flags.setdefault(exercise, []).extend(reasons)
     owner = notebooks.exercises_of_tests(source)
     for gid in dict.fromkeys(run.refused):
-        flags.setdefault(owner.get(gid, gid), []).append(
-            f"code of the notebook tried to answer the test {gid} in the test cell's place (a serve without the "
-            "test cell's token, refused): review by hand")
+        if gid in owner:
+            flags.setdefault(owner[gid], []).append(
+                f"code of the notebook tried to answer the test {gid} in the test cell's place (a serve without the "
+                "test cell's token, refused): review by hand")
+        else:
+            report["notes"].append("code of the notebook tried to answer a test that is not the notebook's (refused): "
+                                   "review by hand")
     if flags:
         report["reference_copies"] = flags
         if options.zero_reference_copies:

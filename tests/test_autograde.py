@@ -446,3 +446,13 @@ def test_the_lessons_take_turns_so_long_notebooks_are_not_left_to_the_end():
     order = interleaved(todo)
     assert [lesson for lesson, _, _ in order] == ["01", "07", "01", "07", "01"]
     assert sorted(order) == sorted(todo)  # every submission once
+
+
+def test_what_a_student_wrote_is_printed_with_its_control_characters_written_out():
+    """An error message or a name from the student's code that holds terminal escapes (erase the line,
+    move the cursor up) must not hide the REFERENCE lines above it on the instructor's screen."""
+    from grading.autograde import printable
+
+    line = "NOTE        student s, lesson 01: \x1b[2K\x1b[1A\rerased\x07"
+    assert printable(line) == "NOTE        student s, lesson 01: \\x1b[2K\\x1b[1A\\rerased\\x07"
+    assert printable("conv2d: ÿ ü ok") == "conv2d: ÿ ü ok"

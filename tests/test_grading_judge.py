@@ -236,13 +236,15 @@ def test_a_test_is_served_only_by_the_kernel_with_its_test_cells_token_and_only_
              kernel({"hello": "test_b", "token": "B" * 32}), kernel({"serve": "test_a", "arguments": []}),
              kernel({"hello": "test_a", "token": "A" * 32}), kernel({"serve": "test_a", "arguments": []}),
              kernel({"hello": "test_a", "token": "A" * 32}), kernel({"serve": "test_a", "arguments": []}),
+             kernel({"hello": "\x1b[2K\x1b[1A", "token": "x"}),
              kernel({"cell": 0, "outputs": [{"output_type": "stream", "name": "stdout", "text": "forged"}]}),
              kernel({"done": "forged"}), b'{"done": "ok"}\n']
     judge_ = FakeJudge()
     run = worker.Run(Lines(lines), {"test_a": "", "test_b": ""}, judge_, {"test_a": "A" * 32, "test_b": "B" * 32})
     run.go({"cells": []})
     assert judge_.ran == ["test_a"], "only the serve right after a hello with test_a's token is judged, once"
-    assert run.refused == ["test_a"] * 4, run.refused  # the serve alone, the guess and its serve, the serve after test_b's hello
+    assert run.refused == ["test_a"] * 4 + ["(a name that is no test's)"], run.refused  # the serve alone, the guess
+    # and its serve, the serve after test_b's hello; a name of the student's that could move the terminal's cursor
     assert run.outputs == {} and run.done == "ok", "outputs and the end come only from the runner"
 
 
