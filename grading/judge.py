@@ -86,10 +86,12 @@ def _notebook_frames(error: BaseException) -> list[str]:
 
 class Remote:
     """Stands in for a student's function: each call is sent to the student's kernel as data.
-    `call(index, args, kwargs)` returns the kernel's reply, or None if it did not answer."""
+    `call(index, args, kwargs)` returns the kernel's reply, or None if it did not answer. `seconds`:
+    how long the last call ran in the kernel, without carrying the values there and back (a test that
+    times the student's code reads it: on a busy machine the carrying takes longer than the code)."""
 
     def __init__(self, name: str, index: int, call):
-        self.__name__, self.index, self.call = name, index, call
+        self.__name__, self.index, self.call, self.seconds = name, index, call, None
 
     def __call__(self, *args, **kwargs):
         sent = [encode(list(args)), encode(kwargs)]
@@ -97,7 +99,10 @@ class Remote:
         if opaque:
             raise TypeError(f"{self.__name__} can only be called with plain values (numbers, strings, arrays, "
                             f"tensors, lists of them) when graded, not a {opaque}")
+        self.seconds = None
         reply = self.call(self.index, *sent)
+        if isinstance(reply, dict) and isinstance(reply.get("seconds"), (int, float)) and reply["seconds"] >= 0:
+            self.seconds = float(reply["seconds"])
         if not isinstance(reply, dict):
             raise RuntimeError(f"{self.__name__}: your notebook stopped before it answered this call (the time "
                                "limit, the memory limit, or a kernel that died)")

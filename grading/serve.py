@@ -25,6 +25,7 @@ import linecache
 import os
 import socket
 import sys
+import time
 import traceback
 import warnings
 
@@ -132,7 +133,8 @@ def arguments_of(probes: str, arguments: list[tuple[str, bool]], user: dict,
 def answer(functions: dict, call: dict) -> dict:
     """Run one call the judge's test makes: {"argument": index, "args": ..., "kwargs": ...} in,
     {"result" or "raised" and "where" (the student's frames), "printed", "args": in-place state, "used": what
-    it called (grading/recorder.py)} out."""
+    it called (grading/recorder.py), "seconds": how long the function ran, here, without carrying its
+    arguments and result} out."""
     reply: dict = {}
     printed = io.StringIO()
     args, kwargs = [], {}
@@ -144,7 +146,11 @@ def answer(functions: dict, call: dict) -> dict:
         with contextlib.redirect_stdout(printed), np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with recorder:
-                result = function(*args, **kwargs)
+                start = time.perf_counter()
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    reply["seconds"] = time.perf_counter() - start
         reply["result"] = encode(result)
     except BaseException as error:  # the judge's test sees the same kind of exception
         reply["raised"] = [exception_name(error), str(error)[:2000]]

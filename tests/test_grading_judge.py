@@ -316,3 +316,29 @@ def test_a_cell_is_named_as_ipython_names_it_in_a_kernel(monkeypatch):
     monkeypatch.setattr("IPython.get_ipython", lambda: Shell())
     assert serve.cell_name("/tmp/ipykernel_1/5.py") == "Cell In[17]"
     assert serve.cell_name("/tmp/other.py") == "/tmp/other.py"
+
+
+def test_a_call_says_how_long_the_students_function_ran_without_the_carrying():
+    """A test that times the student's code reads `function.seconds` when graded: the time in the kernel,
+    not the time to carry the values there and back, which on a busy machine is the larger part."""
+    import time
+
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    reply = serve.answer({0: slow}, {"argument": 0, "args": values.encode([np.zeros(3)]), "kwargs": values.encode({})})
+    assert 0.05 <= reply["seconds"] < 1.0
+
+    def carried_slowly(index, args, kwargs):
+        time.sleep(0.2)
+        return through_json(serve.answer({0: slow}, through_json({"argument": index, "args": args, "kwargs": kwargs})))
+
+    remote = judge.Remote("slow", 0, carried_slowly)
+    start = time.perf_counter()
+    remote(np.zeros(3))
+    assert time.perf_counter() - start >= 0.25 and 0.05 <= remote.seconds < 0.2
+    remote.call = lambda *a: None
+    with pytest.raises(RuntimeError):
+        remote(np.zeros(3))
+    assert remote.seconds is None
