@@ -41,6 +41,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 
 PROBES = "<probes of the test cell>"  # the file name the probes are compiled with (grading/serve.py)
 WATCHED = ("torch", "torchvision", "scipy", "sklearn", "skimage", "imgrec_lib")
@@ -488,16 +489,18 @@ def _installed(filename: str) -> bool:
     return path.startswith((_GRADING, _STDLIB, *_LIBRARIES, *(folder for folder, _ in _FOLDERS)))
 
 
-# What this module calls of sys, threading, os and builtins, bound once when it is imported (before the
-# notebook's first cell: grading/runner.py), so that a notebook that replaces ``sys.setprofile`` or
-# ``sys._getframe`` with a fake does not fool the recording; `replaced` says which were replaced.
+# What this module calls of sys, threading, os and builtins, and the clock grading/serve.py times an
+# answer with, bound once when it is imported (before the notebook's first cell: grading/runner.py),
+# so that a notebook that replaces ``sys.setprofile``, ``sys._getframe`` or ``time.perf_counter`` with
+# a fake fools neither the recording nor the timing; `replaced` says which were replaced.
 _BOUND = {"sys.setprofile": sys.setprofile, "sys.getprofile": sys.getprofile, "sys._getframe": sys._getframe,
           "sys._current_frames": sys._current_frames, "sys.settrace": sys.settrace, "sys.gettrace": sys.gettrace,
           "threading.get_ident": threading.get_ident, "threading.Thread": threading.Thread,
-          "os.listdir": os.listdir, "builtins.open": open}
+          "os.listdir": os.listdir, "builtins.open": open, "time.perf_counter": time.perf_counter}
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
+perf_counter = time.perf_counter  # the clock grading/serve.py times an answer with, bound before the notebook runs
 _current_frames, _get_ident, _listdir, _open = sys._current_frames, threading.get_ident, os.listdir, open
-_MODULES = {"sys": sys, "threading": threading, "os": os, "builtins": sys.modules["builtins"]}
+_MODULES = {"sys": sys, "threading": threading, "os": os, "builtins": sys.modules["builtins"], "time": time}
 _OWN = {}  # this module's names and Recorder's attributes as imported (filled below)
 
 

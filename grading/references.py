@@ -1403,7 +1403,7 @@ ESCAPES = {
 _SWITCHES = {"sys.setprofile", "sys.settrace", "sys._setprofileallthreads", "sys._settraceallthreads",
              "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
              "threading.settrace_all_threads"}  # and sys.monitoring, and torch's dispatch-mode stack
-_RECORDER_MODULES = {"sys", "builtins", "threading", "os"}  # what grading/recorder.py binds functions of
+_RECORDER_MODULES = {"sys", "builtins", "threading", "os", "time"}  # what grading/recorder.py binds functions of
 _PROFILERS = {"cProfile", "_lsprof", "profile"}  # they take the profile hook that the record uses
 _HARMLESS_SYS_ATTRIBUTES = {"stdout", "stderr", "stdin", "argv", "tracebacklimit"}
 _CODE_MAKERS = {"types.FunctionType", "types.LambdaType", "types.CodeType", "builtins.compile", "marshal.loads"}

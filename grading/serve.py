@@ -25,7 +25,6 @@ import linecache
 import os
 import socket
 import sys
-import time
 import traceback
 import warnings
 
@@ -146,11 +145,11 @@ def answer(functions: dict, call: dict) -> dict:
         with contextlib.redirect_stdout(printed), np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with recorder:
-                start = time.perf_counter()
+                start = _recorder.perf_counter()  # bound before the notebook ran: a notebook's fake clock is not it
                 try:
                     result = function(*args, **kwargs)
                 finally:
-                    reply["seconds"] = time.perf_counter() - start
+                    reply["seconds"] = _recorder.perf_counter() - start
         reply["result"] = encode(result)
     except BaseException as error:  # the judge's test sees the same kind of exception
         reply["raised"] = [exception_name(error), str(error)[:2000]]

@@ -342,3 +342,17 @@ def test_a_call_says_how_long_the_students_function_ran_without_the_carrying():
     with pytest.raises(RuntimeError):
         remote(np.zeros(3))
     assert remote.seconds is None
+
+
+def test_a_notebooks_fake_clock_does_not_change_how_long_its_function_ran(monkeypatch):
+    """serve times an answer with the clock grading/recorder.py bound before the notebook ran: an answer cell's
+    `time.perf_counter = lambda: 0.0` does not make slow loops look fast to lesson 01's speed test."""
+    import time
+
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+    reply = serve.answer({0: slow}, {"argument": 0, "args": values.encode([np.zeros(3)]), "kwargs": values.encode({})})
+    assert reply["seconds"] >= 0.05 and "switched-off:time.perf_counter replaced" in reply["used"], reply
