@@ -101,11 +101,11 @@ class Remote:
                             f"tensors, lists of them) when graded, not a {opaque}")
         self.seconds = None
         reply = self.call(self.index, *sent)
-        if isinstance(reply, dict) and isinstance(reply.get("seconds"), (int, float)) and reply["seconds"] >= 0:
-            self.seconds = float(reply["seconds"])
         if not isinstance(reply, dict):
             raise RuntimeError(f"{self.__name__}: your notebook stopped before it answered this call (the time "
                                "limit, the memory limit, or a kernel that died)")
+        if isinstance(reply.get("seconds"), (int, float)) and reply["seconds"] >= 0:
+            self.seconds = float(reply["seconds"])
         decode = Decoder()
         positional, named = (list(reply.get("args") or []) + [None, None])[:2]
         _restore(list(args), positional, decode)

@@ -337,10 +337,10 @@ def finish(submission, staged, source, release, run: Run, why: str, options: Opt
                                                     f"{why or 'it stopped before this cell'}") for gid in tests}
     from grading import references  # noqa: PLC0415
     flags = references.find_reference_copies(submission, release) if release is not None else {}
-    for exercise, reasons in references.runtime_findings(
-            {gid: list(names) for gid, names in run.used.items()}, notebooks.exercises_of_tests(source)).items():
-        flags.setdefault(exercise, []).extend(reasons)
     owner = notebooks.exercises_of_tests(source)
+    for exercise, reasons in references.runtime_findings(
+            {gid: list(names) for gid, names in run.used.items()}, owner).items():
+        flags.setdefault(exercise, []).extend(reasons)
     for gid in dict.fromkeys(run.refused):
         if gid in owner:
             flags.setdefault(owner[gid], []).append(
