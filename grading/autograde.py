@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                         graded.report["answer_errors"] = raised
                     said = [*graded.report.get("notes", []),
                             *(why.replace("your answer cell", "the answer cell", 1) for why in raised.values())]
-                    print(printable(f"  {student} {lesson}: {len(graded.report.get('passed', []))} tests passed, "
-                                    f"{len(graded.report.get('failed', []))} failed" + (f" ({'; '.join(said)})" if said else "")),
-                          flush=True)
+                    line = (f"  {student} {lesson}: {len(graded.report.get('passed', []))} tests passed, "
+                            f"{len(graded.report.get('failed', []))} failed" + (f" ({'; '.join(said)})" if said else ""))
+                    print(printable(line), flush=True)
         finally:
             grader.close()
         for lesson in lessons:

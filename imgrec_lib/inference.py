@@ -584,9 +584,10 @@ def keep_digit(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     at least 10% as large is there, nor is a piece at least ``FLAT`` times as wide as it is tall
     (``_flat``: a line, the grey strip above a page in a screenshot), nor a word in a line of words
     (``_words``: an app's menu row); the digit must be at least 10% as large as the largest piece
-    that could be it. A thin upright bar beside the digit that reaches past both its ends (``_bars_beside``: a text cursor) is not kept with it. Given the
-    ``ink`` map, the digit is the piece with the most ink, not the most pixels: a finger's shadow
-    on the page may cover more of it than the pen, but faintly. Lesson 08."""
+    that could be it. A thin upright bar beside the digit that reaches past both its ends
+    (``_bars_beside``: a text cursor) is not kept with it. Given the ``ink`` map, the digit is the
+    piece with the most ink, not the most pixels: a finger's shadow on the page may cover more of it
+    than the pen, but faintly. Lesson 08."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
