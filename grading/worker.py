@@ -183,6 +183,8 @@ class Run:
         self.stream = self._events()
         for from_kernel, event in self.stream:
             self._take(event, from_kernel)
+            if self.done:
+                return  # the runner's last word: nothing that comes after it is read
 
     def _take(self, event: dict, from_kernel: bool) -> None:
         if from_kernel:
@@ -315,7 +317,7 @@ def run_and_judge(run_nb, tests: dict[str, str], tokens: dict[str, str], judge: 
         try:
             run.go(run_nb)
         finally:
-            result = session.close()
+            result = session.close(at_once=bool(run.done))
     return run, result
 
 
