@@ -3,7 +3,7 @@
 - `lessons/` is exactly what `nbgrader generate_assignment` makes from `solutions/` today;
 - no solution code and no hidden test reaches `lessons/`;
 - the instructor's notebook, submitted as a student's, autogrades to full marks, and the blank
-  release autogrades to zero, without crashing;
+  release (its answer and test cells) autogrades to zero, without crashing;
 - a cheater who hands in wrong answers of the right shape together with code that rebinds builtins
   and replaces numpy's and torch's comparison functions and the reference functions the tests use
   scores 0 in every test cell, while the cheat itself runs cleanly;
@@ -71,8 +71,9 @@ def grade_cells(nb: dict) -> list[dict]:
 def course(tmp_path_factory) -> Path:
     """A copy of the course with lessons generated afresh and three students' submissions of every
     lesson graded in one run of `make autograde` (grading/: a sandbox each, the judge decides):
-    `solver` submits the instructor's notebooks, `blank` the untouched release, `cheater` the
-    release with wrong answers and the lies of ATTACK (Lesson.cheater)."""
+    `solver` submits the instructor's notebooks, `blank` the untouched release trimmed to its set-up,
+    answer and test cells (its other cells are the solver's, run already), `cheater` the release
+    with wrong answers and the lies of ATTACK (Lesson.cheater)."""
     root = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions", root / "solutions",
@@ -80,12 +81,11 @@ def course(tmp_path_factory) -> Path:
                                                   "_record_*"))
     nbgrader("generate_assignment", "*", "--force", cwd=root)
     for lesson in LESSONS:
-        for student, origin in (("solver", "solutions"), ("blank", "lessons")):
-            target = root / "submitted" / student / lesson
-            target.mkdir(parents=True)
-            shutil.copy(root / origin / lesson / f"{lesson}.ipynb", target)
-        (root / "submitted" / "cheater" / lesson).mkdir(parents=True)
-        nbformat.write(Lesson(root, lesson).cheater(), root / "submitted" / "cheater" / lesson / f"{lesson}.ipynb")
+        (root / "submitted" / "solver" / lesson).mkdir(parents=True)
+        shutil.copy(root / "solutions" / lesson / f"{lesson}.ipynb", root / "submitted" / "solver" / lesson)
+        for student, nb in (("blank", Lesson(root, lesson).trimmed()), ("cheater", Lesson(root, lesson).cheater())):
+            (root / "submitted" / student / lesson).mkdir(parents=True)
+            nbformat.write(nb, root / "submitted" / student / lesson / f"{lesson}.ipynb")
     from imgrec_lib import data, models, training  # lesson 08 is graded with a trained model, as in class
 
     recipe = training.RECIPES["fast"]  # 3 epochs: ~97%, in seconds
