@@ -843,9 +843,10 @@ for i in range(400):
         break
 '''),
     "exhaust_loop_sigint": Hostile(L05, "ignores SIGINT and loops forever in every answer cell: the notebook's wall "
-                                        "time stops it, must score 0",
-                                   {name: "while True:\n    pass\n" for name in zeros(L05)},
-                                   setup=SETUP05 + "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"),
+                                        "time stops it, must score 0 (the loop sleeps: a busy one would take a core "
+                                        "from the rest of the suite for the whole minute, and stops the same way)",
+                                   {name: "while True:\n    time.sleep(0.05)\n" for name in zeros(L05)},
+                                   setup=SETUP05 + "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"),
     # --- notebook-format tricks ------------------------------------------------------------------------
     "fmt_duplicate_ids": Hostile(L01, "every cell the same id, a fake test_conv2d before the real one, the conv2d "
                                       "answer twice: must score 0", zeros(L01), mutate=_duplicate_ids),
