@@ -7,13 +7,11 @@ submission; autograde.py grades a class with N workers and stores the results in
 gradebook; `python -m grading` is the command line (`make autograde`, `make check`).
 """
 
-import sys
 import threading
 
-# jsonschema's optional URI checker (rfc3987_syntax) takes ~3 s to import, and nbformat, which
-# imports jsonschema, never uses it: without this every grading process (the sandbox's runner,
-# nbgrader's steps) would spend that long starting.
-sys.modules.setdefault("rfc3987_syntax", None)
+# The mark grading/runner.py puts on each line that comes from the kernel (where the student's code
+# runs), so that grading/worker.Run can tell those lines from the runner's own events.
+KERNEL = b"kernel "
 
 # CPython 3.11 and 3.12 can fail ast.parse in two threads at once ("AST constructor recursion depth
 # mismatch", when a finalizer runs in the middle of a parse): the workers' threads take turns for

@@ -27,10 +27,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grading
-from grading import sandbox, worker  # first: grading/__init__.py makes nbformat quick to import
+import nbformat
 
-import nbformat  # noqa: E402
+import grading
+from grading import sandbox, worker
 
 BIN = Path(sys.executable).parent
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"  # nbgrader runs `alembic` as a program
@@ -49,7 +49,7 @@ def nbgrader_env() -> dict:
 
 
 def nbgrader(*args: str) -> subprocess.CompletedProcess:
-    """`nbgrader ARGS` in the course folder, started through this package (quicker to import)."""
+    """`nbgrader ARGS` in the course folder, the gradebook opened quickly (grading.open_gradebook_quickly)."""
     start = ("import grading, sys; grading.open_gradebook_quickly(); from nbgrader.apps.nbgraderapp import main; "
              "sys.argv[0] = 'nbgrader'; main()")
     return subprocess.run([sys.executable, "-c", start, *args], capture_output=True, text=True, env=nbgrader_env())

@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grading import autograde, sandbox, worker  # first: grading/__init__.py makes nbformat quick
+import nbformat
 
-import nbformat  # noqa: E402
+from grading import autograde, sandbox, worker
 
 NOTICE = ("graded against the reference tests published in this clone's solutions/ (hidden tests included); "
           "your instructor's own tests may differ")

@@ -1559,6 +1559,7 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
         return "test call"  # globals().update(__import__=f)
     if isinstance(node, ast.Call):
         put = _put_by_call(node)
+        funcs = {canonical(n) for n in _resolve(node.func, scope)}
         if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and _is_shell(put[0], scope):
             return "cells"  # setattr(get_ipython(), "run_cell", f)
         setter = isinstance(node.func, ast.Name) and node.func.id == "setattr" or isinstance(
@@ -1569,19 +1570,16 @@ def _escape(node: ast.AST, scope: _Scope, parent: ast.AST | None) -> str | None:
         key = _const_str(node.args[0]) if node.args else None
         if key == "In" and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop", "__getitem__"):
             return "cells"  # get_ipython().user_ns.get("In")
-        if len(node.args) > 1 and {canonical(n) for n in _resolve(node.func, scope)} & _GETATTR_LIKE and (
+        if len(node.args) > 1 and funcs & _GETATTR_LIKE and (
                 _const_str(node.args[1]) in ("In", "events", None) and _is_shell(node.args[0], scope)
                 or _const_str(node.args[1]) == "In" or _attr_name(node.args[0]) == "events"):
             return "cells"  # getattr(main, "In"), getattr(get_ipython(), name), getattr(ip.events, "regi" + ...)
         if isinstance(node.func, ast.Attribute) and node.func.attr in ("run_line_magic", "run_cell_magic") and \
                 key in _HISTORY_MAGICS:
             return "cells"  # %history -n -l 1
-    if isinstance(node, ast.Call):
-        put = _put_by_call(node)
         if put and (isinstance(node.func, ast.Name) or node.func.attr == "__setattr__") and {
                 canonical(n) for n in _resolve(put[0], scope)} & _RECORDER_MODULES:
             return "patch"  # setattr(sys, "setprofile", fake)
-        funcs = {canonical(n) for n in _resolve(node.func, scope)}
         if funcs & {"builtins.delattr"} and node.args and {canonical(n) for n in _resolve(node.args[0], scope)} \
                 & _RECORDER_MODULES:
             return "patch"

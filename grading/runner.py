@@ -31,14 +31,13 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from grading import jupyter_fix
+from grading import KERNEL, jupyter_fix
 
 SOCKET = os.environ.get("IMGREC_SERVE_SOCKET", "/tmp/imgrec-serve.sock")
 # Run by the kernel before the notebook's first cell, outside its history (the cells keep their numbers,
 # In [N] == "Cell In[N]"): grading/recorder.py binds sys.setprofile and the rest before the notebook can
 # replace them.
 PRELOAD = '__import__("grading.recorder").recorder.preloaded()'
-KERNEL = b"kernel "  # the mark on each line that comes from the kernel
 PR_SET_DUMPABLE = 4
 
 

@@ -199,5 +199,5 @@ def serve(test_name: str, probes: str, arguments: list[tuple[str, bool]], user: 
 
 
 _recorder.trust(_values)
-_recorder.trust(sys.modules[__name__], SERVE)
-_OWN = {name: value for name, value in globals().items() if not name.startswith("__")}  # as imported  # it calls the student's function: what that function is matters
+_recorder.trust(sys.modules[__name__], SERVE)  # it calls the student's function: what that function is matters
+_OWN = {name: value for name, value in globals().items() if not name.startswith("__")}  # as imported

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grading import notebooks, sandbox
+from grading import KERNEL, notebooks, sandbox
 
 GRADING = Path(__file__).resolve().parent            # bound read-only into every sandbox
 INSIDE = "/opt/imgrec-grading"                       # where it appears there (PYTHONPATH)
@@ -127,7 +127,6 @@ def failed(message: str) -> dict:
 MAX_USED = 400  # names of what the student's code called, kept per test cell
 MAX_ITEMS_IN_LINE = 1_000_000  # JSON items in one event: results and outputs are mostly base64 and text
 MAX_ITEMS_OF_OUTPUTS = 4_000_000  # JSON items of all the cells' outputs kept (about a gigabyte past this)
-KERNEL = b"kernel "  # grading/runner.py marks the kernel's lines with it
 
 
 def items(line: bytes) -> int:
@@ -155,7 +154,8 @@ class Run:
     def __init__(self, channel, tests: dict[str, str], judge: Judge, tokens: dict[str, str] | None = None):
         self.channel, self.tests, self.judge, self.tokens = channel, tests, judge, tokens or {}
         self.outputs: dict[int, list] = {}
-        self.output_items: dict[int, int] = {}
+        self.output_items: dict[int, int] = {}       # JSON items of each cell's kept outputs
+        self.items_kept = 0                          # their sum
         self.verdicts: dict[str, dict] = {}
         self.used: dict[str, dict[str, None]] = {}   # test grade_id -> what the student's code called there
         self.refused: list[str] = []                 # serves refused: a test cell's name without its token
@@ -196,11 +196,11 @@ class Run:
 
     def _keep_outputs(self, cell: int, outputs: list, count: int) -> None:
         """Keep a cell's outputs while all that is kept stays under MAX_ITEMS_OF_OUTPUTS JSON items."""
-        kept = sum(self.output_items.values()) - self.output_items.get(cell, 0)
+        kept = self.items_kept - self.output_items.get(cell, 0)
         if kept + count > MAX_ITEMS_OF_OUTPUTS:
             outputs, count = [{"output_type": "stream", "name": "stderr",
                                "text": "(this cell's outputs were left out: the notebook's outputs are too large)\n"}], 0
-        self.outputs[cell], self.output_items[cell] = outputs, count
+        self.outputs[cell], self.output_items[cell], self.items_kept = outputs, count, kept + count
 
     def _serve(self, event: dict) -> None:
         if isinstance(event.get("hello"), str) and not self.serving:
