@@ -2,6 +2,7 @@
 
     python -m grading.merge LESSON STAGING_DIR [--student-exclude a,b] (run by grading/autograde.py)
 
+LESSON may be a pattern, as for nbgrader: "*" stores every lesson under STAGING_DIR in one process.
 STAGING_DIR holds <student>/<LESSON>/<notebook>.ipynb as grading/worker.py made them: outputs
 already in place, test cells holding the judge's verdicts. nbgrader then does what it always
 does (restores locked cells from the gradebook, scores each test cell from its outputs, late

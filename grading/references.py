@@ -93,9 +93,10 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import nbformat
+if TYPE_CHECKING:
+    import nbformat  # the reader's child imports no nbformat (~0.2 s): it reads plain JSON (_Node)
 
 MAX_DEPTH = 3  # answer -> helper -> helper's helper -> one more
 
@@ -316,18 +317,33 @@ def _star_exports(package: str) -> dict[str, str]:
     return aliases
 
 
-_ALIASES = {**{alias: name for package in ("torchvision.models", "torchvision.models.quantization",
-                                            "torchvision.models.video", "torchvision.models.segmentation",
-                                            "torchvision.models.detection") for alias, name in _star_exports(package).items()},
-            **_library_aliases()}
+_ALIASES: dict[str, str] | None = None
+
+
+def _aliases() -> dict[str, str]:
+    """Every re-export ``canonical`` follows. Reading them parses some 60 files (~0.25 s): done once in
+    the grader, which hands them to each reader child (``find_reference_copies``)."""
+    global _ALIASES
+    if _ALIASES is None:
+        from grading import PARSING  # the workers' threads parse in turns (grading/__init__.py says why)
+
+        with PARSING:
+            if _ALIASES is None:
+                _ALIASES = {**{alias: name for package in ("torchvision.models", "torchvision.models.quantization",
+                                                           "torchvision.models.video", "torchvision.models.segmentation",
+                                                           "torchvision.models.detection")
+                               for alias, name in _star_exports(package).items()},
+                            **_library_aliases()}
+    return _ALIASES
 
 
 def canonical(name: str) -> str:
     """A dotted name with the library's re-exports followed: imgrec_lib.losses.softmax -> imgrec_lib.activations.softmax."""
+    aliases = _aliases()
     for _ in range(10):
         parts = name.split(".")
         for i in range(len(parts), 1, -1):
-            target = _ALIASES.get(".".join(parts[:i]))
+            target = aliases.get(".".join(parts[:i]))
             if target is not None:
                 name = ".".join([target, *parts[i:]])
                 break
@@ -1755,7 +1771,7 @@ def find_reference_copies(submission: nbformat.NotebookNode,
     if sum(sizes) > MAX_CODE_BYTES:
         return _unread(release, f"{sum(sizes):,} bytes of code (the limit is {MAX_CODE_BYTES:,})")
     payload = json.dumps({"submission": _code_of(submission), "release": _code_of(release),
-                          "memory": READ_MEMORY_BYTES, "seconds": READ_SECONDS})
+                          "memory": READ_MEMORY_BYTES, "seconds": READ_SECONDS, "aliases": _aliases()})
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     try:
@@ -1811,21 +1827,34 @@ def read_reference_copies(submission: nbformat.NotebookNode,
         return _unread(release, "code nested too deeply to be read without running it")
 
 
+class _Node(dict):
+    """A dict read from JSON whose keys are attributes too, as in nbformat.NotebookNode: what the reader
+    needs of a notebook, without importing nbformat in the child."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def _child() -> int:
     """``python -m grading.references``: the two notebooks (``_code_of``) and the limits as JSON on stdin,
     the findings as JSON on stdout; exit status ``_OUT_OF_MEMORY`` past the memory limit."""
+    global _ALIASES
     import json
     import os
     import resource
 
-    data = json.load(sys.stdin)  # the parent checked its size
+    data = json.load(sys.stdin, object_hook=_Node)  # the parent checked its size
+    _ALIASES = data.pop("aliases")  # as the parent read them: the child parses no library file
     resource.setrlimit(resource.RLIMIT_AS, (data["memory"], data["memory"]))
     cpu = int(data["seconds"]) + 5  # the parent's timeout ends it; this in case the parent is gone
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     out, sys.stdout = sys.stdout, sys.stderr  # what an import prints cannot mix with the answer
     spare = bytearray(8 << 20)  # freed when memory runs out, so that saying so needs none
     try:
-        found = read_reference_copies(nbformat.from_dict(data["submission"]), nbformat.from_dict(data["release"]))
+        found = read_reference_copies(data["submission"], data["release"])
     except (MemoryError, SystemError) as error:  # ast.parse out of memory: "error return without exception set"
         del spare
         if isinstance(error, MemoryError) or _peak_memory() > 0.9 * data["memory"]:

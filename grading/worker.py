@@ -282,12 +282,14 @@ def runner_env(options: Options, scratch: str) -> tuple[dict[str, str], dict[str
 
 def check_course_python(options: Options) -> None:
     """Raise CoursePythonBroken, saying what to do, unless the Python that runs the notebooks starts
-    where they are graded and imports the course (imgrec_lib, torch, the grading runner). Else every
-    notebook would fail for the grader's fault, not the student's, and be scored 0."""
+    where they are graded and imports the course (imgrec_lib, the grading runner, the kernel). Else
+    every notebook would fail for the grader's fault, not the student's, and be scored 0. torch is
+    left to the judge, whose first import it is (~2 s saved here): a judge that cannot start grades
+    nothing, and each submission it was to judge is reported not graded."""
     with tempfile.TemporaryDirectory(prefix="imgrec-check-") as scratch:
         binds, env = runner_env(options, scratch)
         try:
-            result = sandbox.run([sys.executable, "-c", "import imgrec_lib, torch, grading.runner; print('ok')"], b"",
+            result = sandbox.run([sys.executable, "-c", "import imgrec_lib, grading.runner, ipykernel.kernelapp; print('ok')"], b"",
                                  binds, env, sandbox.Limits(wall_seconds=300, output_bytes=10_000),
                                  sandboxed=options.sandboxed)
         except OSError as error:

@@ -203,6 +203,26 @@ def test_a_course_python_that_cannot_start_in_the_sandbox_stops_grading_with_wha
         worker.check_course_python(course_python_options())
 
 
+def test_a_torch_that_cannot_be_imported_stops_the_judge_before_any_notebook(monkeypatch, tmp_path):
+    """The course check leaves torch out (~2 s per run): the judge imports it first and, failing, starts
+    no notebook, so nothing is scored 0 for it (autograde reports those submissions not graded)."""
+    from grading import worker
+    (tmp_path / "fake" / "torch").mkdir(parents=True)
+    (tmp_path / "fake" / "torch" / "__init__.py").write_text("raise ImportError('a broken torch')")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path / "fake"}:$PYTHONPATH exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(wrapper))
+    options = course_python_options(sandboxed=False)
+    worker.check_course_python(options)  # imgrec_lib, the runner and the kernel import
+    judge = worker.Judge(options)
+    try:
+        with pytest.raises(RuntimeError, match="the judge did not start"):
+            worker.run_and_judge({"cells": []}, {}, {}, judge, options)
+    finally:
+        judge.close()
+
+
 def test_a_course_python_without_imgrec_lib_stops_grading_and_says_why(monkeypatch, tmp_path):
     from grading import worker
     fake = tmp_path / "imgrec_lib"  # what another checkout's editable install can leave: no course to import
