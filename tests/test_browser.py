@@ -303,6 +303,12 @@ def test_jupyterlab_opens_the_first_lesson(lab, lab_page):
     open_notebook(lab_page, base, token, path)
     cells = len(nbformat.read(course / path, as_version=4).cells)
     panel = lab_page.locator(".jp-NotebookPanel:visible")
+    try:  # the cells are drawn one after another once the notebook has opened
+        lab_page.wait_for_function(
+            "([n]) => [...document.querySelectorAll('.jp-NotebookPanel')].find(p => p.offsetParent)"
+            "?.querySelectorAll('.jp-Cell').length >= n", arg=[cells], timeout=120_000, polling=250)
+    except PlaywrightTimeout:
+        pass  # the assertion below says how many were shown
     assert panel.locator(".jp-Cell").count() == cells, "every cell of the notebook should be shown"
     heading = panel.locator(".jp-MarkdownCell h1").first
     assert "Lesson 00" in heading.inner_text()
