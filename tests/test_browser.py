@@ -288,8 +288,9 @@ def wait_for_an_idle_kernel(page) -> None:
     deadline = time.monotonic() + 180
     while not idle.is_visible() or ask.is_visible():
         if ask.is_visible():
-            ask.locator(".jp-Dialog-button.jp-mod-accept").click()
-        assert time.monotonic() < deadline, "the notebook's kernel did not start in 180 s"
+            ask.locator(".jp-Dialog-button.jp-mod-accept").click(timeout=30_000)
+        if time.monotonic() > deadline:
+            raise PlaywrightTimeout("the notebook's kernel did not become idle in 180 s")
         page.wait_for_timeout(250)
 
 
@@ -347,30 +348,29 @@ def test_jupyterlab_runs_a_solution_notebook_and_shows_a_widget(lab, lab_page):
     code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code")
 
     page = lab_page
-    open_notebook(page, base, token, path)
     panel = page.locator(".jp-NotebookPanel:visible")
-    started = panel.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
+    started = panel.locator(".jp-CodeCell .jp-InputPrompt", has_text="[*]")  # cells queued or running
+    # Under load JupyterLab was seen to stop short in three ways (a kernel dialog over the notebook, a
+    # spinner that stayed, a Run All dropped after its first cell): each attempt opens the notebook
+    # afresh (its kernel stays), and one that fails is reported as a warning.
+    problems = []
     try:
-        for attempt in range(3):  # the menu acts on the focused notebook: focus it, then Run > Run All Cells
-            wait_for_an_idle_kernel(page)
-            panel.locator(".jp-Cell").first.click()
-            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        for attempt in range(3):
             try:
+                open_notebook(page, base, token, path)
+                # the menu acts on the focused notebook: focus it, then Run > Run All Cells
+                panel.locator(".jp-Cell").first.click(timeout=60_000)
+                page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click(timeout=60_000)
+                page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click(timeout=60_000)
                 started.first.wait_for(timeout=60_000)
-            except PlaywrightTimeout:
-                assert attempt < 2, "Run > Run All Cells started nothing"
-                continue
-            if wait_until_ran(page, code_cells):
-                break
-            prompts = panel.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-            warnings.warn(f"Run All Cells stopped short (attempt {attempt + 1}, prompts {prompts}): running it again")
+                if wait_until_ran(page, code_cells):
+                    break
+                problems.append(f"stopped short, prompts {panel.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}")
+            except PlaywrightTimeout as error:
+                problems.append(str(error).splitlines()[0][:300])
+            warnings.warn(f"JupyterLab, attempt {attempt + 1}: {problems[-1]}; opening the notebook again")
         else:
-            pytest.fail(f"Run All Cells stopped short three times; JupyterLab's log:\n{lab_log(course)}")
-    except PlaywrightTimeout:
-        prompts = panel.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-        pytest.fail(f"the notebook did not finish: prompts {prompts}, expected {code_cells} numbered; "
-                    f"JupyterLab's log:\n{lab_log(course)}")
+            pytest.fail(f"the notebook did not run in three attempts: {problems}; JupyterLab's log:\n{lab_log(course)}")
     finally:
         page.screenshot(path=SHOTS / "lab_solution_00_ran.png")
     stderr = panel.locator('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]')
