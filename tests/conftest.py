@@ -1,18 +1,7 @@
 """Shared pytest settings."""
 
-import os
-
-# `make test` runs the files in pytest workers (-n 2) that share the machine's cores: each worker,
-# and every program it starts, gets its share of them. More BLAS and OpenMP threads than that spin,
-# waiting for cores the other worker holds (on 2 cores: the torch-heavy files took 188 CPU s with
-# 2 threads a worker, 135 with 1). A thread count set by hand is left as it is.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(_name, _share)
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 # The files that take minutes, longest first (from `make test`'s --durations): with
