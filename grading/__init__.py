@@ -7,6 +7,8 @@ submission; autograde.py grades a class with N workers and stores the results in
 gradebook; `python -m grading` is the command line (`make autograde`, `make check`).
 """
 
+import functools
+import os
 import threading
 
 # The mark grading/runner.py puts on each line that comes from the kernel (where the student's code
@@ -25,16 +27,14 @@ def open_gradebook_quickly() -> None:
     """nbgrader stamps a new gradebook with the newest revision of its schema, which it asks of
     `alembic heads`: a new Python process, over a second, far more on a busy machine. The answer is
     fixed for an installed nbgrader: read it from nbgrader's own alembic folder, in this process."""
-    import functools
-    import os
-
     import nbgrader.api
 
-    @functools.cache
-    def alembic_head() -> str:
-        from alembic.script import ScriptDirectory
+    nbgrader.api.get_alembic_version = _alembic_head
 
-        return ScriptDirectory(os.path.join(os.path.dirname(nbgrader.api.__file__), "alembic")).get_current_head()
 
-    if getattr(nbgrader.api.get_alembic_version, "__name__", "") != "alembic_head":
-        nbgrader.api.get_alembic_version = alembic_head
+@functools.cache
+def _alembic_head() -> str:
+    import nbgrader.api
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(os.path.join(os.path.dirname(nbgrader.api.__file__), "alembic")).get_current_head()
