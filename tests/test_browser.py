@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from jupyter_client import BlockingKernelClient
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +270,38 @@ def lab_page(browser, lab):
     context.close()
 
 
-def open_notebook(page, base: str, token: str, path: str) -> None:
+def api(base: str, token: str, route: str, body: dict | None = None) -> dict:
+    """One call to the Jupyter server's REST API (POST with a JSON body, else GET)."""
+    request = urllib.request.Request(f"{base}/api/{route}", headers={"Authorization": f"token {token}",
+                                     "Content-Type": "application/json"},
+                                     data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def start_kernel(lab, path: str) -> None:
+    """Start the notebook's kernel through the server and wait until it has answered, before the page opens.
+
+    JupyterLab then joins a kernel that is up. Left to JupyterLab, the kernel starts while the page
+    connects, and on a loaded machine that race failed the first connection (a 500 on its channels),
+    after which JupyterLab asked which kernel to use or started a second one."""
+    base, token, course = lab
+    session = api(base, token, "sessions", {"path": path, "name": Path(path).name, "type": "notebook",
+                                            "kernel": {"name": "python3"}})
+    client = BlockingKernelClient(connection_file=str(course.parent / "runtime" / f"kernel-{session['kernel']['id']}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=180)  # a kernel_info request answered
+    except RuntimeError as error:
+        pytest.fail(f"the kernel for {path} did not start: {error}")
+    finally:
+        client.stop_channels()
+
+
+def open_notebook(page, lab, path: str) -> None:
+    start_kernel(lab, path)
+    base, token, _ = lab
     page.goto(f"{base}/lab/tree/{path}?token={token}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=180_000)
     # the kernel has started and waits: the status bar reads "Python 3 (imgrec) | Idle"
@@ -294,7 +326,7 @@ def wait_until_ran(page, code_cells: int) -> None:
 def test_jupyterlab_opens_the_first_lesson(lab, lab_page):
     base, token, course = lab
     path = f"lessons/{RUN_LESSON}/{RUN_LESSON}.ipynb"
-    open_notebook(lab_page, base, token, path)
+    open_notebook(lab_page, lab, path)
     cells = len(nbformat.read(course / path, as_version=4).cells)
     panel = lab_page.locator(".jp-NotebookPanel:visible")
     assert panel.locator(".jp-Cell").count() == cells, "every cell of the notebook should be shown"
@@ -314,7 +346,7 @@ def test_jupyterlab_runs_a_solution_notebook_and_shows_a_widget(lab, lab_page):
     code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code")
 
     page = lab_page
-    open_notebook(page, base, token, path)
+    open_notebook(page, lab, path)
     panel = page.locator(".jp-NotebookPanel:visible")
     started = panel.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
     for attempt in range(2):  # the menu acts on the focused notebook: focus it, then Run > Run All Cells
