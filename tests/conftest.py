@@ -1,7 +1,18 @@
 """Shared pytest settings."""
 
-import pytest
-import torch
+import os
+
+# `make test` runs the files in pytest workers (-n 2) that share the machine's cores: each worker,
+# and every program it starts, gets its share of them. More BLAS and OpenMP threads than that spin
+# while they wait for a core the other worker holds (figures: benchmarks/HISTORY.md). A thread
+# count set by hand is left as it is.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, _share)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 # The files that take minutes, longest first (from `make test`'s --durations): with
