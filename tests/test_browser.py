@@ -150,7 +150,7 @@ def test_every_page_of_the_site_loads_offline_with_figures_and_math(browser, sit
     report: dict[str, list[str]] = {}
     typeset = 0
     for name in pages:
-        page.goto(f"{site_url}/{name}", wait_until="networkidle")
+        page.goto(f"{site_url}/{name}", wait_until="load")
         found = problems.take()
         math = page.locator(".math").count()
         if math:
@@ -167,6 +167,7 @@ def test_every_page_of_the_site_loads_offline_with_figures_and_math(browser, sit
         if broken:
             found.append(f"images that did not load: {broken}")
         page.evaluate("window.scrollTo(0, 0)")
+        page.evaluate("document.fonts.ready.then(() => true)")  # MathJax's fonts come after its typesetting
         found += problems.take()
         if found:
             report[name] = found
