@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -267,6 +268,21 @@ def lab_page(browser, lab):
     context.route("**/*", local_only)
     page = context.new_page()
     page.set_default_timeout(180_000)  # a cap for hangs only: every step waits on a condition
+
+    def answer(dialog) -> None:
+        """A JupyterLab dialog (seen once under load, over the notebook, intercepting every click):
+        answered with its default button as a learner would, and reported as a warning with its text
+        and a screenshot."""
+        text = " | ".join(dialog.inner_text().split("\n"))
+        page.screenshot(path=SHOTS / "lab_dialog.png")
+        warnings.warn(f"JupyterLab showed a dialog, answered with its default button: {text[:500]}")
+        accept = dialog.locator(".jp-Dialog-button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        else:
+            page.keyboard.press("Escape")
+
+    page.add_locator_handler(page.locator(".jp-Dialog-content"), answer)
     yield page
     context.close()
 
