@@ -94,12 +94,26 @@ def browser():
 
 
 class Problems:
-    """Console errors, uncaught exceptions and failed requests of one browser context."""
+    """Console errors, uncaught exceptions and failed requests of one browser context, and the
+    requests still in flight (a page is left only when none is: leaving aborts them)."""
 
     def __init__(self, context):
         self.items: list[str] = []
+        self.pending: set = set()
         context.on("page", self.watch)
-        context.on("requestfailed", lambda r: self.items.append(f"request failed: {r.url} ({r.failure})"))
+        context.on("request", lambda request: self.pending.add(request))
+        context.on("requestfinished", lambda request: self.pending.discard(request))
+        context.on("requestfailed", self.failed)
+
+    def failed(self, request) -> None:
+        self.pending.discard(request)
+        self.items.append(f"request failed: {request.url} ({request.failure})")
+
+    def settle(self, page, seconds: float = 30) -> None:
+        """Wait until no request of the context is in flight (at most `seconds`)."""
+        deadline = time.monotonic() + seconds
+        while self.pending and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
 
     def watch(self, page) -> None:
         page.on("console", lambda m: m.type == "error" and self.items.append(f"console: {m.text} ({m.location})"))
@@ -169,6 +183,7 @@ def test_every_page_of_the_site_loads_offline_with_figures_and_math(browser, sit
             found.append(f"images that did not load: {broken}")
         page.evaluate("window.scrollTo(0, 0)")
         page.evaluate("document.fonts.ready.then(() => true)")  # MathJax's fonts come after its typesetting
+        problems.settle(page)
         found += problems.take()
         if found:
             report[name] = found
