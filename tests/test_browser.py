@@ -31,8 +31,8 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from jupyter_client import BlockingKernelClient
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,9 +285,8 @@ def lab_page(browser, lab):
     page.set_default_timeout(180_000)  # a cap for hangs only: every step waits on a condition
 
     def answer(dialog) -> None:
-        """A JupyterLab dialog (seen once under load, over the notebook, intercepting every click):
-        answered with its default button as a learner would, and reported as a warning with its text
-        and a screenshot."""
+        """A JupyterLab dialog over the notebook intercepts every click: answer it with its default
+        button, as a learner would, and say so in a warning with its text and a screenshot."""
         text = " | ".join(dialog.inner_text().split("\n"))
         page.screenshot(path=SHOTS / "lab_dialog.png")
         warnings.warn(f"JupyterLab showed a dialog, answered with its default button: {text[:500]}")
@@ -315,12 +314,13 @@ def start_kernel(lab, path: str) -> None:
     """Start the notebook's kernel through the server and wait until it has answered, before the page opens.
 
     JupyterLab then joins a kernel that is up. Left to JupyterLab, the kernel starts while the page
-    connects, and on a loaded machine that race failed the first connection (a 500 on its channels),
-    after which JupyterLab asked which kernel to use or started a second one."""
+    connects, and on a loaded machine that race can fail the first connection (a 500 on its channels),
+    after which JupyterLab asks which kernel to use or starts a second one."""
     base, token, course = lab
     session = api(base, token, "sessions", {"path": path, "name": Path(path).name, "type": "notebook",
                                             "kernel": {"name": "python3"}})
-    client = BlockingKernelClient(connection_file=str(course.parent / "runtime" / f"kernel-{session['kernel']['id']}.json"))
+    runtime = course.parent / "runtime"  # the lab fixture's JUPYTER_RUNTIME_DIR
+    client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
     client.load_connection_file()
     client.start_channels()
     try:
