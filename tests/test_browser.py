@@ -301,15 +301,6 @@ def lab_page(browser, lab):
     context.close()
 
 
-def api(base: str, token: str, route: str, body: dict | None = None) -> dict:
-    """One call to the Jupyter server's REST API (POST with a JSON body, else GET)."""
-    request = urllib.request.Request(f"{base}/api/{route}", headers={"Authorization": f"token {token}",
-                                     "Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
-
-
 def start_kernel(lab, path: str) -> None:
     """Start the notebook's kernel through the server and wait until it has answered, before the page opens.
 
@@ -317,8 +308,11 @@ def start_kernel(lab, path: str) -> None:
     connects, and on a loaded machine that race can fail the first connection (a 500 on its channels),
     after which JupyterLab asks which kernel to use or starts a second one."""
     base, token, course = lab
-    session = api(base, token, "sessions", {"path": path, "name": Path(path).name, "type": "notebook",
-                                            "kernel": {"name": "python3"}})
+    body = {"path": path, "name": Path(path).name, "type": "notebook", "kernel": {"name": "python3"}}
+    request = urllib.request.Request(f"{base}/api/sessions", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        session = json.load(response)
     runtime = course.parent / "runtime"  # the lab fixture's JUPYTER_RUNTIME_DIR
     client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
     client.load_connection_file()
