@@ -77,6 +77,9 @@ def test_figures_are_positive_and_ratios_agree_with_them(quick_run, tiny_through
     assert t["speedup"] == pytest.approx(t["on_device_images_per_s"] / t["dataloader_images_per_s"])
     assert t["batch_size"] == 128 and t["epochs_timed"] == 1
     assert c["forward_ratio"] == pytest.approx(c["numpy_forward_ms"] / c["torch_forward_ms"])
+    one = c["one_thread"]
+    assert one["forward_ratio"] == pytest.approx(one["numpy_forward_ms"] / one["torch_forward_ms"])
+    assert c["torch_threads"] == results["machine"]["torch_threads"]  # one_thread() gave the threads back
     assert c["forward_max_abs_error"] < 1e-3  # the NumPy conv computes the same thing
     assert results["inference"]["single_image_ms"] > 0 and results["inference"]["batched_images_per_s"] > 0
 
@@ -89,6 +92,7 @@ def test_results_md_reports_the_run(quick_run):
     conv_met = results["targets"]["conv_forward_ratio"]
     row = next(line for line in text.splitlines() if line.startswith("| NumPy conv2d forward within 1.5x"))
     assert row.endswith("| met |" if conv_met else "| **not met** |"), row
+    assert f"({results['conv']['one_thread']['forward_ratio']:.1f}x on one thread each)" in row
     assert "## Grading a synthetic class" not in text  # skipped
     row = next(line for line in text.splitlines() if line.startswith("| grading with N sandboxed workers"))
     assert row.endswith("| - | not measured |"), row
