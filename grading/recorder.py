@@ -155,11 +155,12 @@ def trust(x, kind: int = TRUSTED) -> None:
 def foreign_trusted() -> list[str]:
     """Code the record was told to trust (`trust`) that is neither the grader's nor the probes': the
     notebook's own code passed off as the grader's, so that what it calls goes unrecorded."""
-    found = []
+    found, paths = [], {}  # the grader's ~80 code objects come from a dozen files: one realpath each
     for code, _ in list(_KNOWN.values()):
         filename = getattr(code, "co_filename", "")
-        path = os.path.realpath(filename) if filename.startswith(os.sep) else filename
-        if filename != PROBES and not path.startswith(_GRADING):
+        if filename not in paths:
+            paths[filename] = os.path.realpath(filename) if filename.startswith(os.sep) else filename
+        if filename != PROBES and not paths[filename].startswith(_GRADING):
             found.append(f"the notebook's code ({str(getattr(code, 'co_name', '?'))[:60]}) trusted as the grader's")
             if len(found) >= 5:
                 break
