@@ -9,12 +9,20 @@ does (restores locked cells from the gradebook, scores each test cell from its o
 penalties, writes autograded/), except clearing and executing: no student code runs here.
 """
 
+import functools
 import sys
 
 import grading
 
 grading.open_gradebook_quickly()
+import nbgrader.api  # noqa: E402
 from nbgrader.apps import AutogradeApp  # noqa: E402
+
+# nbgrader opens a new Gradebook, with a new engine, about nine times per notebook, and each new engine
+# compiles its SQL again: one engine (and its compiled statements) for this short run, ~1 s in 27
+# notebooks. Only here: a long-running server that kept one would write to a gradebook file deleted
+# and made anew under it.
+nbgrader.api.create_engine = functools.cache(nbgrader.api.create_engine)
 
 SANITIZE = ["nbgrader.preprocessors.DeduplicateIds", "nbgrader.preprocessors.OverwriteKernelspec",
             "nbgrader.preprocessors.OverwriteCells", "nbgrader.preprocessors.CheckCellMetadata"]
