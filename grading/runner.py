@@ -27,9 +27,14 @@ import sys
 import threading
 from pathlib import Path
 
+import time
+from queue import Empty
+
 import nbformat
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from traitlets import Type
 
 from grading import KERNEL, jupyter_fix
 
@@ -104,6 +109,38 @@ class Relay:
                     pass
 
 
+class ReadyClient(AsyncKernelClient):
+    """jupyter_client's client, ready as soon as the kernel has answered kernel_info and its IOPub
+    channel carries messages. jupyter_client then also waits for IOPub to be quiet for 0.2 s; nbclient
+    reads only the messages that answer its own requests, so that wait is left out (0.2 s a submission)."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub is connected
+                    self._handle_kernel_info_reply(reply)
+                    return
+                except Empty:
+                    pass
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+
+class ReadyKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, with `ReadyClient` as its client."""
+
+    client_factory = Type(ReadyClient, klass=AsyncKernelClient)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     keep_out_of_reach()
@@ -118,12 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         incoming, results = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # fd 1 goes to stderr for the kernel: only events use our channel
-    lock = threading.Lock()
+    lock, said_done = threading.Lock(), threading.Event()
 
     def send_line(line: bytes) -> None:
         with lock:
-            results.write(line.rstrip(b"\n") + b"\n")
-            results.flush()
+            try:
+                results.write(line.rstrip(b"\n") + b"\n")
+                results.flush()
+            except OSError:
+                if not said_done.is_set():
+                    raise  # after the last event the grader may have hung up: nothing more is read
 
     def send(event: dict) -> None:
         send_line(json.dumps(event).encode())
@@ -142,12 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         Path("checkpoints").mkdir(exist_ok=True)
         shutil.copy(model, "checkpoints/course_cnn.pt")
 
+    last_code_cell = max((i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"), default=-1)
+
+    def done(event: dict) -> None:
+        """The last event, sent once: the grader may hang up as soon as it has it."""
+        if not said_done.is_set():
+            said_done.set()
+            send(event)
+
     def cell_done(cell, cell_index, execute_reply=None, **_):
         send({"cell": cell_index, "outputs": cell.get("outputs", [])})
+        if cell_index == last_code_cell:  # all said: the grader need not wait for the kernel to shut down
+            done({"done": "ok"})
 
     # No output history (`_`, `Out`, `_oh`): an answer cannot take a value an earlier cell displayed
     # without naming where it came from (grading/references.py reads the names).
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            kernel_manager_class=ReadyKernelManager,
                             interrupt_on_timeout=True, iopub_timeout=10, record_timing=False,
                             shutdown_kernel="immediate", extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}",
                                                                     "--InteractiveShell.cache_size=0"],
@@ -155,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     client.on_cell_executed = cell_done
     try:
         client.execute()
-        send({"done": "ok"})
+        done({"done": "ok"})
     except DeadKernelError as error:
-        send({"done": "kernel died", "detail": str(error)[:500]})
+        done({"done": "kernel died", "detail": str(error)[:500]})
     except Exception as error:  # a cell that would not stop, a kernel that would not start ...
-        send({"done": type(error).__name__, "detail": str(error)[:500]})
+        done({"done": type(error).__name__, "detail": str(error)[:500]})
     return 0
 
 
