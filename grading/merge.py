@@ -19,9 +19,8 @@ import nbgrader.api  # noqa: E402
 from nbgrader.apps import AutogradeApp  # noqa: E402
 
 # nbgrader opens a new Gradebook, with a new engine, about nine times per notebook, and each new engine
-# compiles its SQL again: one engine (and its compiled statements) for this short run, ~1 s in 27
-# notebooks. Only here: a long-running server that kept one would write to a gradebook file deleted
-# and made anew under it.
+# compiles its SQL again: one engine (and its compiled statements) for this run, ~1 s in 27 notebooks.
+# Gradebook.close still disposes of its connections, so each Gradebook opens the file anew.
 nbgrader.api.create_engine = functools.cache(nbgrader.api.create_engine)
 
 SANITIZE = ["nbgrader.preprocessors.DeduplicateIds", "nbgrader.preprocessors.OverwriteKernelspec",

@@ -25,9 +25,8 @@ import shutil
 import socket
 import sys
 import threading
-from pathlib import Path
-
 import time
+from pathlib import Path
 from queue import Empty
 
 import nbformat

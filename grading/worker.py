@@ -319,7 +319,9 @@ def run_and_judge(run_nb, tests: dict[str, str], tokens: dict[str, str], judge: 
         try:
             run.go(run_nb)
         finally:
-            result = session.close(at_once=bool(run.done))
+            # Said all: end it now. Without a sandbox the kernel has a session of its own, out of reach of
+            # the kill: there the runner, which goes on to shut the kernel down, is waited for.
+            result = session.close(at_once=bool(run.done) and options.sandboxed)
     return run, result
 
 

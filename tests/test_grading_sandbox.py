@@ -238,3 +238,21 @@ def test_a_course_python_without_imgrec_lib_stops_grading_and_says_why(monkeypat
     monkeypatch.setattr(worker, "runner_env", shadowed)
     with pytest.raises(worker.CoursePythonBroken, match="imgrec_lib of another checkout"):
         worker.check_course_python(course_python_options(sandboxed=False))
+
+
+def test_without_a_sandbox_the_kernel_has_ended_when_its_run_returns():
+    """Without a sandbox jupyter_client starts the kernel in a session of its own, which ending the
+    runner does not reach: the grader then waits for the runner, which shuts the kernel down, so no
+    student code outlives its run (with a sandbox, ending the sandbox ends everything in it)."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from grading import worker
+    options = course_python_options(sandboxed=False)
+    judge = worker.Judge(options)
+    try:
+        run, _ = worker.run_and_judge(new_notebook(cells=[new_code_cell("import os\nprint(os.getpid())")]),
+                                      {}, {}, judge, options)
+    finally:
+        judge.close()
+    kernel = int(run.outputs[0][0]["text"])
+    assert not Path(f"/proc/{kernel}").exists(), f"the kernel {kernel} is still running"
