@@ -311,17 +311,23 @@ def bench_conv(repeats: int) -> dict:
     dout = rng.standard_normal((64, 16, 32, 32)).astype(np.float32)
     xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
 
-    numpy_fwd = median_seconds(lambda: conv.conv2d(x, w, b, padding=1), repeats, number=5)
-    torch_fwd = median_seconds(lambda: F.conv2d(xt.detach(), wt.detach(), bt.detach(), padding=1), repeats, number=5)
+    def numpy_forward():
+        return conv.conv2d(x, w, b, padding=1)
+
+    def torch_forward():
+        return F.conv2d(xt.detach(), wt.detach(), bt.detach(), padding=1)
+
+    numpy_fwd = median_seconds(numpy_forward, repeats, number=5)
+    torch_fwd = median_seconds(torch_forward, repeats, number=5)
     numpy_bwd = median_seconds(lambda: conv.conv2d_backward(dout, x, w, padding=1), repeats, number=3)
     out = F.conv2d(xt, wt, bt, padding=1)
     dout_t = torch.from_numpy(dout)
     torch_bwd = median_seconds(lambda: torch.autograd.grad(out, (xt, wt, bt), dout_t, retain_graph=True),
                                repeats, number=3)
-    forward_error = float(np.abs(conv.conv2d(x, w, b, padding=1) - out.detach().numpy()).max())
+    forward_error = float(np.abs(numpy_forward() - out.detach().numpy()).max())
     with one_thread():  # the same two, each on one core: what the copy and the product cost, not the threads
-        numpy_fwd_1 = median_seconds(lambda: conv.conv2d(x, w, b, padding=1), repeats, number=5)
-        torch_fwd_1 = median_seconds(lambda: F.conv2d(xt.detach(), wt.detach(), bt.detach(), padding=1), repeats, number=5)
+        numpy_fwd_1 = median_seconds(numpy_forward, repeats, number=5)
+        torch_fwd_1 = median_seconds(torch_forward, repeats, number=5)
 
     xs, ws = x[:2, :, :16, :16], w[:4]  # the naive loops on a small input: (2, 3, 16, 16) x 4 filters
     naive = median_seconds(lambda: conv.conv2d_naive(xs, ws, padding=1), max(3, repeats // 2))
